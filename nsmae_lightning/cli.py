@@ -15,6 +15,7 @@ from collections.abc import Sequence
 # sub-command -> "module:function"; each function takes argv (list[str]) and returns an exit code.
 PLAIN_COMMANDS: dict[str, str] = {
     "world": "nsmae_lightning.data.world.cli:main",
+    "kitti-eval": "nsmae_lightning.evaluation.kitti.cli:main",
 }
 
 
