@@ -187,3 +187,36 @@ def trilinear_sample(volume: Tensor, coords: Tensor, batch_index: Tensor, compil
             f"coords must be (M, 3) and batch_index (M,), got {tuple(coords.shape)} and {tuple(batch_index.shape)}"
         )
     return _TrilinearSample.apply(volume.contiguous(), coords, batch_index.to(torch.int64), compiled)
+
+
+def grid_sample_reference(volume: Tensor, coords: Tensor, batch_index: Tensor) -> Tensor:
+    """The same sampling through `F.grid_sample` on a (B, C, Z, Y, X) view (the baseline).
+
+    Kept as the reference the fast sampler is tested and benchmarked against, and as a
+    render-network option. Loops over batch elements because grid_sample needs the same
+    sample count per element.
+
+    Args:
+        volume: (B, Z, Y, X, C) values.
+        coords: (M, 3) continuous voxel coordinates (cell centres at integers).
+        batch_index: (M,) int64 batch element of each sample.
+
+    Returns:
+        (M, C) sampled values in the volume's dtype.
+    """
+    batch_size, size_z, size_y, size_x, channels = volume.shape
+    volume_cf = volume.permute(0, 4, 1, 2, 3)  # (B, C, Z, Y, X)
+    sizes = coords.new_tensor([size_x, size_y, size_z])
+    grid = (2.0 * coords + 1.0) / sizes - 1.0  # align_corners=False normalisation
+    output = volume.new_zeros(coords.shape[0], channels)
+    for sample_index in range(batch_size):
+        selected = batch_index == sample_index
+        sampled = torch.nn.functional.grid_sample(
+            volume_cf[sample_index : sample_index + 1],
+            grid[selected].view(1, 1, 1, -1, 3).to(volume.dtype),
+            mode="bilinear",
+            padding_mode="zeros",
+            align_corners=False,
+        )  # (1, C, 1, 1, m)
+        output = output.index_put((torch.nonzero(selected).squeeze(1),), sampled.view(channels, -1).T)
+    return output

@@ -1,0 +1,446 @@
+"""Rays and their targets for the three rendering views of NS-MAE (paper Sec. III-F/G).
+
+Everything is in the keyframe LiDAR frame (docs/conventions.md). Pixel centres sit at
+integer pixel coordinates (OpenCV): pixel `[v, u]` of an image is the point `(u, v)`,
+and a LiDAR point projecting to `(u, v)` lands in pixel `[round(v), round(u)]`.
+Ray directions are unit vectors, so a ray parameter `t` is a distance in metres from
+the ray origin; every depth target is a distance along its ray from the ray origin,
+which is what the renderer integrates (see `rendering.composite`).
+
+- PER: real camera rays. Origin = camera centre, direction through an image pixel
+  (img_aug undone, back-projected with the intrinsics, rotated with cam2lidar).
+  Targets: RGB of the unmasked image, and the distance from the camera centre to the
+  nearest LiDAR point projecting into that pixel (z-buffer).
+- BEV: rays straight down from the top of the range through BEV cell centres.
+  Target: distance from the top of the range to the highest LiDAR return of the pillar.
+- Rand: random virtual pinhole cameras near the ego, LiDAR z-buffer depth targets.
+
+Rays are drawn per step: `mode="uniform"` over all pixels / pillars, `mode="lidar"`
+only through pixels / pillars hit by LiDAR (UniPAD's choice; every ray then carries
+a depth target). Every ray is clipped to the pc range (near/far of the ray-box
+intersection); rays that miss the range are dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from nsmae_lightning.constants import IMAGE_MEAN, IMAGE_STD
+
+RAY_MODES: tuple[str, ...] = ("uniform", "lidar")
+
+
+@dataclass
+class RayBundle:
+    """A set of rays of one view over a whole batch, with their targets.
+
+    Attributes:
+        origins: (R, 3) ray origins, LiDAR frame.
+        directions: (R, 3) unit directions.
+        batch_index: (R,) int64 batch element of each ray.
+        near: (R,) distance where the ray enters the pc range (>= 0).
+        far: (R,) distance where it leaves the pc range (> near).
+        depth_target: (R,) target distance along the ray (0 where `has_depth` is False).
+        has_depth: (R,) bool, whether the ray has a LiDAR depth target.
+        rgb_target: (R, 3) target colour in [0, 1] (PER only, else None).
+    """
+
+    origins: Tensor
+    directions: Tensor
+    batch_index: Tensor
+    near: Tensor
+    far: Tensor
+    depth_target: Tensor
+    has_depth: Tensor
+    rgb_target: Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.origins.shape[0]
+
+    def select(self, keep: Tensor) -> RayBundle:
+        """The rays where `keep` (bool mask or index tensor) selects."""
+        return RayBundle(
+            origins=self.origins[keep],
+            directions=self.directions[keep],
+            batch_index=self.batch_index[keep],
+            near=self.near[keep],
+            far=self.far[keep],
+            depth_target=self.depth_target[keep],
+            has_depth=self.has_depth[keep],
+            rgb_target=None if self.rgb_target is None else self.rgb_target[keep],
+        )
+
+    @staticmethod
+    def concatenate(bundles: Sequence[RayBundle]) -> RayBundle:
+        """Join bundles (e.g. one per batch element) into one."""
+        rgb_parts = [bundle.rgb_target for bundle in bundles]
+        return RayBundle(
+            origins=torch.cat([bundle.origins for bundle in bundles]),
+            directions=torch.cat([bundle.directions for bundle in bundles]),
+            batch_index=torch.cat([bundle.batch_index for bundle in bundles]),
+            near=torch.cat([bundle.near for bundle in bundles]),
+            far=torch.cat([bundle.far for bundle in bundles]),
+            depth_target=torch.cat([bundle.depth_target for bundle in bundles]),
+            has_depth=torch.cat([bundle.has_depth for bundle in bundles]),
+            rgb_target=None if any(part is None for part in rgb_parts) else torch.cat(rgb_parts),  # type: ignore[arg-type]
+        )
+
+
+def points_in_range(points_xyz: Tensor, pc_range: Sequence[float]) -> Tensor:
+    """(P,) bool: points inside [x0, x1) x [y0, y1) x [z0, z1)."""
+    lower = points_xyz.new_tensor(pc_range[:3])
+    upper = points_xyz.new_tensor(pc_range[3:])
+    return ((points_xyz >= lower) & (points_xyz < upper)).all(dim=-1)
+
+
+def clip_to_range(origins: Tensor, directions: Tensor, pc_range: Sequence[float]) -> tuple[Tensor, Tensor]:
+    """Near/far distances of the ray-box intersection (slab method).
+
+    Args:
+        origins: (R, 3) ray origins.
+        directions: (R, 3) unit directions.
+        pc_range: (x0, y0, z0, x1, y1, z1).
+
+    Returns:
+        near (R,) clamped at 0 (origins inside start at 0) and far (R,); a ray misses
+        the box where far <= near.
+    """
+    lower = origins.new_tensor(pc_range[:3])
+    upper = origins.new_tensor(pc_range[3:])
+    # Axis-parallel components get a tiny slope: the slab bounds become +-huge, as they should.
+    safe = torch.where(directions.abs() < 1e-12, torch.full_like(directions, 1e-12), directions)
+    inverse = 1.0 / safe
+    t_lower = (lower - origins) * inverse
+    t_upper = (upper - origins) * inverse
+    near = torch.minimum(t_lower, t_upper).amax(dim=-1).clamp_min(0.0)
+    far = torch.maximum(t_lower, t_upper).amin(dim=-1)
+    return near, far
+
+
+def pixel_rays(pixels: Tensor, intrinsics: Tensor, cam2lidar: Tensor, img_aug: Tensor) -> tuple[Tensor, Tensor]:
+    """Rays through pixels of augmented images.
+
+    Args:
+        pixels: (R, 2) (u', v') pixel coordinates in the augmented image.
+        intrinsics: (R, 3, 3) intrinsics of the original image.
+        cam2lidar: (R, 4, 4) camera -> LiDAR transform.
+        img_aug: (R, 4, 4) original pixel -> augmented pixel transform.
+
+    Returns:
+        origins (R, 3) = camera centres and unit directions (R, 3), LiDAR frame.
+    """
+    augmented = torch.cat([pixels, torch.ones_like(pixels)], dim=-1)  # (R, 4): u', v', d = 1, 1
+    original = torch.linalg.solve(img_aug, augmented.unsqueeze(-1)).squeeze(-1)  # (R, 4)
+    homogeneous = torch.cat([original[:, :2], torch.ones_like(original[:, :1])], dim=-1)  # (R, 3)
+    camera_dirs = torch.linalg.solve(intrinsics, homogeneous.unsqueeze(-1)).squeeze(-1)  # (R, 3)
+    directions = (cam2lidar[:, :3, :3] @ camera_dirs.unsqueeze(-1)).squeeze(-1)
+    return cam2lidar[:, :3, 3], torch.nn.functional.normalize(directions, dim=-1)
+
+
+def distance_image(
+    points_xyz: Tensor, intrinsics: Tensor, cam2lidar: Tensor, img_aug: Tensor, height: int, width: int
+) -> Tensor:
+    """Z-buffer of LiDAR points: per pixel, the distance from the camera centre to the nearest point.
+
+    Projection follows docs/conventions.md; points behind the camera (d <= 0.1 m) or
+    outside the image are ignored.
+
+    Args:
+        points_xyz: (P, 3) LiDAR points.
+        intrinsics: (N, 3, 3), cam2lidar: (N, 4, 4), img_aug: (N, 4, 4) per camera.
+        height: image height (augmented image).
+        width: image width.
+
+    Returns:
+        (N, H, W) distances, `inf` where no point projects.
+    """
+    cameras = intrinsics.shape[0]
+    homogeneous = torch.cat([points_xyz, torch.ones_like(points_xyz[:, :1])], dim=-1)  # (P, 4)
+    camera_points = torch.linalg.solve(cam2lidar, homogeneous.T.unsqueeze(0).expand(cameras, -1, -1))  # (N, 4, P)
+    depth = camera_points[:, 2]  # (N, P)
+    uvd = intrinsics @ camera_points[:, :3]  # (N, 3, P)
+    pixel_uv = uvd[:, :2] / depth.clamp_min(1e-6).unsqueeze(1)  # (N, 2, P)
+    original = torch.cat([pixel_uv, depth.unsqueeze(1), torch.ones_like(depth).unsqueeze(1)], dim=1)  # (N, 4, P)
+    augmented = img_aug @ original  # (N, 4, P)
+    column = torch.round(augmented[:, 0]).long()
+    row = torch.round(augmented[:, 1]).long()
+    visible = (depth > 0.1) & (column >= 0) & (column < width) & (row >= 0) & (row < height)
+    distance = (points_xyz.unsqueeze(0) - cam2lidar[:, None, :3, 3]).norm(dim=-1)  # (N, P)
+    camera_index = torch.arange(cameras, device=points_xyz.device).unsqueeze(1).expand_as(row)
+    flat = (camera_index * height + row) * width + column
+    image = torch.full((cameras * height * width,), math.inf, device=points_xyz.device, dtype=points_xyz.dtype)
+    image.scatter_reduce_(0, flat[visible], distance[visible], reduce="amin")
+    return image.view(cameras, height, width)
+
+
+def _choose(candidates: Tensor, count: int) -> Tensor:
+    """Up to `count` entries of `candidates` drawn without replacement."""
+    if candidates.numel() <= count:
+        return candidates
+    return candidates[torch.randperm(candidates.numel(), device=candidates.device)[:count]]
+
+
+def _finish(
+    origins: Tensor,
+    directions: Tensor,
+    depth: Tensor,
+    rgb: Tensor | None,
+    sample_index: int,
+    pc_range: Sequence[float],
+) -> RayBundle:
+    """Clip rays to the range, attach targets, drop rays that miss the range."""
+    near, far = clip_to_range(origins, directions, pc_range)
+    has_depth = torch.isfinite(depth)
+    bundle = RayBundle(
+        origins=origins,
+        directions=directions,
+        batch_index=torch.full_like(near, sample_index, dtype=torch.int64),
+        near=near,
+        far=far,
+        depth_target=torch.where(has_depth, depth, torch.zeros_like(depth)),
+        has_depth=has_depth,
+        rgb_target=rgb,
+    )
+    return bundle.select(far > near)
+
+
+def camera_rays(
+    distances: Tensor,
+    intrinsics: Tensor,
+    cam2lidar: Tensor,
+    img_aug: Tensor,
+    count: int | None,
+    mode: str,
+    sample_index: int,
+    pc_range: Sequence[float],
+    images_rgb: Tensor | None = None,
+) -> RayBundle:
+    """Rays through pixels of a set of cameras of one batch element (PER and Rand views).
+
+    Args:
+        distances: (N, H, W) z-buffer from `distance_image` (`inf` = no LiDAR).
+        intrinsics: (N, 3, 3), cam2lidar: (N, 4, 4), img_aug: (N, 4, 4).
+        count: rays to draw over all cameras (None = every candidate pixel).
+        mode: "uniform" (all pixels) or "lidar" (pixels with a LiDAR distance).
+        sample_index: batch element, stored in the bundle.
+        pc_range: range the rays are clipped to.
+        images_rgb: (N, 3, H, W) colour targets in [0, 1], or None for depth only.
+
+    Returns:
+        The rays with depth targets (and colour targets when images are given).
+    """
+    if mode not in RAY_MODES:
+        raise ValueError(f"ray mode must be one of {RAY_MODES}, got {mode!r}")
+    cameras, height, width = distances.shape
+    flat_distances = distances.reshape(-1)
+    if mode == "lidar":
+        candidates = torch.nonzero(torch.isfinite(flat_distances)).squeeze(1)
+    else:
+        candidates = torch.arange(flat_distances.numel(), device=distances.device)
+    chosen = candidates if count is None else _choose(candidates, count)
+    camera = chosen // (height * width)
+    row = (chosen // width) % height
+    column = chosen % width
+    pixels = torch.stack([column, row], dim=-1).to(distances.dtype)
+    origins, directions = pixel_rays(pixels, intrinsics[camera], cam2lidar[camera], img_aug[camera])
+    rgb = None if images_rgb is None else images_rgb[camera, :, row, column]  # (R, 3)
+    return _finish(origins, directions, flat_distances[chosen], rgb, sample_index, pc_range)
+
+
+def denormalize_images(images: Tensor) -> Tensor:
+    """Normalised images (..., 3, H, W) back to RGB in [0, 1] with constants.IMAGE_MEAN/STD."""
+    mean = images.new_tensor(IMAGE_MEAN).view(3, 1, 1)
+    std = images.new_tensor(IMAGE_STD).view(3, 1, 1)
+    return (images * std + mean).clamp(0.0, 1.0)
+
+
+def perspective_rays(
+    batch: dict[str, object], pc_range: Sequence[float], count: int, mode: str, with_color: bool
+) -> RayBundle:
+    """PER rays over a batch: `count` rays per batch element, spread over its cameras.
+
+    Args:
+        batch: the unmasked batch (images, intrinsics, cam2lidar, img_aug, points).
+        pc_range: (x0, y0, z0, x1, y1, z1).
+        count: rays per batch element.
+        mode: "uniform" or "lidar".
+        with_color: attach RGB targets from the (de-normalised) images.
+
+    Returns:
+        The rays of all batch elements.
+    """
+    images: Tensor = batch["images"]  # type: ignore[assignment]
+    points: list[Tensor] = batch["points"]  # type: ignore[assignment]
+    height, width = images.shape[-2:]
+    bundles = []
+    for sample_index, sample_points in enumerate(points):
+        xyz = sample_points[:, :3].to(images.dtype)
+        xyz = xyz[points_in_range(xyz, pc_range)]
+        intrinsics = batch["intrinsics"][sample_index]  # type: ignore[index]
+        cam2lidar = batch["cam2lidar"][sample_index]  # type: ignore[index]
+        img_aug = batch["img_aug"][sample_index]  # type: ignore[index]
+        distances = distance_image(xyz, intrinsics, cam2lidar, img_aug, height, width)
+        colors = denormalize_images(images[sample_index]) if with_color else None
+        bundles.append(
+            camera_rays(distances, intrinsics, cam2lidar, img_aug, count, mode, sample_index, pc_range, colors)
+        )
+    return RayBundle.concatenate(bundles)
+
+
+def pillar_depth(points_xyz: Tensor, pc_range: Sequence[float], grid_shape: tuple[int, int]) -> Tensor:
+    """BEV depth target: distance from the top of the range to each pillar's highest return.
+
+    Args:
+        points_xyz: (P, 3) LiDAR points (points outside the range are ignored).
+        pc_range: (x0, y0, z0, x1, y1, z1).
+        grid_shape: (Ny, Nx) of the BEV grid over the range.
+
+    Returns:
+        (Ny, Nx) distances `z1 - z_max`, `inf` for empty pillars.
+    """
+    size_y, size_x = grid_shape
+    x0, y0, _, x1, y1, z1 = pc_range
+    inside = points_xyz[points_in_range(points_xyz, pc_range)]
+    column = ((inside[:, 0] - x0) / ((x1 - x0) / size_x)).long().clamp(0, size_x - 1)
+    row = ((inside[:, 1] - y0) / ((y1 - y0) / size_y)).long().clamp(0, size_y - 1)
+    highest = torch.full((size_y * size_x,), -math.inf, device=points_xyz.device, dtype=points_xyz.dtype)
+    highest.scatter_reduce_(0, row * size_x + column, inside[:, 2], reduce="amax")
+    return (z1 - highest).view(size_y, size_x)
+
+
+def bev_rays(
+    points: Sequence[Tensor],
+    pc_range: Sequence[float],
+    grid_shape: tuple[int, int],
+    count: int | None,
+    mode: str,
+) -> RayBundle:
+    """BEV rays: straight down from the top of the range through BEV cell centres.
+
+    Args:
+        points: per batch element (P, >=3) LiDAR points.
+        pc_range: (x0, y0, z0, x1, y1, z1).
+        grid_shape: (Ny, Nx) of the BEV embedding.
+        count: rays per batch element (None = every candidate pillar).
+        mode: "uniform" (all pillars) or "lidar" (pillars with a return).
+
+    Returns:
+        The rays of all batch elements; `depth_target = z1 - z_max` of the pillar.
+    """
+    if mode not in RAY_MODES:
+        raise ValueError(f"ray mode must be one of {RAY_MODES}, got {mode!r}")
+    bundles = []
+    for sample_index, sample_points in enumerate(points):
+        xyz = sample_points[:, :3].float()
+        depth = pillar_depth(xyz, pc_range, grid_shape).reshape(-1)
+        if mode == "lidar":
+            candidates = torch.nonzero(torch.isfinite(depth)).squeeze(1)
+        else:
+            candidates = torch.arange(depth.numel(), device=xyz.device)
+        chosen = candidates if count is None else _choose(candidates, count)
+        origins, directions = pillar_rays(chosen, pc_range, grid_shape)
+        bundles.append(_finish(origins, directions, depth[chosen], None, sample_index, pc_range))
+    return RayBundle.concatenate(bundles)
+
+
+def pillar_rays(cells: Tensor, pc_range: Sequence[float], grid_shape: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Downward rays from the top of the range through BEV cell centres.
+
+    Args:
+        cells: (K,) flat cell indices `iy * Nx + ix`.
+        pc_range: (x0, y0, z0, x1, y1, z1).
+        grid_shape: (Ny, Nx).
+
+    Returns:
+        origins (K, 3) at `(x_centre, y_centre, z1)` and directions (K, 3) = (0, 0, -1).
+    """
+    size_y, size_x = grid_shape
+    x0, y0, _, x1, y1, z1 = pc_range
+    centre_x = x0 + ((cells % size_x).float() + 0.5) * (x1 - x0) / size_x
+    centre_y = y0 + ((cells // size_x).float() + 0.5) * (y1 - y0) / size_y
+    origins = torch.stack([centre_x, centre_y, torch.full_like(centre_x, z1)], dim=-1)
+    return origins, origins.new_tensor([0.0, 0.0, -1.0]).expand_as(origins)
+
+
+def virtual_cameras(
+    count: int,
+    image_size: tuple[int, int],
+    fov_deg: float,
+    origin_radius: float,
+    height_range: tuple[float, float],
+    pitch_range_deg: tuple[float, float],
+    device: torch.device,
+) -> tuple[Tensor, Tensor]:
+    """Random pinhole cameras near the ego (the Rand view).
+
+    Origins are uniform over a disc of `origin_radius` around the LiDAR at a height
+    in `height_range`; yaw is uniform over the circle, pitch uniform in
+    `pitch_range_deg` (positive looks up). Camera axes: x right, y down, z forward.
+
+    Returns:
+        intrinsics (count, 3, 3) with `fov_deg` horizontal field of view and
+        cam2lidar (count, 4, 4).
+    """
+    height, width = image_size
+    radius = origin_radius * torch.sqrt(torch.rand(count, device=device))
+    angle = 2.0 * math.pi * torch.rand(count, device=device)
+    lift = height_range[0] + (height_range[1] - height_range[0]) * torch.rand(count, device=device)
+    yaw = 2.0 * math.pi * torch.rand(count, device=device)
+    pitch_low, pitch_high = (math.radians(value) for value in pitch_range_deg)
+    pitch = pitch_low + (pitch_high - pitch_low) * torch.rand(count, device=device)
+    forward = torch.stack([pitch.cos() * yaw.cos(), pitch.cos() * yaw.sin(), pitch.sin()], dim=-1)
+    up = forward.new_tensor([0.0, 0.0, 1.0]).expand_as(forward)
+    right = torch.nn.functional.normalize(torch.linalg.cross(forward, up), dim=-1)
+    down = torch.linalg.cross(forward, right)
+    cam2lidar = torch.eye(4, device=device).repeat(count, 1, 1)
+    cam2lidar[:, :3, :3] = torch.stack([right, down, forward], dim=-1)  # columns = camera axes
+    cam2lidar[:, :3, 3] = torch.stack([radius * angle.cos(), radius * angle.sin(), lift], dim=-1)
+    focal = (width / 2.0) / math.tan(math.radians(fov_deg) / 2.0)
+    intrinsics = torch.tensor(
+        [[focal, 0.0, (width - 1) / 2.0], [0.0, focal, (height - 1) / 2.0], [0.0, 0.0, 1.0]], device=device
+    ).repeat(count, 1, 1)
+    return intrinsics, cam2lidar
+
+
+def random_view_rays(
+    points: Sequence[Tensor],
+    pc_range: Sequence[float],
+    cameras_per_sample: int,
+    count: int,
+    mode: str,
+    image_size: tuple[int, int],
+    fov_deg: float,
+    origin_radius: float,
+    height_range: tuple[float, float],
+    pitch_range_deg: tuple[float, float],
+) -> RayBundle:
+    """Rand rays: random virtual cameras per batch element, LiDAR z-buffer depth targets.
+
+    Args:
+        points: per batch element (P, >=3) LiDAR points.
+        pc_range: (x0, y0, z0, x1, y1, z1).
+        cameras_per_sample: virtual cameras drawn per batch element.
+        count: rays per batch element.
+        mode: "uniform" or "lidar".
+        image_size, fov_deg, origin_radius, height_range, pitch_range_deg: see
+            `virtual_cameras`.
+
+    Returns:
+        The rays of all batch elements.
+    """
+    bundles = []
+    for sample_index, sample_points in enumerate(points):
+        xyz = sample_points[:, :3].float()
+        xyz = xyz[points_in_range(xyz, pc_range)]
+        intrinsics, cam2lidar = virtual_cameras(
+            cameras_per_sample, image_size, fov_deg, origin_radius, height_range, pitch_range_deg, xyz.device
+        )
+        img_aug = torch.eye(4, device=xyz.device).repeat(cameras_per_sample, 1, 1)
+        distances = distance_image(xyz, intrinsics, cam2lidar, img_aug, *image_size)
+        bundles.append(camera_rays(distances, intrinsics, cam2lidar, img_aug, count, mode, sample_index, pc_range))
+    return RayBundle.concatenate(bundles)

@@ -1,0 +1,510 @@
+"""NeRF-like render network and volume rendering for NS-MAE pretraining (paper Sec. III-E to III-H).
+
+The render network f(x, w, e) = (sigma, c) turns the fused BEV embedding e into a
+density volume and a colour-feature volume over the pc range ("channels -> Z"
+reshape of a conv output), reads both at ray samples x by trilinear interpolation
+(one fused channels-last gather, `trilinear.py`), and maps the sampled feature plus
+the encoded view direction w to RGB with a small MLP. Density is made non-negative
+with softplus *before* sampling, so samples outside the range read exactly zero.
+
+Volume rendering (eqs. 2 and 4) marches each ray from the point where it enters the
+pc range at a fixed step delta (PER 0.8 m, BEV 0.2 m): sample i sits at
+`t_i = near + i * delta`, T_i = exp(-sum_{j<i} sigma_j delta),
+w_i = T_i (1 - exp(-sigma_i delta)), colour = sum_i w_i c_i + (1 - sum_i w_i) * background,
+depth = sum_i w_i t_i. Eq. (4) measures t from the first sample; we measure it from
+the ray origin, which is the same whenever the origin lies in the range (cameras,
+BEV rays from the top plane) and keeps rendered depth comparable with the LiDAR
+distances of `rays.py` otherwise. Depth is *not* divided by sum_i w_i (as in eq. 4)
+unless `normalize_depth` is set. Transmittance, weights, depth and losses are float32
+even under autocast.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from nsmae_lightning.models.rays import (
+    RAY_MODES,
+    RayBundle,
+    bev_rays,
+    clip_to_range,
+    denormalize_images,
+    distance_image,
+    perspective_rays,
+    pillar_depth,
+    pillar_rays,
+    pixel_rays,
+    points_in_range,
+    random_view_rays,
+)
+from nsmae_lightning.models.render_loss import LossTerm, loss_term
+from nsmae_lightning.models.trilinear import grid_sample_reference, metric_to_voxel, trilinear_sample
+
+SAMPLERS: tuple[str, ...] = ("trilinear", "trilinear_compiled", "grid_sample")
+
+# Table VIII rendering targets (colour, D_PER, D_BEV, D_Rand) per setting; masking is the task's.
+TABLE_VIII_TARGETS: dict[str, tuple[bool, bool, bool, bool]] = {
+    "A1": (True, False, False, False),
+    "A2": (True, False, False, False),
+    "B0": (False, False, False, True),
+    "B1": (False, True, False, False),
+    "B2": (False, False, True, False),
+    "B3": (False, True, True, False),
+    "B4": (False, True, True, True),
+    "default": (True, True, True, True),
+}
+
+
+@dataclass
+class RenderConfig:
+    """Every knob of the render head; the defaults are the paper's settings (Sec. IV-A).
+
+    Attributes:
+        z_bins: Z of the density / feature volumes over the range height.
+        feature_channels: Cf, colour-feature channels per voxel.
+        trunk_channels: width of the conv layers before the volume projection.
+        trunk_layers: 3x3 conv + ReLU layers before the volume projection.
+        mlp_hidden: hidden width of the colour MLP.
+        mlp_layers: hidden layers of the colour MLP.
+        use_view_dir: feed the encoded view direction to the colour MLP.
+        view_dir_frequencies: sin/cos frequencies of the direction encoding (0 = raw).
+        color: render colour on PER rays (Table VIII "C").
+        depth_per: PER depth loss (D^PER).
+        depth_bev: BEV depth loss (D^BEV).
+        depth_rand: random-view depth loss (D^Rand).
+        lambda_color: weight of the colour loss (paper 1e4).
+        lambda_depth_per: weight of D^PER (paper 1e-2).
+        lambda_depth_bev: weight of D^BEV (paper 1e-2).
+        lambda_depth_rand: weight of D^Rand (paper's depth weight 1e-2).
+        per_step: delta of PER rays in metres (paper 0.8).
+        bev_step: delta of BEV rays in metres (paper 0.2).
+        rand_step: delta of random-view rays in metres.
+        max_samples_per_ray: cap on samples per ray (longer rays are cut).
+        normalize_depth: divide rendered depth by sum_i w_i (eq. 4 does not).
+        background: grey level behind the range for colour (eq. 2 has none: 0).
+        ray_mode: "lidar" (rays only through pixels / pillars hit by LiDAR, as UniPAD)
+            or "uniform" (over all pixels / pillars).
+        per_rays: PER rays per batch element and step (over all its cameras).
+        bev_rays: BEV rays per batch element and step.
+        rand_rays: random-view rays per batch element and step.
+        rand_cameras: virtual cameras per batch element and step.
+        rand_image_size: (H, W) of the virtual cameras.
+        rand_fov_deg: horizontal field of view of the virtual cameras.
+        rand_origin_radius: virtual camera centres lie within this radius of the LiDAR.
+        rand_height_range: (low, high) z of the virtual camera centres.
+        rand_pitch_range_deg: (low, high) pitch of the virtual cameras (up positive).
+        sampler: "trilinear" (fused channels-last sampler), "trilinear_compiled" (the
+            same through torch.compile, for GPUs) or "grid_sample" (baseline).
+        render_chunk_rays: rays per chunk when rendering full images for logging.
+    """
+
+    z_bins: int = 40
+    feature_channels: int = 32
+    trunk_channels: int = 128
+    trunk_layers: int = 2
+    mlp_hidden: int = 64
+    mlp_layers: int = 2
+    use_view_dir: bool = True
+    view_dir_frequencies: int = 4
+    color: bool = True
+    depth_per: bool = True
+    depth_bev: bool = True
+    depth_rand: bool = True
+    lambda_color: float = 1e4
+    lambda_depth_per: float = 1e-2
+    lambda_depth_bev: float = 1e-2
+    lambda_depth_rand: float = 1e-2
+    per_step: float = 0.8
+    bev_step: float = 0.2
+    rand_step: float = 0.8
+    max_samples_per_ray: int = 256
+    normalize_depth: bool = False
+    background: float = 0.0
+    ray_mode: str = "lidar"
+    per_rays: int = 4096
+    bev_rays: int = 4096
+    rand_rays: int = 2048
+    rand_cameras: int = 2
+    rand_image_size: tuple[int, int] = field(default=(64, 176))
+    rand_fov_deg: float = 90.0
+    rand_origin_radius: float = 5.0
+    rand_height_range: tuple[float, float] = field(default=(-1.0, 1.0))
+    rand_pitch_range_deg: tuple[float, float] = field(default=(-15.0, 10.0))
+    sampler: str = "trilinear"
+    render_chunk_rays: int = 8192
+
+    def __post_init__(self) -> None:
+        if self.ray_mode not in RAY_MODES:
+            raise ValueError(f"RenderConfig.ray_mode must be one of {RAY_MODES}, got {self.ray_mode!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"RenderConfig.sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        positive = {
+            "z_bins": self.z_bins,
+            "feature_channels": self.feature_channels,
+            "trunk_channels": self.trunk_channels,
+            "mlp_hidden": self.mlp_hidden,
+            "per_step": self.per_step,
+            "bev_step": self.bev_step,
+            "rand_step": self.rand_step,
+            "max_samples_per_ray": self.max_samples_per_ray,
+            "per_rays": self.per_rays,
+            "bev_rays": self.bev_rays,
+            "rand_rays": self.rand_rays,
+            "rand_cameras": self.rand_cameras,
+            "render_chunk_rays": self.render_chunk_rays,
+        }
+        for name, value in positive.items():
+            if value <= 0:
+                raise ValueError(f"RenderConfig.{name} must be positive, got {value}")
+        if not (self.color or self.depth_per or self.depth_bev or self.depth_rand):
+            raise ValueError("RenderConfig enables no rendering target (color, depth_per, depth_bev, depth_rand)")
+
+    @classmethod
+    def paper(cls) -> RenderConfig:
+        """The paper's default setting: C + D^PER + D^BEV + D^Rand, lambdas 1e4 / 1e-2, deltas 0.8 / 0.2."""
+        return cls()
+
+    @classmethod
+    def table_viii(cls, setting: str) -> RenderConfig:
+        """The rendering targets of a Table VIII row ("A1".."B4", "default"); masking is set elsewhere."""
+        if setting not in TABLE_VIII_TARGETS:
+            raise ValueError(f"unknown Table VIII setting {setting!r}; expected one of {sorted(TABLE_VIII_TARGETS)}")
+        color, depth_per, depth_bev, depth_rand = TABLE_VIII_TARGETS[setting]
+        return cls(color=color, depth_per=depth_per, depth_bev=depth_bev, depth_rand=depth_rand)
+
+
+@dataclass
+class RenderedRays:
+    """Volume-rendering results of a ray bundle (float32).
+
+    Attributes:
+        depth: (R,) rendered distance along each ray (eq. 4).
+        opacity: (R,) sum_i w_i.
+        rgb: (R, 3) rendered colour (eq. 2), or None for depth-only views.
+    """
+
+    depth: Tensor
+    opacity: Tensor
+    rgb: Tensor | None
+
+
+@dataclass
+class RenderOutput:
+    """What the pretraining head returns for one batch.
+
+    Attributes:
+        losses: unweighted L_k of the enabled terms (loss_color, loss_depth_per,
+            loss_depth_bev, loss_depth_rand), float32 scalars.
+        total: sum_k lambda_k L_k (eq. 7).
+        skipped: per enabled term, batch elements that had no valid target.
+        rays: per enabled term, rays that carried a target.
+    """
+
+    losses: dict[str, Tensor]
+    total: Tensor
+    skipped: dict[str, int]
+    rays: dict[str, int]
+
+
+def composite(
+    sigma: Tensor, t: Tensor, step: float, rgb: Tensor | None, background: float, normalize_depth: bool
+) -> RenderedRays:
+    """Discrete volume rendering (eqs. 2 and 4) in float32, whatever autocast says.
+
+    Args:
+        sigma: (R, S) non-negative densities (0 for padding samples past the ray's end).
+        t: (R, S) distance of each sample from the ray origin.
+        step: delta between samples.
+        rgb: (R, S, 3) colours, or None.
+        background: colour seen through the leftover transmittance.
+        normalize_depth: divide depth by the opacity sum_i w_i.
+
+    Returns:
+        Rendered depth, opacity and colour.
+    """
+    with torch.autocast(device_type=sigma.device.type, enabled=False):
+        optical_depth = sigma.float() * step  # (R, S)
+        accumulated = torch.cumsum(optical_depth, dim=-1)
+        transmittance = torch.exp(-(accumulated - optical_depth))  # exclusive sum: T_i
+        weights = transmittance * (1.0 - torch.exp(-optical_depth))
+        opacity = weights.sum(dim=-1)
+        depth = (weights * t.float()).sum(dim=-1)
+        if normalize_depth:
+            depth = depth / opacity.clamp_min(1e-6)
+        color = None
+        if rgb is not None:
+            # 1 - sum_i w_i = exp(-sum_i sigma_i delta): the light that passes every sample.
+            color = (weights.unsqueeze(-1) * rgb.float()).sum(dim=-2) + (1.0 - opacity).unsqueeze(-1) * background
+    return RenderedRays(depth=depth, opacity=opacity, rgb=color)
+
+
+def encode_directions(directions: Tensor, frequencies: int) -> Tensor:
+    """(M, 3) unit directions -> (M, 3 * (1 + 2 * frequencies)) [d, sin(2^k pi d), cos(2^k pi d)]."""
+    parts = [directions]
+    for level in range(frequencies):
+        scaled = directions * (math.pi * 2.0**level)
+        parts += [torch.sin(scaled), torch.cos(scaled)]
+    return torch.cat(parts, dim=-1)
+
+
+class RenderNetwork(nn.Module):
+    """f(x, w, e) = (sigma, c): BEV embedding -> density + feature volumes -> colour MLP.
+
+    Args:
+        embed_channels: C of the fused BEV embedding.
+        config: sizes (z_bins, feature_channels, trunk_*, mlp_*, view-direction switches).
+    """
+
+    def __init__(self, embed_channels: int, config: RenderConfig) -> None:
+        super().__init__()
+        self.z_bins = config.z_bins
+        self.feature_channels = config.feature_channels
+        self.use_view_dir = config.use_view_dir
+        self.view_dir_frequencies = config.view_dir_frequencies
+        trunk: list[nn.Module] = []
+        channels = embed_channels
+        for _ in range(config.trunk_layers):
+            trunk += [nn.Conv2d(channels, config.trunk_channels, 3, padding=1), nn.ReLU(inplace=True)]
+            channels = config.trunk_channels
+        self.trunk = nn.Sequential(*trunk)
+        self.to_volume = nn.Conv2d(channels, (1 + config.feature_channels) * config.z_bins, 1)
+        direction_channels = 3 * (1 + 2 * config.view_dir_frequencies) if config.use_view_dir else 0
+        mlp: list[nn.Module] = []
+        width = config.feature_channels + direction_channels
+        for _ in range(config.mlp_layers):
+            mlp += [nn.Linear(width, config.mlp_hidden), nn.ReLU(inplace=True)]
+            width = config.mlp_hidden
+        mlp.append(nn.Linear(width, 3))
+        self.color_mlp = nn.Sequential(*mlp)
+
+    def volume(self, bev: Tensor) -> Tensor:
+        """Fused channels-last volume: channel 0 = density (softplus), 1.. = colour features.
+
+        Args:
+            bev: (B, C, Ny, Nx) fused BEV embedding.
+
+        Returns:
+            (B, Z, Ny, Nx, 1 + Cf).
+        """
+        batch_size, _, size_y, size_x = bev.shape
+        projected = self.to_volume(self.trunk(bev))  # (B, (1 + Cf) * Z, Ny, Nx)
+        projected = projected.view(batch_size, 1 + self.feature_channels, self.z_bins, size_y, size_x)
+        density = nn.functional.softplus(projected[:, :1])  # (B, 1, Z, Ny, Nx)
+        fused = torch.cat([density, projected[:, 1:]], dim=1)  # (B, 1 + Cf, Z, Ny, Nx)
+        return fused.permute(0, 2, 3, 4, 1).contiguous()  # (B, Z, Ny, Nx, 1 + Cf)
+
+    def color(self, features: Tensor, directions: Tensor) -> Tensor:
+        """(M, Cf) sampled features + (M, 3) unit view directions -> (M, 3) RGB in [0, 1]."""
+        if self.use_view_dir:
+            encoded = encode_directions(directions, self.view_dir_frequencies).to(features.dtype)
+            features = torch.cat([features, encoded], dim=-1)
+        return torch.sigmoid(self.color_mlp(features))
+
+
+class NeRFPretrainHead(nn.Module):
+    """Renders PER / BEV / Rand views from the fused BEV embedding and returns eq. (7).
+
+    Args:
+        config: the render knobs (RenderConfig.paper() for the paper's settings).
+        embed_channels: C of the BEV embedding it receives.
+        pc_range: (x0, y0, z0, x1, y1, z1) the embedding covers.
+    """
+
+    def __init__(self, config: RenderConfig, embed_channels: int, pc_range: Sequence[float]) -> None:
+        super().__init__()
+        if len(pc_range) != 6 or any(pc_range[axis] >= pc_range[axis + 3] for axis in range(3)):
+            raise ValueError(f"pc_range must be (x0, y0, z0, x1, y1, z1) with lower < upper, got {pc_range}")
+        self.config = config
+        self.pc_range = tuple(float(value) for value in pc_range)
+        self.network = RenderNetwork(embed_channels, config)
+
+    def _sample(self, volume: Tensor, points: Tensor, batch_index: Tensor) -> Tensor:
+        """(M, 3) metric points -> (M, C) volume values with the configured sampler."""
+        coords = metric_to_voxel(points.float(), self.pc_range, volume.shape[1:4])
+        if self.config.sampler == "grid_sample":
+            return grid_sample_reference(volume, coords, batch_index)
+        return trilinear_sample(volume, coords, batch_index, compiled=self.config.sampler == "trilinear_compiled")
+
+    def render(self, volume: Tensor, rays: RayBundle, step: float, with_color: bool) -> RenderedRays:
+        """March the rays through the volume and composite them.
+
+        Args:
+            volume: (B, Z, Ny, Nx, C) from `RenderNetwork.volume` (C = 1 suffices
+                without colour).
+            rays: the rays (origins, directions, near, far, batch_index are used).
+            step: delta between samples.
+            with_color: evaluate the colour MLP and composite RGB.
+
+        Returns:
+            Rendered depth, opacity and (if asked) colour per ray.
+        """
+        ray_count = len(rays)
+        longest = float((rays.far - rays.near).clamp_min(0.0).max()) if ray_count else 0.0
+        sample_count = max(1, min(math.ceil(longest / step), self.config.max_samples_per_ray))
+        t = rays.near.unsqueeze(1) + step * torch.arange(sample_count, device=rays.near.device)  # (R, S)
+        inside = t < rays.far.unsqueeze(1)  # (R, S): samples before the ray leaves the range
+        ray_index, sample_index = torch.nonzero(inside, as_tuple=True)  # only real samples are read
+        points = rays.origins[ray_index] + t[ray_index, sample_index].unsqueeze(-1) * rays.directions[ray_index]
+        values = self._sample(volume, points, rays.batch_index[ray_index])  # (M, C)
+        sigma = values.new_zeros(ray_count, sample_count).index_put((ray_index, sample_index), values[:, 0])
+        rgb = None
+        if with_color:
+            colors = self.network.color(values[:, 1:], rays.directions[ray_index])  # (M, 3)
+            rgb = colors.new_zeros(ray_count, sample_count, 3).index_put((ray_index, sample_index), colors)
+        return composite(sigma, t, step, rgb, self.config.background, self.config.normalize_depth)
+
+    def _zero(self, bev: Tensor) -> Tensor:
+        """A float32 zero that touches bev and every parameter (a skipped term stays in the graph)."""
+        anchor = bev.float().sum() + sum(parameter.float().sum() for parameter in self.parameters())
+        return anchor * 0.0
+
+    def forward(self, bev: Tensor, batch: dict[str, object]) -> RenderOutput:
+        """Render every enabled view and compute the reconstruction losses.
+
+        Args:
+            bev: (B, C, Ny, Nx) fused BEV embedding of the masked input.
+            batch: the UNMASKED batch (images, intrinsics, cam2lidar, img_aug, points).
+
+        Returns:
+            Losses, their weighted total, skip counts and ray counts.
+        """
+        config = self.config
+        batch_size = bev.shape[0]
+        points: list[Tensor] = batch["points"]  # type: ignore[assignment]
+        if len(points) != batch_size:
+            raise ValueError(f"batch has {len(points)} point clouds but the BEV embedding has {batch_size} samples")
+        volume = self.network.volume(bev)
+        density = volume[..., :1].contiguous()  # depth-only views read one channel
+        zero = self._zero(bev)
+        terms: dict[str, tuple[LossTerm, float]] = {}
+
+        def depth_term(rays: RayBundle, rendered: RenderedRays) -> LossTerm:
+            return loss_term(
+                rendered.depth, rays.depth_target, rays.has_depth, rays.batch_index, batch_size, 1, zero
+            )
+
+        if config.color or config.depth_per:
+            rays = perspective_rays(batch, self.pc_range, config.per_rays, config.ray_mode, config.color)
+            rendered = self.render(volume if config.color else density, rays, config.per_step, config.color)
+            if config.color:
+                all_rays = torch.ones_like(rays.has_depth)
+                color_term = loss_term(
+                    rendered.rgb, rays.rgb_target, all_rays, rays.batch_index, batch_size, 2, zero  # type: ignore[arg-type]
+                )
+                terms["loss_color"] = (color_term, config.lambda_color)
+            if config.depth_per:
+                terms["loss_depth_per"] = (depth_term(rays, rendered), config.lambda_depth_per)
+        if config.depth_bev:
+            rays = bev_rays(points, self.pc_range, tuple(bev.shape[-2:]), config.bev_rays, config.ray_mode)
+            terms["loss_depth_bev"] = (depth_term(rays, self.render(density, rays, config.bev_step, False)),
+                                       config.lambda_depth_bev)
+        if config.depth_rand:
+            rays = random_view_rays(
+                points,
+                self.pc_range,
+                config.rand_cameras,
+                config.rand_rays,
+                config.ray_mode,
+                config.rand_image_size,
+                config.rand_fov_deg,
+                config.rand_origin_radius,
+                config.rand_height_range,
+                config.rand_pitch_range_deg,
+            )
+            terms["loss_depth_rand"] = (depth_term(rays, self.render(density, rays, config.rand_step, False)),
+                                        config.lambda_depth_rand)
+        total = sum((term.value * weight for term, weight in terms.values()), start=zero)
+        return RenderOutput(
+            losses={name: term.value for name, (term, _) in terms.items()},
+            total=total,
+            skipped={name: term.skipped for name, (term, _) in terms.items()},
+            rays={name: term.rays for name, (term, _) in terms.items()},
+        )
+
+    def _render_chunked(self, volume: Tensor, rays: RayBundle, step: float, with_color: bool) -> RenderedRays:
+        """Render many rays in chunks of `render_chunk_rays` (for full images)."""
+        chunk = self.config.render_chunk_rays
+        parts = [
+            self.render(volume, rays.select(slice(start, start + chunk)), step, with_color)
+            for start in range(0, len(rays), chunk)
+        ]
+        return RenderedRays(
+            depth=torch.cat([part.depth for part in parts]),
+            opacity=torch.cat([part.opacity for part in parts]),
+            rgb=torch.cat([part.rgb for part in parts]) if with_color else None,  # type: ignore[misc]
+        )
+
+    def _full_bundle(self, origins: Tensor, directions: Tensor) -> RayBundle:
+        """Every ray of an image, clipped but not dropped (rays missing the range get no samples)."""
+        near, far = clip_to_range(origins, directions, self.pc_range)
+        no_target = torch.zeros_like(near)
+        return RayBundle(
+            origins=origins,
+            directions=directions,
+            batch_index=torch.zeros_like(near, dtype=torch.int64),
+            near=near,
+            far=far,
+            depth_target=no_target,
+            has_depth=no_target.bool(),
+        )
+
+    @torch.no_grad()
+    def render_views(
+        self, bev: Tensor, batch: dict[str, object], sample_index: int = 0, camera_index: int = 0, stride: int = 4
+    ) -> dict[str, Tensor]:
+        """Full rendered vs target images for logging (no gradients).
+
+        Args:
+            bev: (B, C, Ny, Nx) fused BEV embedding.
+            batch: the unmasked batch.
+            sample_index: batch element to render.
+            camera_index: camera of the PER view.
+            stride: pixel stride of the PER images.
+
+        Returns:
+            per_rgb / per_rgb_target (3, h, w) in [0, 1], per_depth / per_depth_target
+            (h, w), bev_depth / bev_depth_target (Ny, Nx); depth targets are 0 where
+            no LiDAR point exists.
+        """
+        volume = self.network.volume(bev[sample_index : sample_index + 1])
+        images: Tensor = batch["images"]  # type: ignore[assignment]
+        height, width = images.shape[-2:]
+        intrinsics = batch["intrinsics"][sample_index, camera_index]  # type: ignore[index]
+        cam2lidar = batch["cam2lidar"][sample_index, camera_index]  # type: ignore[index]
+        img_aug = batch["img_aug"][sample_index, camera_index]  # type: ignore[index]
+        rows = torch.arange(0, height, stride, device=bev.device)
+        columns = torch.arange(0, width, stride, device=bev.device)
+        grid_v, grid_u = torch.meshgrid(rows, columns, indexing="ij")  # (h, w)
+        pixels = torch.stack([grid_u, grid_v], dim=-1).reshape(-1, 2).to(images.dtype)
+        count = pixels.shape[0]
+        origins, directions = pixel_rays(
+            pixels, intrinsics.expand(count, 3, 3), cam2lidar.expand(count, 4, 4), img_aug.expand(count, 4, 4)
+        )
+        per = self._render_chunked(volume, self._full_bundle(origins, directions), self.config.per_step, True)
+        xyz = batch["points"][sample_index][:, :3].to(images.dtype)  # type: ignore[index]
+        xyz = xyz[points_in_range(xyz, self.pc_range)]
+        distances = distance_image(xyz, intrinsics[None], cam2lidar[None], img_aug[None], height, width)
+        nearest = -nn.functional.max_pool2d(-distances, stride, ceil_mode=True)[0]  # (h, w)
+        size_y, size_x = bev.shape[-2:]
+        cells = torch.arange(size_y * size_x, device=bev.device)
+        bev_rendered = self._render_chunked(
+            volume[..., :1].contiguous(),
+            self._full_bundle(*pillar_rays(cells, self.pc_range, (size_y, size_x))),
+            self.config.bev_step,
+            False,
+        )
+        bev_target = pillar_depth(xyz.float(), self.pc_range, (size_y, size_x))
+        shape = grid_v.shape
+        return {
+            "per_rgb": per.rgb.T.reshape(3, *shape),  # type: ignore[union-attr]
+            "per_rgb_target": denormalize_images(images[sample_index, camera_index])[:, ::stride, ::stride],
+            "per_depth": per.depth.view(shape),
+            "per_depth_target": torch.nan_to_num(nearest, posinf=0.0),
+            "bev_depth": bev_rendered.depth.view(size_y, size_x),
+            "bev_depth_target": torch.nan_to_num(bev_target, posinf=0.0),
+        }
