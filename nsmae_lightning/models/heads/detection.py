@@ -1,0 +1,291 @@
+"""CenterPoint-style 3D detection head on the fused BEV embedding, with its losses and decoding.
+
+The head follows CenterPoint's nuScenes setup (Yin et al., 2021; mmdet3d's
+``CenterHead``): a shared 3x3 conv, then one separate head per task group with
+branches heatmap (one channel per class), reg (2), height (1), dim (3, log),
+rot (sin, cos) and vel (2). Losses: Gaussian focal loss on the heatmaps and L1
+with code weights on the regression at the box centres, both normalised by the
+number of objects. Decoding: top-k centres per task group, score threshold,
+then circle or rotated-IoU NMS per group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional
+
+from nsmae_lightning.constants import DETECTION_CLASSES, PC_RANGE_NUSCENES
+from nsmae_lightning.models.heads.box_coder import CODE_SIZE, REGRESSION_HEADS, CenterPointBoxCoder, gather_at
+from nsmae_lightning.models.heads.nms import circle_nms, rotated_nms
+
+# Sigmoid outputs are clamped to [eps, 1 - eps] so log() stays finite (CenterPoint's clamp).
+HEATMAP_EPS: float = 1e-4
+# Initial heatmap bias: sigmoid(-2.19) ~= 0.1 prior, as CenterNet/CenterPoint.
+HEATMAP_INIT_BIAS: float = -2.19
+NMS_TYPES: tuple[str, ...] = ("circle", "rotated")
+
+
+@dataclass
+class TaskGroup:
+    """One CenterPoint task group: classes sharing a separate head and an NMS.
+
+    Attributes:
+        class_names: the group's classes (names from the head's ``class_names``).
+        nms_type: "circle" (CenterPoint's centre-distance NMS) or "rotated" (BEV IoU NMS).
+        nms_threshold: for "circle", CenterPoint's ``min_radius``, compared with the squared
+            centre distance in m^2; for "rotated", the BEV IoU above which boxes are suppressed.
+    """
+
+    class_names: tuple[str, ...]
+    nms_type: str = "circle"
+    nms_threshold: float = 4.0
+
+
+def centerpoint_nuscenes_tasks() -> tuple[TaskGroup, ...]:
+    """CenterPoint's six nuScenes task groups with its circle-NMS radii."""
+    return (
+        TaskGroup(("car",), "circle", 4.0),
+        TaskGroup(("truck", "construction_vehicle"), "circle", 12.0),
+        TaskGroup(("bus", "trailer"), "circle", 10.0),
+        TaskGroup(("barrier",), "circle", 1.0),
+        TaskGroup(("motorcycle", "bicycle"), "circle", 0.85),
+        TaskGroup(("pedestrian", "traffic_cone"), "circle", 0.175),
+    )
+
+
+@dataclass
+class DetectionHeadConfig:
+    """Settings of the CenterPoint head (defaults: CenterPoint's nuScenes config).
+
+    Attributes:
+        in_channels: channels of the fused BEV embedding.
+        shared_channels: channels of the shared conv.
+        head_channels: channels inside each branch of a separate head.
+        num_branch_convs: conv layers per branch, the output conv included.
+        class_names: label vocabulary; ``gt_labels`` and decoded ``labels`` index into it.
+        tasks: the task groups, each with its NMS.
+        pc_range: (x0, y0, z0, x1, y1, z1) of the BEV grid the embedding covers.
+        code_weights: L1 weights of (dx, dy, z, log l, log w, log h, sin, cos, vx, vy).
+        heatmap_loss_weight: weight of the focal loss in the total.
+        regression_loss_weight: weight of the L1 loss in the total.
+        gaussian_overlap: CenterNet's minimum IoU for the Gaussian radius.
+        min_radius: smallest Gaussian radius, in cells.
+        max_objects: box slots per task group and sample in the targets.
+        score_threshold: decoded centres below this score are dropped.
+        top_k: centres kept per task group before the score threshold and NMS.
+        post_max_size: boxes kept per task group after NMS.
+    """
+
+    in_channels: int = 256
+    shared_channels: int = 64
+    head_channels: int = 64
+    num_branch_convs: int = 2
+    class_names: tuple[str, ...] = DETECTION_CLASSES
+    tasks: tuple[TaskGroup, ...] = field(default_factory=centerpoint_nuscenes_tasks)
+    pc_range: tuple[float, ...] = PC_RANGE_NUSCENES
+    code_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2)
+    heatmap_loss_weight: float = 1.0
+    regression_loss_weight: float = 0.25
+    gaussian_overlap: float = 0.1
+    min_radius: int = 2
+    max_objects: int = 500
+    score_threshold: float = 0.1
+    top_k: int = 1000
+    post_max_size: int = 83
+
+    def __post_init__(self) -> None:
+        if len(self.code_weights) != CODE_SIZE:
+            raise ValueError(f"code_weights needs {CODE_SIZE} values, got {len(self.code_weights)}")
+        if self.num_branch_convs < 1:
+            raise ValueError(f"num_branch_convs must be >= 1, got {self.num_branch_convs}")
+        if not self.tasks:
+            raise ValueError("tasks must hold at least one task group")
+        for task in self.tasks:
+            unknown = [name for name in task.class_names if name not in self.class_names]
+            if unknown or not task.class_names:
+                raise ValueError(f"task group {task.class_names} names classes not in class_names: {unknown}")
+            if task.nms_type not in NMS_TYPES:
+                raise ValueError(f"task group {task.class_names}: nms_type must be one of {NMS_TYPES}, got {task.nms_type!r}")
+
+
+def gaussian_focal_loss(heatmap_logits: Tensor, heatmap_targets: Tensor, alpha: float = 2.0, gamma: float = 4.0) -> Tensor:
+    """CenterNet's Gaussian focal loss, summed (the caller normalises by the object count).
+
+    Computed in float32 with the sigmoid clamped to [HEATMAP_EPS, 1 - HEATMAP_EPS], so
+    bf16/fp16 logits of any magnitude give a finite loss.
+
+    Args:
+        heatmap_logits: (B, C, Ny, Nx) raw heatmap outputs, any float dtype.
+        heatmap_targets: (B, C, Ny, Nx) Gaussian heatmaps, 1 exactly at box centres.
+        alpha: exponent on the prediction error.
+        gamma: exponent on (1 - target) that down-weights negatives near centres.
+    """
+    with torch.autocast(device_type=heatmap_logits.device.type, enabled=False):
+        probabilities = heatmap_logits.float().sigmoid().clamp(HEATMAP_EPS, 1.0 - HEATMAP_EPS)
+        targets = heatmap_targets.float()
+        positive = targets.eq(1.0).float()
+        negative_weight = (1.0 - targets).pow(gamma)
+        positive_loss = -probabilities.log() * (1.0 - probabilities).pow(alpha) * positive
+        negative_loss = -(1.0 - probabilities).log() * probabilities.pow(alpha) * negative_weight
+        return positive_loss.sum() + negative_loss.sum()
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    """3x3 conv (no bias) + BatchNorm + ReLU, the building block of the head."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)
+    )
+
+
+class SeparateHead(nn.Module):
+    """One task group's branches: heatmap and the regression heads, each its own small conv stack.
+
+    Args:
+        in_channels: channels of the shared feature.
+        head_channels: channels inside each branch.
+        num_classes: heatmap channels (classes of the group).
+        num_branch_convs: conv layers per branch, the output conv included.
+    """
+
+    def __init__(self, in_channels: int, head_channels: int, num_classes: int, num_branch_convs: int) -> None:
+        super().__init__()
+        outputs = {"heatmap": num_classes, **dict(REGRESSION_HEADS)}
+        self.branches = nn.ModuleDict()
+        for name, out_channels in outputs.items():
+            hidden = [_conv_bn_relu(in_channels if i == 0 else head_channels, head_channels) for i in range(num_branch_convs - 1)]
+            last_in = head_channels if hidden else in_channels
+            self.branches[name] = nn.Sequential(*hidden, nn.Conv2d(last_in, out_channels, 3, padding=1, bias=True))
+        nn.init.constant_(self.branches["heatmap"][-1].bias, HEATMAP_INIT_BIAS)
+
+    def forward(self, shared: Tensor) -> dict[str, Tensor]:
+        """(B, C, Ny, Nx) shared feature -> {branch name: (B, channels, Ny, Nx)}."""
+        return {name: branch(shared) for name, branch in self.branches.items()}
+
+
+class CenterPointHead(nn.Module):
+    """CenterPoint-style head: fused BEV embedding -> per-task heatmaps and box regressions.
+
+    Args:
+        config: the head's settings.
+    """
+
+    def __init__(self, config: DetectionHeadConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.shared_conv = _conv_bn_relu(config.in_channels, config.shared_channels)
+        self.task_heads = nn.ModuleList(
+            SeparateHead(config.shared_channels, config.head_channels, len(task.class_names), config.num_branch_convs)
+            for task in config.tasks
+        )
+        self.box_coder = CenterPointBoxCoder(config.pc_range, config.gaussian_overlap, config.min_radius, config.max_objects)
+        # Global label (index into class_names) of each class of each task group.
+        self.task_labels = [[config.class_names.index(name) for name in task.class_names] for task in config.tasks]
+        self.register_buffer("code_weights", torch.tensor(config.code_weights, dtype=torch.float32), persistent=False)
+
+    def forward(self, bev: Tensor) -> list[dict[str, Tensor]]:
+        """Run the head.
+
+        Args:
+            bev: (B, C, Ny, Nx) fused BEV embedding over ``config.pc_range``.
+
+        Returns:
+            Per task group, {"heatmap": (B, C_task, Ny, Nx) logits, "reg": (B, 2, ...),
+            "height": (B, 1, ...), "dim": (B, 3, ...), "rot": (B, 2, ...), "vel": (B, 2, ...)}.
+        """
+        shared = self.shared_conv(bev)
+        return [task_head(shared) for task_head in self.task_heads]
+
+    @staticmethod
+    def _regression_maps(task_preds: dict[str, Tensor]) -> Tensor:
+        """The regression branches of one task concatenated in REGRESSION_HEADS order: (B, CODE_SIZE, Ny, Nx)."""
+        return torch.cat([task_preds[name] for name, _ in REGRESSION_HEADS], dim=1)
+
+    def _split_by_task(self, boxes: Tensor, labels: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """One sample's boxes grouped per task: [(boxes (M_t, 9), class ids in the task (M_t,))]."""
+        groups = []
+        for task_labels in self.task_labels:
+            task_label_tensor = torch.tensor(task_labels, device=labels.device)
+            in_task = (labels[:, None] == task_label_tensor[None, :])  # (M, C_task)
+            selected = in_task.any(dim=1)
+            groups.append((boxes[selected], in_task[selected].int().argmax(dim=1)))
+        return groups
+
+    def loss(self, preds: list[dict[str, Tensor]], gt_boxes: Sequence[Tensor], gt_labels: Sequence[Tensor]) -> dict[str, Tensor]:
+        """Focal heatmap loss + code-weighted L1 regression loss over all task groups.
+
+        Each task's losses are normalised by its number of objects (clamped >= 1), as
+        CenterPoint does; frames without boxes are fine (heatmaps all negative).
+
+        Args:
+            preds: output of ``forward``.
+            gt_boxes: per sample (M_i, 9) boxes in the LiDAR frame (conventions).
+            gt_labels: per sample (M_i,) int64 indices into ``config.class_names``.
+
+        Returns:
+            {"loss": weighted total, "loss_heatmap": summed focal loss, "loss_regression": summed L1 loss}.
+        """
+        if len(gt_boxes) != preds[0]["heatmap"].shape[0] or len(gt_labels) != len(gt_boxes):
+            raise ValueError(
+                f"got {len(gt_boxes)} gt_boxes and {len(gt_labels)} gt_labels for a batch of {preds[0]['heatmap'].shape[0]}"
+            )
+        for sample, labels in enumerate(gt_labels):
+            if labels.numel() and (labels.min() < 0 or labels.max() >= len(self.config.class_names)):
+                raise ValueError(f"gt_labels of sample {sample} must index class_names (0..{len(self.config.class_names) - 1})")
+        grid_shape = tuple(preds[0]["heatmap"].shape[-2:])
+        per_sample_groups = [self._split_by_task(boxes, labels) for boxes, labels in zip(gt_boxes, gt_labels)]
+        device = preds[0]["heatmap"].device
+        heatmap_total = torch.zeros((), device=device)
+        regression_total = torch.zeros((), device=device)
+        for task_index, task_preds in enumerate(preds):
+            num_classes = task_preds["heatmap"].shape[1]
+            targets = [
+                self.box_coder.encode(groups[task_index][0], groups[task_index][1], num_classes, grid_shape)
+                for groups in per_sample_groups
+            ]
+            heatmaps = torch.stack([target.heatmap for target in targets]).to(device)  # (B, C_task, Ny, Nx)
+            indices = torch.stack([target.indices for target in targets]).to(device)  # (B, max_objects)
+            mask = torch.stack([target.mask for target in targets]).to(device)  # (B, max_objects)
+            box_targets = torch.stack([target.box_targets for target in targets]).to(device)  # (B, max_objects, CODE_SIZE)
+            num_objects = mask.sum().float().clamp(min=1.0)
+            heatmap_total = heatmap_total + gaussian_focal_loss(task_preds["heatmap"], heatmaps) / num_objects
+            predicted_codes = gather_at(self._regression_maps(task_preds).float(), indices)  # (B, max_objects, CODE_SIZE)
+            weights = mask[..., None].float() * self.code_weights
+            regression_total = regression_total + ((predicted_codes - box_targets).abs() * weights).sum() / num_objects
+        total = self.config.heatmap_loss_weight * heatmap_total + self.config.regression_loss_weight * regression_total
+        return {"loss": total, "loss_heatmap": heatmap_total, "loss_regression": regression_total}
+
+    @torch.no_grad()
+    def decode(self, preds: list[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
+        """Boxes from the head's outputs, in the LiDAR frame.
+
+        Returns:
+            Per sample {"boxes": (K, 9) x, y, z, l, w, h, yaw, vx, vy, "scores": (K,),
+            "labels": (K,) int64 into ``config.class_names``}.
+        """
+        batch_size = preds[0]["heatmap"].shape[0]
+        decoded = []
+        for sample in range(batch_size):
+            sample_boxes, sample_scores, sample_labels = [], [], []
+            for task, task_preds, task_labels in zip(self.config.tasks, preds, self.task_labels):
+                boxes, scores, class_ids = self.box_coder.decode(
+                    task_preds["heatmap"][sample],
+                    self._regression_maps(task_preds)[sample],
+                    self.config.top_k,
+                    self.config.score_threshold,
+                )
+                if task.nms_type == "circle":
+                    keep = circle_nms(boxes[:, :2], scores, task.nms_threshold, self.config.post_max_size)
+                else:
+                    keep = rotated_nms(boxes[:, [0, 1, 3, 4, 6]], scores, task.nms_threshold, self.config.post_max_size)
+                label_lookup = torch.tensor(task_labels, device=class_ids.device)
+                sample_boxes.append(boxes[keep])
+                sample_scores.append(scores[keep])
+                sample_labels.append(label_lookup[class_ids[keep]])
+            decoded.append(
+                {"boxes": torch.cat(sample_boxes), "scores": torch.cat(sample_scores), "labels": torch.cat(sample_labels)}
+            )
+        return decoded

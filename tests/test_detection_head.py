@@ -1,0 +1,210 @@
+"""CenterPoint head: targets <-> decoding round trip, Gaussian radius, focal loss, NMS."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from nsmae_lightning.constants import DETECTION_CLASSES
+from nsmae_lightning.models.heads import CenterPointHead, DetectionHeadConfig, TaskGroup
+from nsmae_lightning.models.heads.box_coder import (
+    CODE_SIZE,
+    REGRESSION_HEADS,
+    draw_gaussian,
+    gaussian_kernel,
+    gaussian_radius,
+)
+from nsmae_lightning.models.heads.detection import HEATMAP_EPS, gaussian_focal_loss
+from nsmae_lightning.models.heads.nms import circle_nms, rotated_iou_bev, rotated_nms
+
+PC_RANGE = (-16.0, -12.0, -5.0, 16.0, 12.0, 3.0)
+GRID_SHAPE = (24, 32)  # (Ny, Nx): 1 m cells
+
+
+def tiny_config(**overrides: object) -> DetectionHeadConfig:
+    """A small head over a 32 m x 24 m grid."""
+    settings: dict[str, object] = dict(in_channels=8, shared_channels=8, head_channels=8, pc_range=PC_RANGE, max_objects=16)
+    settings.update(overrides)
+    return DetectionHeadConfig(**settings)  # type: ignore[arg-type]
+
+
+def hand_built_boxes() -> tuple[torch.Tensor, torch.Tensor]:
+    """Boxes of several task groups, far apart, with yaws in (-pi, pi) and velocities."""
+    boxes = torch.tensor(
+        [
+            [3.3, 4.7, -0.4, 4.5, 1.9, 1.6, 0.7, 2.0, -1.0],  # car
+            [-10.2, -6.6, 0.3, 7.0, 2.6, 3.1, -2.9, 0.0, 0.5],  # truck
+            [10.8, -8.1, 0.1, 0.5, 0.5, 0.9, 1.4, 0.0, 0.0],  # traffic_cone
+            [-4.45, 8.05, -1.2, 0.7, 0.6, 1.8, -0.3, 0.8, 1.2],  # pedestrian
+            [12.5, 9.5, 0.0, 11.0, 2.9, 3.5, 3.0, -4.0, 0.3],  # bus
+        ]
+    )
+    names = ["car", "truck", "traffic_cone", "pedestrian", "bus"]
+    labels = torch.tensor([DETECTION_CLASSES.index(name) for name in names])
+    return boxes, labels
+
+
+def ideal_predictions(head: CenterPointHead, boxes: torch.Tensor, labels: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    """Head outputs that a perfect network would give: logit +20 at centres, -20 elsewhere, exact codes."""
+    predictions = []
+    for task in head.config.tasks:
+        task_labels = torch.tensor([DETECTION_CLASSES.index(name) for name in task.class_names])
+        in_task = labels[:, None] == task_labels[None, :]
+        selected = in_task.any(1)
+        targets = head.box_coder.encode(boxes[selected], in_task[selected].int().argmax(1), len(task_labels), GRID_SHAPE)
+        heatmap = torch.where(targets.heatmap == 1.0, 20.0, -20.0)[None]
+        codes = torch.zeros(CODE_SIZE, GRID_SHAPE[0] * GRID_SHAPE[1])
+        codes[:, targets.indices[targets.mask]] = targets.box_targets[targets.mask].T
+        codes = codes.reshape(1, CODE_SIZE, *GRID_SHAPE)
+        split = dict(zip([name for name, _ in REGRESSION_HEADS], codes.split([size for _, size in REGRESSION_HEADS], 1)))
+        predictions.append({"heatmap": heatmap, **split})
+    return predictions
+
+
+def sorted_by_x(boxes: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    order = boxes[:, 0].argsort()
+    return boxes[order], labels[order]
+
+
+@pytest.mark.parametrize("nms_type", ["circle", "rotated"])
+def test_encode_decode_round_trip_recovers_boxes(nms_type: str) -> None:
+    tasks = tuple(TaskGroup(group.class_names, nms_type, 0.2 if nms_type == "rotated" else group.nms_threshold)
+                  for group in DetectionHeadConfig().tasks)
+    head = CenterPointHead(tiny_config(tasks=tasks))
+    boxes, labels = hand_built_boxes()
+    decoded = head.decode(ideal_predictions(head, boxes, labels))
+    assert len(decoded) == 1
+    got_boxes, got_labels = sorted_by_x(decoded[0]["boxes"], decoded[0]["labels"])
+    want_boxes, want_labels = sorted_by_x(boxes, labels)
+    assert got_boxes.shape == (5, 9)
+    torch.testing.assert_close(got_boxes, want_boxes, atol=1e-4, rtol=0)
+    assert got_labels.tolist() == want_labels.tolist()
+    assert torch.allclose(decoded[0]["scores"], torch.sigmoid(torch.tensor(20.0)))
+
+
+def test_ideal_prediction_has_zero_regression_loss_and_gradients_flow() -> None:
+    head = CenterPointHead(tiny_config())
+    boxes, labels = hand_built_boxes()
+    ideal = ideal_predictions(head, boxes, labels)
+    ideal_losses = head.loss(ideal, [boxes], [labels])
+    assert ideal_losses["loss_regression"].item() == 0.0
+    assert ideal_losses["loss_heatmap"].item() < 1e-3  # only the Gaussian tails around centres
+
+    features = torch.randn(2, 8, *GRID_SHAPE, requires_grad=True)
+    losses = head.loss(head(features), [boxes, torch.zeros(0, 9)], [labels, torch.zeros(0, dtype=torch.int64)])
+    losses["loss"].backward()
+    assert torch.isfinite(losses["loss"]) and losses["loss_regression"] > 0
+    assert features.grad is not None and features.grad.abs().sum() > 0
+
+
+def test_empty_frame_gives_negative_only_heatmap_loss() -> None:
+    head = CenterPointHead(tiny_config())
+    predictions = head(torch.randn(1, 8, *GRID_SHAPE))
+    losses = head.loss(predictions, [torch.zeros(0, 9)], [torch.zeros(0, dtype=torch.int64)])
+    expected_heatmap = sum(
+        gaussian_focal_loss(task["heatmap"], torch.zeros_like(task["heatmap"])) for task in predictions
+    )
+    torch.testing.assert_close(losses["loss_heatmap"], expected_heatmap)
+    assert losses["loss_regression"].item() == 0.0
+    assert head.decode([{k: v.detach() for k, v in task.items()} for task in predictions])[0]["boxes"].shape[1] == 9
+
+
+def test_targets_skip_boxes_off_the_grid_and_cap_max_objects() -> None:
+    head = CenterPointHead(tiny_config(max_objects=2))
+    boxes = torch.tensor([[30.0, 0, 0, 4, 2, 1.5, 0, 0, 0], [0.5, 0.5, 0, 4, 2, 1.5, 0, 0, 0], [5.5, 0.5, 0, 4, 2, 1.5, 0, 0, 0]])
+    targets = head.box_coder.encode(boxes, torch.zeros(3, dtype=torch.int64), 1, GRID_SHAPE)
+    assert targets.mask.tolist() == [False, True]
+    assert targets.indices[1].item() == 12 * 32 + 16
+    assert targets.heatmap.max().item() == 1.0 and (targets.heatmap == 1.0).sum().item() == 1
+    torch.testing.assert_close(targets.box_targets[1, :2], torch.tensor([0.5, 0.5]))
+
+
+def test_bad_boxes_and_labels_raise() -> None:
+    head = CenterPointHead(tiny_config())
+    with pytest.raises(ValueError, match="positive"):
+        head.box_coder.encode(torch.tensor([[0.0, 0, 0, 0, 1, 1, 0, 0, 0]]), torch.zeros(1, dtype=torch.int64), 1, GRID_SHAPE)
+    predictions = head(torch.randn(1, 8, *GRID_SHAPE))
+    with pytest.raises(ValueError, match="class_names"):
+        head.loss(predictions, [torch.zeros(1, 9)], [torch.tensor([10])])
+    with pytest.raises(ValueError, match="nms_type"):
+        tiny_config(tasks=(TaskGroup(("car",), "box"),))
+    with pytest.raises(ValueError, match="not in class_names"):
+        tiny_config(tasks=(TaskGroup(("lorry",)),))
+
+
+def test_gaussian_radius_matches_centernet_formula() -> None:
+    # 10 x 10 cells, overlap 0.1: the third case wins, (-4 + sqrt(160)) / 2.
+    assert gaussian_radius(10.0, 10.0, 0.1) == pytest.approx((-4.0 + math.sqrt(160.0)) / 2.0, abs=1e-12)
+    # 4 x 2 cells, overlap 0.7: r3 = (-8.4 + sqrt(8.4^2 + 4 * 2.8 * 2.4)) / 2.
+    assert gaussian_radius(4.0, 2.0, 0.7) == pytest.approx((-8.4 + math.sqrt(8.4**2 + 4 * 2.8 * 2.4)) / 2.0, abs=1e-12)
+
+
+def test_gaussian_kernel_and_drawing_clip_at_borders() -> None:
+    kernel = gaussian_kernel(2)
+    assert kernel.shape == (5, 5) and kernel[2, 2].item() == 1.0
+    assert kernel[2, 3].item() == pytest.approx(math.exp(-1.0 / (2 * (5 / 6) ** 2)), rel=1e-6)
+    heatmap = torch.zeros(4, 6)
+    draw_gaussian(heatmap, 0, 0, 2)
+    draw_gaussian(heatmap, 1, 0, 2)  # overlapping: the maximum is kept
+    assert heatmap[0, 0].item() == 1.0 and heatmap[0, 1].item() == 1.0
+    assert heatmap[0, 2].item() == pytest.approx(kernel[2, 3].item())
+    assert heatmap[:, 4:].sum().item() == 0.0
+
+
+def test_focal_loss_is_finite_for_extreme_bf16_logits() -> None:
+    logits = torch.tensor([[[[-1e4, 1e4, 0.0, 60.0]]]], dtype=torch.bfloat16, requires_grad=True)
+    targets = torch.tensor([[[[1.0, 0.0, 0.5, 1.0]]]], dtype=torch.bfloat16)
+    loss = gaussian_focal_loss(logits, targets)
+    assert loss.dtype == torch.float32
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad.float()).all()
+    low, high = HEATMAP_EPS, 1.0 - HEATMAP_EPS
+    expected = (
+        -math.log(low) * high**2  # positive at p = eps
+        + -math.log(1 - high) * high**2  # negative (target 0) at p = 1 - eps
+        + -math.log(0.5) * 0.25 * 0.5**4  # target 0.5 at p = 0.5
+        + -math.log(high) * low**2  # positive at p = 1 - eps
+    )
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_head_forward_and_loss_under_bf16_autocast() -> None:
+    head = CenterPointHead(tiny_config())
+    boxes, labels = hand_built_boxes()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        predictions = head(torch.randn(1, 8, *GRID_SHAPE) * 1e3)
+        losses = head.loss(predictions, [boxes], [labels])
+    assert all(torch.isfinite(value) for value in losses.values())
+    assert [tuple(task[name].shape[1:2]) for task in predictions[:1] for name in ("heatmap", "reg", "dim")] == [(1,), (2,), (3,)]
+
+
+def test_circle_nms_suppresses_within_squared_radius() -> None:
+    centers = torch.tensor([[0.0, 0.0], [1.5, 0.0], [2.5, 0.0], [10.0, 0.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    # 1.5^2 = 2.25 <= 4 suppressed; 2.5^2 = 6.25 > 4 kept.
+    assert circle_nms(centers, scores, 4.0, post_max_size=10).tolist() == [0, 2, 3]
+    assert circle_nms(centers, scores, 4.0, post_max_size=2).tolist() == [0, 2]
+    assert circle_nms(torch.zeros(0, 2), torch.zeros(0), 4.0, 10).numel() == 0
+
+
+def test_rotated_iou_and_nms_on_hand_built_boxes() -> None:
+    boxes = torch.tensor(
+        [
+            [0.0, 0.0, 2.0, 2.0, 0.0],
+            [1.0, 0.0, 2.0, 2.0, 0.0],  # IoU with box 0: 2 / 6
+            [0.0, 0.0, 2.0, 2.0, math.pi / 4],  # IoU with box 0: octagon 8(sqrt2 - 1) / (8 - that)
+            [5.0, 5.0, 1.0, 1.0, 0.3],  # disjoint
+            [0.0, 0.0, 2.0, 2.0, math.pi / 2],  # same footprint as box 0
+        ]
+    )
+    iou = rotated_iou_bev(boxes, boxes)
+    octagon = 8.0 * (math.sqrt(2.0) - 1.0)
+    assert iou[0, 1].item() == pytest.approx(1.0 / 3.0, abs=1e-6)
+    assert iou[0, 2].item() == pytest.approx(octagon / (8.0 - octagon), abs=1e-6)
+    assert iou[0, 3].item() == 0.0 and iou[0, 4].item() == pytest.approx(1.0, abs=1e-6)
+    torch.testing.assert_close(iou, iou.T)
+    scores = torch.tensor([0.5, 0.9, 0.8, 0.7, 0.6])
+    # box 1 first; suppresses 0 (1/3 > 0.3) and 4 (1/3); box 2 kept (IoU with 1 is 0.296); 3 kept.
+    assert rotated_nms(boxes, scores, iou_threshold=0.3, post_max_size=10).tolist() == [1, 2, 3]
