@@ -1,0 +1,118 @@
+"""Trilinear sampler (vs F.grid_sample, gradcheck) and volume compositing (analytic slab)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from nsmae_lightning.models.rendering import composite
+from nsmae_lightning.models.trilinear import grid_sample_reference, metric_to_voxel, trilinear_sample
+
+
+def _random_case(dtype: torch.dtype, samples: int = 200) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A (2, 3, 4, 5, 6) volume and coordinates reaching one voxel beyond every face."""
+    generator = torch.Generator().manual_seed(0)
+    volume = torch.randn(2, 3, 4, 5, 6, dtype=dtype, generator=generator)
+    extent = torch.tensor([5.0, 4.0, 3.0], dtype=dtype)
+    coords = torch.rand(samples, 3, dtype=dtype, generator=generator) * (extent + 2.0) - 1.5
+    batch_index = torch.randint(0, 2, (samples,), generator=generator)
+    return volume, coords, batch_index
+
+
+def test_sampler_matches_grid_sample_forward_and_backward() -> None:
+    volume, coords, batch_index = _random_case(torch.float32)
+    outputs, gradients = [], []
+    for sampler in (trilinear_sample, grid_sample_reference):
+        volume_leaf = volume.clone().requires_grad_()
+        coords_leaf = coords.clone().requires_grad_()
+        sampled = sampler(volume_leaf, coords_leaf, batch_index)
+        upstream = torch.linspace(-1.0, 1.0, sampled.numel()).view_as(sampled)
+        (sampled * upstream).sum().backward()
+        outputs.append(sampled.detach())
+        gradients.append((volume_leaf.grad, coords_leaf.grad))
+    assert outputs[0].shape == (200, 6)
+    torch.testing.assert_close(outputs[0], outputs[1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gradients[0][0], gradients[1][0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gradients[0][1], gradients[1][1], atol=1e-5, rtol=1e-5)
+
+
+def test_sampler_gradcheck_float64() -> None:
+    volume, coords, batch_index = _random_case(torch.float64, samples=12)
+    volume = volume[:, :2, :3, :3, :2].contiguous().requires_grad_()
+    coords = (coords * 0.5 + 0.3).requires_grad_()  # keep samples off integer corners
+    assert torch.autograd.gradcheck(lambda v, c: trilinear_sample(v, c, batch_index), (volume, coords))
+
+
+def test_sampler_reads_cell_centres_and_zero_outside() -> None:
+    volume = torch.arange(2 * 3 * 4, dtype=torch.float32).view(1, 2, 3, 4, 1)  # value = (z * 3 + y) * 4 + x
+    coords = torch.tensor([[1.0, 2.0, 1.0], [1.5, 0.0, 0.0], [1.0, 1.0, 0.25], [-1.0, 0.0, 0.0], [0.0, 0.0, 5.0]])
+    sampled = trilinear_sample(volume, coords, torch.zeros(5, dtype=torch.int64)).squeeze(1)
+    # (1, 2, 1) -> 12 + 8 + 1; halfway in x -> 1.5; z 0.25 between 5 and 17 -> 8; outside -> 0.
+    assert sampled.tolist() == pytest.approx([21.0, 1.5, 8.0, 0.0, 0.0])
+    # Half a voxel outside the x face: half the weight of the edge voxel remains.
+    edge = trilinear_sample(volume, torch.tensor([[-0.5, 0.0, 0.0]]), torch.zeros(1, dtype=torch.int64))
+    assert edge.item() == pytest.approx(0.0)
+    edge = trilinear_sample(volume, torch.tensor([[3.5, 0.0, 0.0]]), torch.zeros(1, dtype=torch.int64))
+    assert edge.item() == pytest.approx(1.5)
+
+
+def test_metric_to_voxel_puts_cell_centres_on_integers() -> None:
+    pc_range = (-4.0, -2.0, -1.0, 4.0, 2.0, 1.0)
+    centres = torch.tensor([[-3.5, -1.5, -0.5], [3.5, 1.5, 0.5], [-4.0, -2.0, -1.0]])
+    coords = metric_to_voxel(centres, pc_range, (2, 4, 8))  # Z, Y, X
+    assert coords.tolist() == [[0.0, 0.0, 0.0], [7.0, 3.0, 1.0], [-0.5, -0.5, -0.5]]
+    with pytest.raises(ValueError, match="pc_range"):
+        metric_to_voxel(centres, pc_range[:5], (2, 4, 8))
+
+
+def test_sampler_bfloat16_keeps_dtype_and_accuracy() -> None:
+    volume, coords, batch_index = _random_case(torch.float32)
+    volume_bf16 = volume.bfloat16().requires_grad_()
+    sampled = trilinear_sample(volume_bf16, coords, batch_index)
+    sampled.float().sum().backward()
+    assert sampled.dtype == torch.bfloat16 and volume_bf16.grad.dtype == torch.bfloat16
+    reference = trilinear_sample(volume.bfloat16().float(), coords, batch_index)
+    torch.testing.assert_close(sampled.float(), reference, atol=2e-2, rtol=1e-2)
+
+
+def test_sampler_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError, match="volume must be"):
+        trilinear_sample(torch.zeros(2, 3, 4, 5), torch.zeros(1, 3), torch.zeros(1, dtype=torch.int64))
+    with pytest.raises(ValueError, match="coords must be"):
+        trilinear_sample(torch.zeros(1, 2, 2, 2, 1), torch.zeros(4, 2), torch.zeros(4, dtype=torch.int64))
+
+
+def test_composite_slab_matches_analytic_colour_and_depth() -> None:
+    step, sigma_value, background = 0.5, 0.7, 0.25
+    colour = torch.tensor([0.9, 0.2, 0.4])
+    first, count, total = 4, 6, 16  # samples 4..9 lie in the slab, the rest is empty
+    near = 1.0
+    sigma = torch.zeros(1, total)
+    sigma[0, first : first + count] = sigma_value
+    t = near + step * torch.arange(total, dtype=torch.float32).unsqueeze(0)
+    rgb = colour.expand(1, total, 3).clone()
+    rendered = composite(sigma, t, step, rgb, background, normalize_depth=False)
+    slab_length = count * step
+    absorbed = 1.0 - math.exp(-sigma_value * slab_length)
+    expected_rgb = colour * absorbed + background * (1.0 - absorbed)
+    torch.testing.assert_close(rendered.rgb[0], expected_rgb)
+    assert rendered.opacity.item() == pytest.approx(absorbed, rel=1e-6)
+    # depth = sum_i q^i (1 - q) t_i over the slab, q = exp(-sigma delta), t_i = near + (first + i) delta.
+    q = math.exp(-sigma_value * step)
+    slab_start = near + first * step
+    expected_depth = sum(q**i * (1 - q) * (slab_start + i * step) for i in range(count))
+    assert rendered.depth.item() == pytest.approx(expected_depth, rel=1e-6)
+    normalized = composite(sigma, t, step, None, background, normalize_depth=True)
+    assert normalized.depth.item() == pytest.approx(expected_depth / absorbed, rel=1e-6)
+    assert normalized.rgb is None
+
+
+def test_composite_stays_float32_under_autocast() -> None:
+    sigma = torch.rand(3, 5, dtype=torch.bfloat16)
+    t = torch.arange(5, dtype=torch.float32).expand(3, 5)
+    rgb = torch.rand(3, 5, 3, dtype=torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rendered = composite(sigma, t, 0.8, rgb, 0.0, normalize_depth=False)
+    assert rendered.depth.dtype == rendered.opacity.dtype == rendered.rgb.dtype == torch.float32
