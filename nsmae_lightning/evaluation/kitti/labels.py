@@ -13,8 +13,8 @@ and ``rotation_y`` the yaw about the camera y axis (``l`` lies along camera x at
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +111,16 @@ class KittiLabels:
     def empty(cls) -> KittiLabels:
         """A frame without objects."""
         return cls.from_arrays([], [], [], [], [], [], [], [], [])
+
+
+_FIELD_NAMES: tuple[str, ...] = tuple(field.name for field in fields(KittiLabels))
+
+
+def concatenate_labels(parts: Sequence[KittiLabels]) -> KittiLabels:
+    """The rows of several ``KittiLabels`` as one, in order (empty for no parts)."""
+    if not parts:
+        return KittiLabels.empty()
+    return KittiLabels(**{field: np.concatenate([getattr(part, field) for part in parts]) for field in _FIELD_NAMES})
 
 
 def _parse_line(path: Path, line_number: int, line: str, with_score: bool) -> list[str | float]:
