@@ -1,0 +1,158 @@
+"""What every dataset and DataModule here shares: seeded per-sample augmentation, skipping
+(and counting) bad samples, and the train/val/test DataLoaders with `collate_batch`."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from nsmae_lightning.data.collate import collate_batch
+from nsmae_lightning.data.errors import DataError
+from nsmae_lightning.data.transforms import RawSample, SampleTransform
+
+log = logging.getLogger(__name__)
+
+
+class SensorDataset(Dataset, ABC):
+    """A map-style dataset of batch-contract samples built from RawSamples.
+
+    Augmentation draws come from a NumPy generator seeded by torch's RNG, so a
+    `seed_everything` (with a fixed number of workers) reproduces every batch.
+
+    Args:
+        transform: turns a RawSample into a contract sample.
+        skip_bad_samples: on a DataError, log it, count it and use the next good sample
+            instead of raising.
+        num_workers: DataLoader workers that will read this dataset (sizes the skip counter).
+    """
+
+    def __init__(self, transform: SampleTransform, skip_bad_samples: bool = False, num_workers: int = 0) -> None:
+        self.transform = transform
+        self.skip_bad_samples = skip_bad_samples
+        # One slot per process (main + workers) so increments never race; shared so the
+        # main process sees the workers' counts.
+        self._skip_counts = torch.zeros(num_workers + 1, dtype=torch.int64).share_memory_()
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """Number of samples."""
+
+    @abstractmethod
+    def load_raw(self, index: int) -> RawSample:
+        """Read sample `index` from disk, raising DataError on bad files."""
+
+    @property
+    def num_skipped(self) -> int:
+        """How many bad samples were skipped so far, over all workers."""
+        return int(self._skip_counts.sum())
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """The contract sample `index` (or, when skipping, the next good one after it)."""
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+        for offset in range(len(self)):
+            candidate = (index + offset) % len(self)
+            try:
+                return self.transform(self.load_raw(candidate), rng)
+            except DataError as error:
+                if not self.skip_bad_samples:
+                    raise
+                worker = get_worker_info()
+                slot = 0 if worker is None else (worker.id + 1) % len(self._skip_counts)
+                self._skip_counts[slot] += 1
+                log.warning("skipping bad sample %d: %s", candidate, error)
+        raise DataError(f"dataset of {len(self)} samples", "every sample is bad")
+
+
+class SensorDataModule(LightningDataModule, ABC):
+    """Train/val/test DataLoaders over SensorDatasets of named splits.
+
+    Args:
+        train_split: split used by `fit`.
+        val_split: split used by `fit` and `validate`.
+        test_split: split used by `test` and `predict`.
+        batch_size: samples per batch.
+        num_workers: DataLoader worker processes.
+        pin_memory: pin host memory of batches.
+        persistent_workers: keep workers alive between epochs (when num_workers > 0).
+        skip_bad_samples: skip (log and count) bad training samples instead of raising.
+    """
+
+    def __init__(
+        self,
+        train_split: str,
+        val_split: str,
+        test_split: str,
+        batch_size: int,
+        num_workers: int,
+        pin_memory: bool,
+        persistent_workers: bool,
+        skip_bad_samples: bool,
+    ) -> None:
+        super().__init__()
+        self.train_split = train_split
+        self.val_split = val_split
+        self.test_split = test_split
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+        self.skip_bad_samples = skip_bad_samples
+        self.train_dataset: SensorDataset | None = None
+        self.val_dataset: SensorDataset | None = None
+        self.test_dataset: SensorDataset | None = None
+
+    @abstractmethod
+    def make_dataset(self, split: str, train: bool) -> SensorDataset:
+        """The dataset of a named split, augmented when `train`."""
+
+    def setup(self, stage: str) -> None:
+        """Build the datasets the stage needs (`fit`, `validate`, `test` or `predict`)."""
+        if stage not in ("fit", "validate", "test", "predict"):
+            raise ValueError(f"unknown stage {stage!r}; expected fit, validate, test or predict")
+        if stage == "fit":
+            self.train_dataset = self.make_dataset(self.train_split, train=True)
+        if stage in ("fit", "validate"):
+            self.val_dataset = self.make_dataset(self.val_split, train=False)
+        if stage in ("test", "predict"):
+            self.test_dataset = self.make_dataset(self.test_split, train=False)
+
+    @property
+    def num_skipped_samples(self) -> int:
+        """Bad training samples skipped so far (0 before `setup("fit")`)."""
+        return 0 if self.train_dataset is None else self.train_dataset.num_skipped
+
+    def _loader(self, dataset: SensorDataset | None, shuffle: bool, stage: str) -> DataLoader:
+        """A DataLoader with the batch contract's collate function."""
+        if dataset is None:
+            raise ValueError(f"call setup({stage!r}) before asking for its dataloader")
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            collate_fn=collate_batch,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled, augmented training batches."""
+        return self._loader(self.train_dataset, shuffle=True, stage="fit")
+
+    def val_dataloader(self) -> DataLoader:
+        """Deterministic validation batches."""
+        return self._loader(self.val_dataset, shuffle=False, stage="validate")
+
+    def test_dataloader(self) -> DataLoader:
+        """Deterministic test batches."""
+        return self._loader(self.test_dataset, shuffle=False, stage="test")
+
+    def predict_dataloader(self) -> DataLoader:
+        """The test split, for prediction."""
+        return self._loader(self.test_dataset, shuffle=False, stage="predict")

@@ -1,0 +1,248 @@
+"""KITTI object detection (`training/{calib,image_2,velodyne,label_2}` + `ImageSets/`) as
+contract batches with one camera (image_2).
+
+The velodyne frame is the LiDAR frame. `cam2lidar` inverts `T2 @ R0_rect @ Tr_velo_to_cam`,
+where T2 is the offset of camera 2 from the rectified camera 0 encoded in P2, so that
+`K2 @ inv(cam2lidar) @ p` equals `P2 @ R0_rect @ Tr_velo_to_cam @ p`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nsmae_lightning.constants import KITTI_CLASSES
+from nsmae_lightning.data.base import SensorDataModule, SensorDataset
+from nsmae_lightning.data.errors import DataError
+from nsmae_lightning.data.geometry import transform_points
+from nsmae_lightning.data.readers import read_image, read_image_size, read_points
+from nsmae_lightning.data.transforms import (
+    ImageAugmentation,
+    LidarAugmentation,
+    RawSample,
+    SampleTransform,
+    points_in_boxes,
+)
+
+PC_RANGE_KITTI: tuple[float, float, float, float, float, float] = (0.0, -40.0, -3.0, 70.4, 40.0, 1.0)
+VELODYNE_COLUMNS = 4  # x, y, z, reflectance (0..1)
+
+
+def read_calib(path: Path) -> dict[str, np.ndarray]:
+    """Parse a KITTI calib file into `intrinsics` (3, 3) and `cam2lidar` (4, 4) of camera 2."""
+    if not path.is_file():
+        raise DataError(path, "calibration file not found")
+    values: dict[str, np.ndarray] = {}
+    for line in path.read_text().splitlines():
+        if ":" in line:
+            key, numbers = line.split(":", 1)
+            try:
+                values[key.strip()] = np.array([float(number) for number in numbers.split()])
+            except ValueError as error:
+                raise DataError(path, f"non-numeric value in {key.strip()}: {error}") from error
+    for key, size in (("P2", 12), ("R0_rect", 9), ("Tr_velo_to_cam", 12)):
+        if key not in values or values[key].size != size:
+            raise DataError(path, f"{key} missing or not {size} numbers")
+    projection = values["P2"].reshape(3, 4)
+    intrinsics = projection[:, :3]
+    rect = np.eye(4)
+    rect[:3, :3] = values["R0_rect"].reshape(3, 3)
+    velo_to_cam = np.eye(4)
+    velo_to_cam[:3, :] = values["Tr_velo_to_cam"].reshape(3, 4)
+    camera_offset = np.eye(4)
+    camera_offset[:3, 3] = np.linalg.solve(intrinsics, projection[:, 3])
+    lidar2cam = camera_offset @ rect @ velo_to_cam
+    return {"intrinsics": intrinsics, "cam2lidar": np.linalg.inv(lidar2cam), "rect2lidar": np.linalg.inv(rect @ velo_to_cam)}
+
+
+def read_labels(path: Path, rect2lidar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """KITTI_CLASSES boxes of a label_2 file in the LiDAR frame.
+
+    label_2 gives `h w l` and the bottom centre in camera-rect coordinates (y down) and the
+    yaw `ry` about the camera y axis; at ry = 0 the object heads along camera +x.
+
+    Returns:
+        float32 (M, 9) boxes (velocity 0) and int64 (M,) KITTI_CLASSES labels.
+    """
+    if not path.is_file():
+        raise DataError(path, "label file not found")
+    rows: list[list[float]] = []
+    labels: list[int] = []
+    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+        fields = line.split()
+        if not fields or fields[0] not in KITTI_CLASSES:
+            continue
+        if len(fields) < 15:
+            raise DataError(path, f"line {line_number} has {len(fields)} fields, expected 15")
+        height, width, length, x, y, z, rotation_y = (float(value) for value in fields[8:15])
+        centre_rect = np.array([[x, y - height / 2.0, z]])
+        centre = transform_points(rect2lidar, centre_rect)[0]
+        heading = rect2lidar[:3, :3] @ np.array([np.cos(rotation_y), 0.0, -np.sin(rotation_y)])
+        rows.append([*centre, length, width, height, np.arctan2(heading[1], heading[0]), 0.0, 0.0])
+        labels.append(KITTI_CLASSES.index(fields[0]))
+    return np.asarray(rows, dtype=np.float32).reshape(-1, 9), np.asarray(labels, dtype=np.int64)
+
+
+def read_split(root: Path, split: str) -> list[str]:
+    """Frame ids listed in `ImageSets/<split>.txt`."""
+    path = root / "ImageSets" / f"{split}.txt"
+    if not path.is_file():
+        raise DataError(path, f"split file for {split!r} not found")
+    frame_ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not frame_ids:
+        raise DataError(path, "split file lists no frames")
+    return frame_ids
+
+
+def image_path(training: Path, frame_id: str) -> Path:
+    """The image_2 file of a frame (KITTI ships PNG; JPEG accepted)."""
+    png = training / "image_2" / f"{frame_id}.png"
+    jpeg = training / "image_2" / f"{frame_id}.jpg"
+    return jpeg if not png.is_file() and jpeg.is_file() else png
+
+
+class KittiDataset(SensorDataset):
+    """Contract samples of KITTI frames.
+
+    Args:
+        root: KITTI root (with `training/`).
+        frame_ids: frames of the split.
+        transform: augmentation and tensorisation.
+        min_lidar_points: drop boxes holding fewer velodyne points.
+        load_images: read image_2 (else no `images` key).
+        skip_bad_samples: see SensorDataset.
+        num_workers: see SensorDataset.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        frame_ids: list[str],
+        transform: SampleTransform,
+        min_lidar_points: int,
+        load_images: bool,
+        skip_bad_samples: bool = False,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__(transform, skip_bad_samples, num_workers)
+        self.training = root / "training"
+        self.frame_ids = frame_ids
+        self.min_lidar_points = min_lidar_points
+        self.load_images = load_images
+
+    def __len__(self) -> int:
+        """Number of frames."""
+        return len(self.frame_ids)
+
+    def load_raw(self, index: int) -> RawSample:
+        """Read calibration, velodyne, labels and image of frame `index`."""
+        frame_id = self.frame_ids[index]
+        calib = read_calib(self.training / "calib" / f"{frame_id}.txt")
+        points = read_points(self.training / "velodyne" / f"{frame_id}.bin", VELODYNE_COLUMNS)
+        # (P, 4) -> (P, 5): reflectance 0..1 -> intensity 0..255, dt = 0 (single scan).
+        points = np.concatenate([points[:, :3], points[:, 3:4] * 255.0, np.zeros_like(points[:, :1])], axis=1)
+        boxes, labels = read_labels(self.training / "label_2" / f"{frame_id}.txt", calib["rect2lidar"])
+        keep = points_in_boxes(points[:, :3], boxes).sum(axis=0) >= self.min_lidar_points
+        path = image_path(self.training, frame_id)
+        images = [read_image(path)] if self.load_images else None
+        identity = np.eye(4)
+        return RawSample(
+            images=images,
+            image_sizes=[images[0].size if images else read_image_size(path)],
+            intrinsics=calib["intrinsics"][None],
+            cam2lidar=calib["cam2lidar"][None],
+            points=points.astype(np.float32),
+            boxes=boxes[keep],
+            labels=labels[keep],
+            meta={
+                "sample_token": frame_id,
+                "scene_token": "",
+                "timestamp": 0,
+                "location": "",
+                "lidar2ego": identity,
+                "ego2global": identity,
+                "lidar2global": identity,
+                "image_paths": [str(path)],
+            },
+        )
+
+
+class KittiDataModule(SensorDataModule):
+    """KITTI object detection as contract batches (N = 1 camera, no `bev_masks`).
+
+    Args:
+        dataroot: KITTI root holding `training/` and `ImageSets/`.
+        train_split: ImageSets file name for training.
+        val_split: ImageSets file name for validation.
+        test_split: ImageSets file name for test and predict.
+        image_size: (H, W) of the batch images.
+        image_aug: image augmentation ranges (train); the default factors keep KITTI's
+            wide 1242x375 images at least `image_size` high after resize.
+        lidar_aug: global LiDAR augmentation ranges (train).
+        augment: augment the training split.
+        point_cloud_range: points (and box centres in x/y) outside are dropped.
+        min_lidar_points: drop boxes holding fewer velodyne points.
+        load_images: read image_2.
+        skip_bad_samples: log, count and skip bad training samples instead of raising.
+        batch_size: samples per batch.
+        num_workers: DataLoader workers.
+        pin_memory: pin batch memory.
+        persistent_workers: keep workers between epochs.
+    """
+
+    def __init__(
+        self,
+        dataroot: str,
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str = "val",
+        image_size: tuple[int, int] = (256, 832),
+        image_aug: ImageAugmentation = ImageAugmentation(resize_range=(1.02, 1.3), test_resize=1.1),
+        lidar_aug: LidarAugmentation = LidarAugmentation(),
+        augment: bool = True,
+        point_cloud_range: tuple[float, float, float, float, float, float] = PC_RANGE_KITTI,
+        min_lidar_points: int = 1,
+        load_images: bool = True,
+        skip_bad_samples: bool = False,
+        batch_size: int = 4,
+        num_workers: int = 4,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+    ) -> None:
+        super().__init__(
+            train_split, val_split, test_split, batch_size, num_workers, pin_memory, persistent_workers, skip_bad_samples
+        )
+        self.save_hyperparameters()
+        self.dataroot = Path(dataroot)
+        self.image_size = tuple(image_size)
+        self.image_aug = image_aug
+        self.lidar_aug = lidar_aug
+        self.augment = augment
+        self.point_cloud_range = tuple(point_cloud_range)
+        self.min_lidar_points = min_lidar_points
+        self.load_images = load_images
+
+    def make_dataset(self, split: str, train: bool) -> KittiDataset:
+        """The dataset of an ImageSets split, augmented when `train` (and `augment`)."""
+        if not self.dataroot.is_dir():
+            raise DataError(self.dataroot, "dataset root does not exist")
+        if not (self.dataroot / "training").is_dir():
+            raise DataError(self.dataroot / "training", "KITTI training folder not found")
+        transform = SampleTransform(
+            image_size=self.image_size,
+            image_aug=self.image_aug,
+            lidar_aug=self.lidar_aug,
+            point_cloud_range=self.point_cloud_range,
+            train=train and self.augment,
+        )
+        return KittiDataset(
+            self.dataroot,
+            read_split(self.dataroot, split),
+            transform,
+            self.min_lidar_points,
+            self.load_images,
+            skip_bad_samples=train and self.skip_bad_samples,
+            num_workers=self.num_workers,
+        )
