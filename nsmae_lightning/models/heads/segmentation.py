@@ -65,11 +65,6 @@ class SegmentationHeadConfig:
         if not self.classes:
             raise ValueError("classes must name at least one map class")
 
-    @property
-    def map_size(self) -> int:
-        """Number of map cells along x (and along y)."""
-        return round(2 * self.map_bound / self.map_resolution)
-
 
 def map_sampling_grid(
     pc_range: tuple[float, ...], map_bound: float, map_resolution: float
