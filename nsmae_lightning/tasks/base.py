@@ -1,0 +1,102 @@
+"""Shared skeleton of every task (torchgeo's BaseTask shape).
+
+``__init__`` saves hyper-parameters, then calls ``configure_models``,
+``configure_losses`` and ``configure_metrics``; subclasses fill those in and
+write the steps. The optimiser (AdamW + one-cycle, paper Sec. IV-A) and the
+``pretrained=`` hand-off live here once, so every fine-tuning task shares them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+
+from nsmae_lightning.tasks.pretrained import GEOMETRY_KEY, LoadReport, load_pretrained_embedding
+
+log = logging.getLogger(__name__)
+
+
+class BaseTask(LightningModule):
+    """Skeleton: models, losses, metrics, AdamW + one-cycle, embedding hand-off.
+
+    Subclasses must create ``self.embedding`` (an ``EmbeddingNetwork``) in
+    ``configure_models``.
+    """
+
+    def __init__(self, ignore: list[str] | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=ignore)
+        self.configure_models()
+        self.configure_losses()
+        self.configure_metrics()
+        self.skipped_nonfinite_steps = 0
+        self.pretrained_report: LoadReport | None = None
+        pretrained = self.hparams.get("pretrained")
+        if pretrained:
+            self.pretrained_report = load_pretrained_embedding(self, pretrained, self.embedding.geometry())
+            print(f"pretrained embedding {pretrained}: {self.pretrained_report.summary()}")
+
+    def configure_models(self) -> None:
+        """Build ``self.embedding`` and the task's heads."""
+        raise TypeError(f"{type(self).__name__} must override configure_models")
+
+    def configure_losses(self) -> None:
+        """Build loss modules (default: the heads own their losses)."""
+
+    def configure_metrics(self) -> None:
+        """Build metric collections (default: none)."""
+
+    # ----------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW (lr, weight_decay) with a one-cycle schedule over the whole run (paper Sec. IV-A)."""
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(
+            [p for p in self.parameters() if p.requires_grad], lr=hp.get("lr", 1e-4), weight_decay=hp.get("weight_decay", 0.01)
+        )
+        if hp.get("schedule", "onecycle") == "constant":
+            return {"optimizer": optimizer}
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=hp.get("lr", 1e-4),
+            total_steps=total_steps,
+            pct_start=hp.get("pct_start", 0.4),
+            div_factor=hp.get("div_factor", 10.0),
+            final_div_factor=hp.get("final_div_factor", 1e4),
+            cycle_momentum=False,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def guard_finite(self, loss: torch.Tensor) -> torch.Tensor | None:
+        """Return ``loss``, or None (Lightning then skips the step) when it is NaN/inf, with a warning."""
+        if torch.isfinite(loss).all():
+            return loss
+        self.skipped_nonfinite_steps += 1
+        log.warning("non-finite loss at global step %d: step skipped (%d so far)", self.global_step, self.skipped_nonfinite_steps)
+        self.log("train/skipped_nonfinite", float(self.skipped_nonfinite_steps), rank_zero_only=True)
+        return None
+
+    # ----------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the embedding geometry so a hand-off can refuse a mismatching model."""
+        checkpoint[GEOMETRY_KEY] = self.embedding.geometry()
+
+    @property
+    def log_dir(self) -> str:
+        """Folder for PNGs and summaries of this run (the logger's, else the trainer's root)."""
+        trainer = self.trainer
+        return str(trainer.log_dir or trainer.default_root_dir)
+
+
+def batch_size_of(batch: dict[str, Any]) -> int:
+    """Number of samples in a batch dict (the length of its per-sample ``meta`` list)."""
+    return len(batch["meta"])
+
+
+def finite_or_zero(value: float) -> float:
+    """Loggable float: NaN/inf become 0 (metrics of an empty split)."""
+    return value if math.isfinite(value) else 0.0

@@ -1,0 +1,107 @@
+"""NS-MAE pretraining (paper Sec. III): mask the inputs, embed, render RGB-D, reconstruct the unmasked data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from nsmae_lightning.evaluation.render_plot import plot_render_grid
+from nsmae_lightning.models.embedding import EmbeddingConfig, EmbeddingNetwork
+from nsmae_lightning.models.masking import ImageMasker, VoxelMasker
+from nsmae_lightning.models.rendering import NeRFPretrainHead, RenderConfig
+from nsmae_lightning.tasks.base import BaseTask, batch_size_of
+
+
+class PretrainTask(BaseTask):
+    """Self-supervised pretraining of the embedding network by masked neural rendering.
+
+    The maskers and the render head are pretraining-only modules (kept outside
+    ``embedding.``); fine-tuning tasks take only the ``embedding.*`` weights.
+
+    Args:
+        embedding: the embedding network (what fine-tuning reuses).
+        render: render network, views, targets and loss weights (Table VIII switches).
+        mask_images: mask image patches (Table VIII "Masking").
+        image_mask_ratio: fraction of patches replaced by the [MASK] token (paper 0.5).
+        image_mask_patch: patch side s in pixels (paper: 4 at 128x352, 8 at 256x704).
+        mask_voxels: drop non-empty voxels before the sparse encoder.
+        voxel_mask_ratio: dropped fraction, or a (low, high) range drawn per sample (paper 0.7-0.9).
+        voxel_mask_mode: "uniform" or "range_aware" (Voxel-MAE bands).
+        lr: AdamW (peak) learning rate (paper 1e-4).
+        weight_decay: AdamW weight decay (paper 0.01).
+        schedule: "onecycle" (paper) or "constant".
+        pct_start: one-cycle warm-up fraction.
+        render_frames: frames drawn in the validation render grid (0 = none).
+        render_stride: pixel stride of the validation renders.
+    """
+
+    def __init__(
+        self,
+        embedding: EmbeddingConfig,
+        render: RenderConfig,
+        mask_images: bool = True,
+        image_mask_ratio: float = 0.5,
+        image_mask_patch: int = 8,
+        mask_voxels: bool = True,
+        voxel_mask_ratio: float | tuple[float, float] = 0.9,
+        voxel_mask_mode: Literal["uniform", "range_aware"] = "uniform",
+        lr: float = 1e-4,
+        weight_decay: float = 0.01,
+        schedule: Literal["onecycle", "constant"] = "onecycle",
+        pct_start: float = 0.4,
+        render_frames: int = 2,
+        render_stride: int = 4,
+    ) -> None:
+        super().__init__()
+
+    def configure_models(self) -> None:
+        """Embedding network, maskers and the render head."""
+        hp = self.hparams
+        self.embedding = EmbeddingNetwork(hp.embedding)
+        self.image_masker = ImageMasker(hp.image_mask_patch, hp.image_mask_ratio) if hp.mask_images else None
+        self.voxel_masker = VoxelMasker(hp.voxel_mask_ratio, hp.voxel_mask_mode) if hp.mask_voxels else None
+        self.render_head = NeRFPretrainHead(hp.render, self.embedding.out_channels, self.embedding.pc_range)
+        self._render_batches: list[dict[str, Any]] = []
+
+    def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
+        """Embed the (masked) batch, render, and log every reconstruction term."""
+        outputs = self.embedding(batch, self.image_masker, self.voxel_masker)
+        rendered = self.render_head(outputs["bev"], batch)  # targets come from the unmasked batch
+        size = batch_size_of(batch)
+        logs = {f"{stage}/{name}": value.detach() for name, value in rendered.losses.items()}
+        logs[f"{stage}/loss"] = rendered.total.detach()
+        for name, count in rendered.skipped.items():
+            logs[f"{stage}/skipped_{name}"] = float(count)
+        if stage == "train" and outputs["image_mask"] is not None:
+            logs["train/image_masked_fraction"] = outputs["image_mask"].float().mean()
+        if stage == "train" and outputs["voxel_keep"] is not None:
+            kept = torch.cat([keep.float() for keep in outputs["voxel_keep"]])
+            if kept.numel():
+                logs["train/voxel_masked_fraction"] = 1.0 - kept.mean()
+        self.log_dict(logs, batch_size=size, on_step=stage == "train", on_epoch=True, prog_bar=False, sync_dist=stage != "train")
+        self.log(f"{stage}_loss", rendered.total.detach(), batch_size=size, prog_bar=True, sync_dist=stage != "train")
+        return rendered.total
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        """One masked-reconstruction step; a non-finite loss skips the step."""
+        return self.guard_finite(self._step(batch, "train"))
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Reconstruction losses on held-out frames; keep a few frames for the render grid."""
+        self._step(batch, "val")
+        if len(self._render_batches) < self.hparams.render_frames:
+            self._render_batches.append(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        """Write ``renders/epoch_XXX.png``: rendered vs target RGB and depth (PER and BEV)."""
+        batches, self._render_batches = self._render_batches, []
+        if not batches or self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return
+        views = []
+        for batch in batches:
+            bev = self.embedding(batch)["bev"]
+            views.append(self.render_head.render_views(bev, batch, stride=self.hparams.render_stride))
+        path = Path(self.log_dir) / "renders" / f"epoch_{self.current_epoch:03d}.png"
+        plot_render_grid(views, path, title=f"NS-MAE renders, epoch {self.current_epoch}")
