@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from nuscenes import NuScenes
 from nuscenes.eval.common.config import config_factory
+from nuscenes.eval.common.data_classes import EvalBoxes
 from nuscenes.eval.common.loaders import (
     add_center_dist,
     filter_eval_boxes,
@@ -200,9 +201,17 @@ class _SampleTokenDetectionEval(DetectionEval):
             self.result_path, config.max_boxes_per_sample, DetectionBox, sample_tokens=sample_tokens, verbose=verbose
         )
         gt_boxes = load_gt_of_sample_tokens(nusc, sample_tokens, DetectionBox, verbose=verbose)
-        self.pred_boxes = filter_eval_boxes(nusc, add_center_dist(nusc, pred_boxes), config.class_range, verbose=verbose)
-        self.gt_boxes = filter_eval_boxes(nusc, add_center_dist(nusc, gt_boxes), config.class_range, verbose=verbose)
+        self.pred_boxes = self._filtered(add_center_dist(nusc, pred_boxes))
+        self.gt_boxes = self._filtered(add_center_dist(nusc, gt_boxes))
         self.sample_tokens = self.gt_boxes.sample_tokens
+
+
+    def _filtered(self, boxes: EvalBoxes) -> EvalBoxes:
+        """The devkit's range / points / bike-rack filtering; skipped when there is no box at all,
+        which ``filter_eval_boxes`` cannot handle (it has nothing to filter then)."""
+        if not boxes.all:
+            return boxes
+        return filter_eval_boxes(self.nusc, boxes, self.cfg.class_range, verbose=self.verbose)
 
 
 def _split_sample_tokens(nusc: NuScenes, eval_set: str) -> set[str]:
