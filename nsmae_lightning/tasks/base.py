@@ -8,13 +8,14 @@ write the steps. The optimiser (AdamW + one-cycle, paper Sec. IV-A) and the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import math
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
 
+from nsmae_lightning.models.embedding import EmbeddingConfig
 from nsmae_lightning.tasks.pretrained import GEOMETRY_KEY, LoadReport, load_pretrained_embedding
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,6 @@ def batch_size_of(batch: dict[str, Any]) -> int:
     return len(batch["meta"])
 
 
-def finite_or_zero(value: float) -> float:
-    """Loggable float: NaN/inf become 0 (metrics of an empty split)."""
-    return value if math.isfinite(value) else 0.0
+def with_modalities(config: EmbeddingConfig, modalities: list[str] | None) -> EmbeddingConfig:
+    """``config`` with its modalities replaced (camera-only / LiDAR-only models from one embedding)."""
+    return config if modalities is None else dataclasses.replace(config, modalities=list(modalities))

@@ -1,0 +1,111 @@
+"""3D object detection fine-tuning: EmbeddingNetwork + CenterPoint head, scored by the nuScenes devkit."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from nsmae_lightning.evaluation.nuscenes_detection import NuScenesDetectionEvaluator
+from nsmae_lightning.models.embedding import EmbeddingConfig, EmbeddingNetwork
+from nsmae_lightning.models.heads.detection import CenterPointHead, DetectionHeadConfig
+from nsmae_lightning.tasks.base import BaseTask, batch_size_of, with_modalities
+
+
+class DetectionTask(BaseTask):
+    """Fine-tune (or train from scratch) a BEV detector on the shared embedding.
+
+    Args:
+        embedding: the embedding network; ``pretrained`` fills its weights.
+        head: the CenterPoint head (``in_channels`` and ``pc_range`` are taken from
+            the embedding, so the YAML cannot disagree with it).
+        pretrained: a PretrainTask/any task checkpoint or an ``nsmae export`` file;
+            only ``embedding.*`` is loaded (``--ckpt_path`` still means resume).
+        modalities: override of ``embedding.modalities`` (camera-only / LiDAR-only / both).
+        evaluation: "nuscenes" (devkit DetectionEval on the validation/test frames) or "none".
+        lr: AdamW peak learning rate.
+        weight_decay: AdamW weight decay.
+        schedule: "onecycle" or "constant".
+        pct_start: one-cycle warm-up fraction.
+    """
+
+    def __init__(
+        self,
+        embedding: EmbeddingConfig,
+        head: DetectionHeadConfig,
+        pretrained: str | None = None,
+        modalities: list[str] | None = None,
+        evaluation: Literal["nuscenes", "none"] = "nuscenes",
+        lr: float = 1e-4,
+        weight_decay: float = 0.01,
+        schedule: Literal["onecycle", "constant"] = "onecycle",
+        pct_start: float = 0.4,
+    ) -> None:
+        super().__init__()
+
+    def configure_models(self) -> None:
+        """Embedding (with the modality override) and the head sized to it."""
+        hp = self.hparams
+        self.embedding = EmbeddingNetwork(with_modalities(hp.embedding, hp.modalities))
+        head_config = dataclasses.replace(hp.head, in_channels=self.embedding.out_channels, pc_range=self.embedding.pc_range)
+        self.head = CenterPointHead(head_config)
+        self.evaluator: NuScenesDetectionEvaluator | None = None
+
+    def forward(self, batch: dict[str, Any]) -> list[dict[str, torch.Tensor]]:
+        """Decoded boxes per sample: {"boxes" (K, 9), "scores" (K,), "labels" (K,)} in the LiDAR frame."""
+        return self.head.decode(self.head(self.embedding(batch)["bev"]))
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        """Heatmap focal + box L1 losses."""
+        preds = self.head(self.embedding(batch)["bev"])
+        losses = self.head.loss(preds, batch["gt_boxes"], batch["gt_labels"])
+        size = batch_size_of(batch)
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=size, on_step=True, on_epoch=True)
+        self.log("train_loss", losses["loss"].detach(), batch_size=size, prog_bar=True)
+        return self.guard_finite(losses["loss"])
+
+    # ------------------------------------------------------------------ evaluation
+    def _start_evaluation(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule
+        if self.hparams.evaluation == "none" or self.trainer.sanity_checking:
+            self.evaluator = None
+            return
+        out = Path(self.log_dir) / "nuscenes_eval" / f"{stage}_epoch_{self.current_epoch:03d}"
+        self.evaluator = NuScenesDetectionEvaluator(
+            datamodule.dataroot, datamodule.version, out, modalities=self.embedding.config.modalities
+        )
+
+    def _evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
+        preds = self.head(self.embedding(batch)["bev"])
+        losses = self.head.loss(preds, batch["gt_boxes"], batch["gt_labels"])
+        self.log(f"{stage}/loss", losses["loss"], batch_size=batch_size_of(batch), sync_dist=True)
+        if self.evaluator is not None:
+            tokens = [meta["sample_token"] for meta in batch["meta"]]
+            self.evaluator.update(tokens, self.head.decode(preds), batch["meta"])
+
+    def _finish_evaluation(self, stage: str) -> None:
+        if self.evaluator is None:
+            return
+        metrics = self.evaluator.compute()
+        self.log_dict({f"{stage}/{name}": value for name, value in metrics.items()}, rank_zero_only=True)
+        self.evaluator = None
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_evaluation("val")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluation_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish_evaluation("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start_evaluation("test")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluation_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_evaluation("test")
