@@ -49,11 +49,8 @@ def hand_built_boxes() -> tuple[torch.Tensor, torch.Tensor]:
 def ideal_predictions(head: CenterPointHead, boxes: torch.Tensor, labels: torch.Tensor) -> list[dict[str, torch.Tensor]]:
     """Head outputs that a perfect network would give: logit +20 at centres, -20 elsewhere, exact codes."""
     predictions = []
-    for task in head.config.tasks:
-        task_labels = torch.tensor([DETECTION_CLASSES.index(name) for name in task.class_names])
-        in_task = labels[:, None] == task_labels[None, :]
-        selected = in_task.any(1)
-        targets = head.box_coder.encode(boxes[selected], in_task[selected].int().argmax(1), len(task_labels), GRID_SHAPE)
+    for task, (task_boxes, class_ids) in zip(head.config.tasks, head.split_by_task(boxes, labels)):
+        targets = head.box_coder.encode(task_boxes, class_ids, len(task.class_names), GRID_SHAPE)
         heatmap = torch.where(targets.heatmap == 1.0, 20.0, -20.0)[None]
         codes = torch.zeros(CODE_SIZE, GRID_SHAPE[0] * GRID_SHAPE[1])
         codes[:, targets.indices[targets.mask]] = targets.box_targets[targets.mask].T

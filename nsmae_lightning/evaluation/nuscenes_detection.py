@@ -222,7 +222,9 @@ def _split_sample_tokens(nusc: NuScenes, eval_set: str) -> set[str]:
 
 
 def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1
+    """Whether a process group of more than one rank is running."""
+    distributed = torch.distributed
+    return distributed.is_available() and distributed.is_initialized() and distributed.get_world_size() > 1
 
 
 class NuScenesDetectionEvaluator:
@@ -285,10 +287,9 @@ class NuScenesDetectionEvaluator:
         for token, detections, meta in zip(sample_tokens, decoded, metas):
             if token in self._results:
                 continue
-            nonfinite = int((~finite_box_mask(detections["boxes"], detections["scores"])).sum())
-            results = to_nuscenes_results(
-                token, detections["boxes"], detections["scores"], detections["labels"], meta["lidar2global"], self.class_names
-            )
+            boxes, scores, labels = detections["boxes"], detections["scores"], detections["labels"]
+            nonfinite = int((~finite_box_mask(boxes, scores)).sum())
+            results = to_nuscenes_results(token, boxes, scores, labels, meta["lidar2global"], self.class_names)
             self._results[token] = (results, nonfinite)
 
     def _gathered(self) -> dict[str, tuple[list[dict[str, Any]], int]]:

@@ -109,10 +109,14 @@ class DetectionHeadConfig:
             if unknown or not task.class_names:
                 raise ValueError(f"task group {task.class_names} names classes not in class_names: {unknown}")
             if task.nms_type not in NMS_TYPES:
-                raise ValueError(f"task group {task.class_names}: nms_type must be one of {NMS_TYPES}, got {task.nms_type!r}")
+                raise ValueError(
+                    f"task group {task.class_names}: nms_type must be one of {NMS_TYPES}, got {task.nms_type!r}"
+                )
 
 
-def gaussian_focal_loss(heatmap_logits: Tensor, heatmap_targets: Tensor, alpha: float = 2.0, gamma: float = 4.0) -> Tensor:
+def gaussian_focal_loss(
+    heatmap_logits: Tensor, heatmap_targets: Tensor, alpha: float = 2.0, gamma: float = 4.0
+) -> Tensor:
     """CenterNet's Gaussian focal loss, summed (the caller normalises by the object count).
 
     Computed in float32 with the sigmoid clamped to [HEATMAP_EPS, 1 - HEATMAP_EPS], so
@@ -156,7 +160,9 @@ class SeparateHead(nn.Module):
         outputs = {"heatmap": num_classes, **dict(REGRESSION_HEADS)}
         self.branches = nn.ModuleDict()
         for name, out_channels in outputs.items():
-            hidden = [_conv_bn_relu(in_channels if i == 0 else head_channels, head_channels) for i in range(num_branch_convs - 1)]
+            hidden = [
+                _conv_bn_relu(in_channels if i == 0 else head_channels, head_channels) for i in range(num_branch_convs - 1)
+            ]
             last_in = head_channels if hidden else in_channels
             self.branches[name] = nn.Sequential(*hidden, nn.Conv2d(last_in, out_channels, 3, padding=1, bias=True))
         nn.init.constant_(self.branches["heatmap"][-1].bias, HEATMAP_INIT_BIAS)
@@ -204,8 +210,11 @@ class CenterPointHead(nn.Module):
         """The regression branches of one task concatenated in REGRESSION_HEADS order: (B, CODE_SIZE, Ny, Nx)."""
         return torch.cat([task_preds[name] for name, _ in REGRESSION_HEADS], dim=1)
 
-    def _split_by_task(self, boxes: Tensor, labels: Tensor) -> list[tuple[Tensor, Tensor]]:
-        """One sample's boxes grouped per task: [(boxes (M_t, 9), class ids in the task (M_t,))]."""
+    def split_by_task(self, boxes: Tensor, labels: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """One sample's boxes grouped per task group: [(boxes (M_t, 9), class ids inside the group (M_t,))].
+
+        Boxes whose label belongs to no group are left out.
+        """
         groups = []
         for task_labels in self.task_labels:
             task_label_tensor = torch.tensor(task_labels, device=labels.device)
@@ -214,7 +223,9 @@ class CenterPointHead(nn.Module):
             groups.append((boxes[selected], in_task[selected].int().argmax(dim=1)))
         return groups
 
-    def loss(self, preds: list[dict[str, Tensor]], gt_boxes: Sequence[Tensor], gt_labels: Sequence[Tensor]) -> dict[str, Tensor]:
+    def loss(
+        self, preds: list[dict[str, Tensor]], gt_boxes: Sequence[Tensor], gt_labels: Sequence[Tensor]
+    ) -> dict[str, Tensor]:
         """Focal heatmap loss + code-weighted L1 regression loss over all task groups.
 
         Each task's losses are normalised by its number of objects (clamped >= 1), as
@@ -234,9 +245,11 @@ class CenterPointHead(nn.Module):
             )
         for sample, labels in enumerate(gt_labels):
             if labels.numel() and (labels.min() < 0 or labels.max() >= len(self.config.class_names)):
-                raise ValueError(f"gt_labels of sample {sample} must index class_names (0..{len(self.config.class_names) - 1})")
+                raise ValueError(
+                    f"gt_labels of sample {sample} must index class_names (0..{len(self.config.class_names) - 1})"
+                )
         grid_shape = tuple(preds[0]["heatmap"].shape[-2:])
-        per_sample_groups = [self._split_by_task(boxes, labels) for boxes, labels in zip(gt_boxes, gt_labels)]
+        per_sample_groups = [self.split_by_task(boxes, labels) for boxes, labels in zip(gt_boxes, gt_labels)]
         device = preds[0]["heatmap"].device
         heatmap_total = torch.zeros((), device=device)
         regression_total = torch.zeros((), device=device)
@@ -267,15 +280,14 @@ class CenterPointHead(nn.Module):
             "labels": (K,) int64 into ``config.class_names``}.
         """
         batch_size = preds[0]["heatmap"].shape[0]
+        regression_maps = [self._regression_maps(task_preds) for task_preds in preds]
         decoded = []
         for sample in range(batch_size):
             sample_boxes, sample_scores, sample_labels = [], [], []
-            for task, task_preds, task_labels in zip(self.config.tasks, preds, self.task_labels):
+            task_outputs = zip(self.config.tasks, preds, regression_maps, self.task_labels)
+            for task, task_preds, task_regression, task_labels in task_outputs:
                 boxes, scores, class_ids = self.box_coder.decode(
-                    task_preds["heatmap"][sample],
-                    self._regression_maps(task_preds)[sample],
-                    self.config.top_k,
-                    self.config.score_threshold,
+                    task_preds["heatmap"][sample], task_regression[sample], self.config.top_k, self.config.score_threshold
                 )
                 if task.nms_type == "circle":
                     keep = circle_nms(boxes[:, :2], scores, task.nms_threshold, self.config.post_max_size)

@@ -25,10 +25,8 @@ def _cross(a: Tensor, b: Tensor) -> Tensor:
 def bev_corners(boxes_bev: Tensor) -> Tensor:
     """Counter-clockwise corners (N, 4, 2) of BEV boxes (N, 5) = x, y, l, w, yaw (l along the heading)."""
     half_l, half_w = boxes_bev[:, 2:3] / 2, boxes_bev[:, 3:4] / 2
-    local = torch.stack(
-        [torch.cat([half_l, half_w], 1), torch.cat([-half_l, half_w], 1), torch.cat([-half_l, -half_w], 1), torch.cat([half_l, -half_w], 1)],
-        dim=1,
-    )  # (N, 4, 2)
+    corner_signs = ((1, 1), (-1, 1), (-1, -1), (1, -1))
+    local = torch.stack([torch.cat([sign_l * half_l, sign_w * half_w], 1) for sign_l, sign_w in corner_signs], 1)  # (N, 4, 2)
     cos_yaw, sin_yaw = boxes_bev[:, 4].cos()[:, None], boxes_bev[:, 4].sin()[:, None]
     rotated_x = local[..., 0] * cos_yaw - local[..., 1] * sin_yaw
     rotated_y = local[..., 0] * sin_yaw + local[..., 1] * cos_yaw
