@@ -218,5 +218,5 @@ def grid_sample_reference(volume: Tensor, coords: Tensor, batch_index: Tensor) -
             padding_mode="zeros",
             align_corners=False,
         )  # (1, C, 1, 1, m)
-        output = output.index_put((torch.nonzero(selected).squeeze(1),), sampled.view(channels, -1).T)
+        output = output.index_put((torch.nonzero(selected).squeeze(1),), sampled.view(channels, -1).T.to(volume.dtype))
     return output

@@ -1,0 +1,176 @@
+"""Throughput of the NS-MAE render network: ray samples per second, forward + backward.
+
+Two measurements per sampler ("trilinear", "trilinear_compiled", "grid_sample") and
+dtype (fp32, bf16), on a paper-size volume (B = 2, Z = 40, Ny = Nx = 180, 1 + Cf = 33):
+
+- ``sampler``: the trilinear read alone, at ray-ordered samples (random rays through
+  the range, fixed step) as the renderer produces them;
+- ``render``: the whole render head for PER-like rays: BEV embedding -> conv volume ->
+  ray marching -> sampling -> colour MLP -> compositing -> loss -> backward.
+
+Timing: warm-up iterations first (compilation, allocator), then `--repeats` timed
+iterations bracketed by `torch.cuda.synchronize()`; the median is reported with the
+peak memory of the timed iterations. Runs on CUDA when present, else on CPU (use small
+`--rays` there). Prints a table and writes JSON to ``--out``.
+
+    python benchmarks/render_throughput.py --out runs/render_throughput.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from nsmae_lightning.models.rays import RayBundle, clip_to_range
+from nsmae_lightning.models.rendering import NeRFPretrainHead, RenderConfig
+from nsmae_lightning.models.trilinear import grid_sample_reference, metric_to_voxel, trilinear_sample
+
+PC_RANGE: tuple[float, ...] = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)
+DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="JSON file for the results")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--z-bins", type=int, default=40)
+    parser.add_argument("--grid", type=int, default=180, help="Ny = Nx of the BEV embedding")
+    parser.add_argument("--feature-channels", type=int, default=32)
+    parser.add_argument("--embed-channels", type=int, default=256)
+    parser.add_argument("--rays", type=int, default=16384, help="rays per batch element")
+    parser.add_argument("--step", type=float, default=0.8, help="metres between samples (PER)")
+    parser.add_argument("--samplers", default="trilinear,trilinear_compiled,grid_sample")
+    parser.add_argument("--dtypes", default="fp32,bf16")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
+    return parser.parse_args()
+
+
+def random_rays(batch_size: int, rays_per_sample: int, device: torch.device) -> RayBundle:
+    """PER-like rays: origins near the ego at camera height, directions mostly horizontal."""
+    count = batch_size * rays_per_sample
+    origins = torch.randn(count, 3, device=device) * torch.tensor([1.0, 1.0, 0.2], device=device)
+    yaw = 2 * torch.pi * torch.rand(count, device=device)
+    pitch = (torch.rand(count, device=device) - 0.7) * 0.5
+    directions = torch.stack([pitch.cos() * yaw.cos(), pitch.cos() * yaw.sin(), pitch.sin()], dim=-1)
+    near, far = clip_to_range(origins, directions, PC_RANGE)
+    zeros = torch.zeros_like(near)
+    return RayBundle(
+        origins=origins,
+        directions=directions,
+        batch_index=torch.arange(batch_size, device=device).repeat_interleave(rays_per_sample),
+        near=near,
+        far=far,
+        depth_target=zeros,
+        has_depth=zeros.bool(),
+        rgb_target=torch.rand(count, 3, device=device),
+    )
+
+
+def ray_samples(rays: RayBundle, step: float, grid_size: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Voxel coordinates and batch indices of every in-range sample of the rays."""
+    sample_count = int(torch.ceil((rays.far - rays.near).max() / step))
+    t = rays.near.unsqueeze(1) + step * torch.arange(sample_count, device=rays.near.device)
+    ray_index, sample_index = torch.nonzero(t < rays.far.unsqueeze(1), as_tuple=True)
+    points = rays.origins[ray_index] + t[ray_index, sample_index].unsqueeze(-1) * rays.directions[ray_index]
+    return metric_to_voxel(points, PC_RANGE, grid_size), rays.batch_index[ray_index]
+
+
+def time_iterations(step_fn: Callable[[], None], warmup: int, repeats: int, device: torch.device) -> dict[str, float]:
+    """Median seconds per call and peak memory (MiB, CUDA only) of `step_fn`."""
+    for _ in range(warmup):
+        step_fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    durations = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step_fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        durations.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
+    return {"seconds": statistics.median(durations), "peak_mib": peak}
+
+
+def bench_sampler(args: argparse.Namespace, sampler: str, dtype: torch.dtype, device: torch.device) -> dict[str, float]:
+    """Trilinear read alone, forward + backward into the volume."""
+    grid_size = (args.z_bins, args.grid, args.grid)
+    volume = torch.randn(args.batch, *grid_size, 1 + args.feature_channels, device=device, dtype=dtype)
+    volume.requires_grad_()
+    coords, batch_index = ray_samples(random_rays(args.batch, args.rays, device), args.step, grid_size)
+    upstream = torch.randn(coords.shape[0], 1 + args.feature_channels, device=device, dtype=dtype)
+
+    def step_fn() -> None:
+        volume.grad = None
+        if sampler == "grid_sample":
+            sampled = grid_sample_reference(volume, coords, batch_index)
+        else:
+            sampled = trilinear_sample(volume, coords, batch_index, compiled=sampler == "trilinear_compiled")
+        sampled.backward(upstream)
+
+    result = time_iterations(step_fn, args.warmup, args.repeats, device)
+    return {**result, "samples": float(coords.shape[0]), "samples_per_s": coords.shape[0] / result["seconds"]}
+
+
+def bench_render(args: argparse.Namespace, sampler: str, dtype: torch.dtype, device: torch.device) -> dict[str, float]:
+    """The whole render head on PER-like rays with colour: conv volume to loss, forward + backward."""
+    config = RenderConfig(z_bins=args.z_bins, feature_channels=args.feature_channels, per_step=args.step, sampler=sampler)
+    head = NeRFPretrainHead(config, args.embed_channels, PC_RANGE).to(device)
+    bev = torch.randn(args.batch, args.embed_channels, args.grid, args.grid, device=device, requires_grad=True)
+    rays = random_rays(args.batch, args.rays, device)
+    samples = ray_samples(rays, args.step, (args.z_bins, args.grid, args.grid))[0].shape[0]
+
+    def step_fn() -> None:
+        head.zero_grad(set_to_none=True)
+        bev.grad = None
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            rendered = head.render(head.network.volume(bev), rays, args.step, with_color=True)
+            loss = ((rendered.rgb - rays.rgb_target) ** 2).sum(-1).mean() + rendered.depth.abs().mean()
+        loss.backward()
+
+    result = time_iterations(step_fn, args.warmup, args.repeats, device)
+    return {**result, "samples": float(samples), "samples_per_s": samples / result["seconds"]}
+
+
+def main() -> None:
+    args = parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    rows = []
+    for dtype_name in args.dtypes.split(","):
+        for sampler in args.samplers.split(","):
+            for kind, bench in (("sampler", bench_sampler), ("render", bench_render)):
+                try:
+                    measured = bench(args, sampler, DTYPES[dtype_name], device)
+                except (RuntimeError, torch.OutOfMemoryError) as error:  # keep the other rows
+                    measured = {"error": f"{type(error).__name__}: {str(error).splitlines()[0]}"}
+                rows.append({"kind": kind, "sampler": sampler, "dtype": dtype_name, **measured})
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+    header = f"{'kind':8} {'sampler':20} {'dtype':5} {'samples':>10} {'ms':>9} {'Msamples/s':>11} {'peak MiB':>9}"
+    print(header)
+    for row in rows:
+        if "error" in row:
+            print(f"{row['kind']:8} {row['sampler']:20} {row['dtype']:5} {row['error']}")
+            continue
+        print(
+            f"{row['kind']:8} {row['sampler']:20} {row['dtype']:5} {int(row['samples']):>10} "
+            f"{row['seconds'] * 1e3:>9.2f} {row['samples_per_s'] / 1e6:>11.1f} {row['peak_mib']:>9.0f}"
+        )
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    report = {"device": device_name, "torch": torch.__version__, "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
