@@ -16,6 +16,7 @@ from collections.abc import Sequence
 PLAIN_COMMANDS: dict[str, str] = {
     "world": "nsmae_lightning.data.world.cli:main",
     "kitti-eval": "nsmae_lightning.evaluation.kitti.cli:main",
+    "export": "nsmae_lightning.tasks.export:main",
 }
 
 

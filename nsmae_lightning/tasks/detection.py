@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import torch
 
+from nsmae_lightning.configuration import as_config
 from nsmae_lightning.evaluation.nuscenes_detection import NuScenesDetectionEvaluator
 from nsmae_lightning.models.embedding import EmbeddingConfig, EmbeddingNetwork
 from nsmae_lightning.models.heads.detection import CenterPointHead, DetectionHeadConfig
@@ -48,8 +49,8 @@ class DetectionTask(BaseTask):
     def configure_models(self) -> None:
         """Embedding (with the modality override) and the head sized to it."""
         hp = self.hparams
-        self.embedding = EmbeddingNetwork(with_modalities(hp.embedding, hp.modalities))
-        head_config = dataclasses.replace(hp.head, in_channels=self.embedding.out_channels, pc_range=self.embedding.pc_range)
+        self.embedding = EmbeddingNetwork(with_modalities(as_config(EmbeddingConfig, hp.embedding), hp.modalities))
+        head_config = dataclasses.replace(as_config(DetectionHeadConfig, hp.head), in_channels=self.embedding.out_channels, pc_range=self.embedding.pc_range)
         self.head = CenterPointHead(head_config)
         self.evaluator: NuScenesDetectionEvaluator | None = None
 

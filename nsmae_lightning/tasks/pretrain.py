@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import torch
 
+from nsmae_lightning.configuration import as_config
 from nsmae_lightning.evaluation.render_plot import plot_render_grid
 from nsmae_lightning.models.embedding import EmbeddingConfig, EmbeddingNetwork
 from nsmae_lightning.models.masking import ImageMasker, VoxelMasker
@@ -59,10 +60,10 @@ class PretrainTask(BaseTask):
     def configure_models(self) -> None:
         """Embedding network, maskers and the render head."""
         hp = self.hparams
-        self.embedding = EmbeddingNetwork(hp.embedding)
+        self.embedding = EmbeddingNetwork(as_config(EmbeddingConfig, hp.embedding))
         self.image_masker = ImageMasker(hp.image_mask_patch, hp.image_mask_ratio) if hp.mask_images else None
         self.voxel_masker = VoxelMasker(hp.voxel_mask_ratio, hp.voxel_mask_mode) if hp.mask_voxels else None
-        self.render_head = NeRFPretrainHead(hp.render, self.embedding.out_channels, self.embedding.pc_range)
+        self.render_head = NeRFPretrainHead(as_config(RenderConfig, hp.render), self.embedding.out_channels, self.embedding.pc_range)
         self._render_batches: list[dict[str, Any]] = []
 
     def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:

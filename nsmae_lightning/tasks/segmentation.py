@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import torch
 
+from nsmae_lightning.configuration import as_config
 from nsmae_lightning.evaluation.bev_iou import BEVIoU
 from nsmae_lightning.evaluation.bev_plot import plot_bev_predictions
 from nsmae_lightning.models.embedding import EmbeddingConfig, EmbeddingNetwork
@@ -47,14 +48,14 @@ class SegmentationTask(BaseTask):
     def configure_models(self) -> None:
         """Embedding (with the modality override) and the map head sized to it."""
         hp = self.hparams
-        self.embedding = EmbeddingNetwork(with_modalities(hp.embedding, hp.modalities))
-        head_config = dataclasses.replace(hp.head, in_channels=self.embedding.out_channels, pc_range=self.embedding.pc_range)
+        self.embedding = EmbeddingNetwork(with_modalities(as_config(EmbeddingConfig, hp.embedding), hp.modalities))
+        head_config = dataclasses.replace(as_config(SegmentationHeadConfig, hp.head), in_channels=self.embedding.out_channels, pc_range=self.embedding.pc_range)
         self.head = SegmentationHead(head_config)
 
     def configure_metrics(self) -> None:
         """BEV IoU per class (max over thresholds 0.35..0.65) and mIoU; sum states, so DDP-exact."""
-        self.val_iou = BEVIoU(self.hparams.head.classes)
-        self.test_iou = BEVIoU(self.hparams.head.classes)
+        self.val_iou = BEVIoU(self.head.config.classes)
+        self.test_iou = BEVIoU(self.head.config.classes)
         self._plot_frames: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:

@@ -1,0 +1,124 @@
+"""The real CLI end to end on the tiny world: pretrain, hand the embedding to detection and segmentation, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from nsmae_lightning.cli import main
+from nsmae_lightning.tasks.pretrained import EXPORT_FORMAT, export_embedding, load_pretrained_embedding
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def run_cli(subcommand: str, config: str, world: Path, out: Path, *extra: str) -> None:
+    """``nsmae <subcommand> --config configs/<config>`` on the tiny world, writing under ``out``."""
+    main(
+        [
+            subcommand,
+            "--config",
+            str(CONFIGS / config),
+            f"--data.init_args.dataroot={world}",
+            f"--trainer.default_root_dir={out}",
+            f"--trainer.logger.init_args.save_dir={out}",
+            "--trainer.enable_progress_bar=false",
+            *extra,
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def pretrain_checkpoint(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (one-epoch, two-step) NS-MAE pretraining run through ``nsmae fit``."""
+    out = tmp_path_factory.mktemp("pretrain")
+    run_cli("fit", "pretrain/tiny.yaml", tiny_world, out, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
+            "--trainer.limit_val_batches=1")
+    checkpoints = sorted(out.rglob("*.ckpt"))
+    assert checkpoints, f"no checkpoint written under {out}"
+    return checkpoints[-1]
+
+
+def test_pretrain_fast_dev_run(tiny_world: Path, tmp_path: Path) -> None:
+    run_cli("fit", "pretrain/tiny.yaml", tiny_world, tmp_path, "--trainer.fast_dev_run=2")
+
+
+def test_pretrain_logs_losses_and_renders(pretrain_checkpoint: Path) -> None:
+    run_dir = pretrain_checkpoint.parents[1]
+    metrics = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    for name in ("train/loss_color", "train/loss_depth_per", "train/loss_depth_bev", "train/loss_depth_rand", "val/loss"):
+        assert any(column.startswith(name) for column in metrics), f"{name} not logged: {metrics}"
+    assert (run_dir / "renders" / "epoch_000.png").stat().st_size > 0
+
+
+def test_handoff_loads_every_embedding_key(pretrain_checkpoint: Path) -> None:
+    from nsmae_lightning.tasks import DetectionTask, PretrainTask
+
+    pretrained = PretrainTask.load_from_checkpoint(pretrain_checkpoint, map_location="cpu")
+    detector = DetectionTask(embedding=pretrained.hparams.embedding, head=_tiny_head(), pretrained=str(pretrain_checkpoint))
+    report = detector.pretrained_report
+    assert report is not None and not report.missing and not report.unexpected and not report.shape_skipped
+    source = pretrained.state_dict()
+    for key, value in detector.state_dict().items():
+        if key.startswith("embedding."):
+            assert torch.equal(value, source[key]), key
+    assert len(report.loaded) == sum(1 for k in source if k.startswith("embedding."))
+
+
+def test_handoff_refuses_other_geometry(pretrain_checkpoint: Path) -> None:
+    import dataclasses
+
+    from nsmae_lightning.tasks import DetectionTask, PretrainTask
+
+    config = PretrainTask.load_from_checkpoint(pretrain_checkpoint, map_location="cpu").hparams.embedding
+    other_cameras = dataclasses.replace(config, num_cameras=config.num_cameras - 1)
+    with pytest.raises(ValueError, match="num_cameras"):
+        DetectionTask(embedding=other_cameras, head=_tiny_head(), pretrained=str(pretrain_checkpoint))
+
+
+def test_export_round_trip(pretrain_checkpoint: Path, tmp_path: Path) -> None:
+    from nsmae_lightning.tasks import DetectionTask, PretrainTask
+
+    exported = main(["export", str(pretrain_checkpoint), "--out", str(tmp_path / "embedding.pt")])
+    assert exported == 0
+    payload = torch.load(tmp_path / "embedding.pt", weights_only=False)
+    assert payload["format"] == EXPORT_FORMAT and all(k.startswith("embedding.") for k in payload["state_dict"])
+    config = PretrainTask.load_from_checkpoint(pretrain_checkpoint, map_location="cpu").hparams.embedding
+    detector = DetectionTask(embedding=config, head=_tiny_head())
+    report = load_pretrained_embedding(detector, tmp_path / "embedding.pt", detector.embedding.geometry())
+    assert report.loaded and not report.missing
+
+
+def test_pretrained_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+        export_embedding(tmp_path / "nope.ckpt", tmp_path / "out.pt")
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="bad.ckpt"):
+        export_embedding(bad, tmp_path / "out.pt")
+
+
+def test_detection_fit_and_test_scores_with_devkit(tiny_world: Path, pretrain_checkpoint: Path, tmp_path: Path) -> None:
+    run_cli("fit", "detection/tiny.yaml", tiny_world, tmp_path, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
+            f"--model.init_args.pretrained={pretrain_checkpoint}")
+    checkpoint = sorted(tmp_path.rglob("*.ckpt"))[-1]
+    run_cli("test", "detection/tiny.yaml", tiny_world, tmp_path / "test", f"--ckpt_path={checkpoint}")
+    summaries = sorted((tmp_path / "test").rglob("metrics_summary.json"))
+    assert summaries, "the devkit wrote no metrics_summary.json"
+    summary = json.loads(summaries[-1].read_text())
+    assert 0.0 <= summary["mean_ap"] <= 1.0 and 0.0 <= summary["nd_score"] <= 1.0
+
+
+def test_segmentation_fit_logs_miou(tiny_world: Path, tmp_path: Path) -> None:
+    run_cli("fit", "segmentation/tiny.yaml", tiny_world, tmp_path, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2")
+    header = next(tmp_path.rglob("metrics.csv")).read_text().splitlines()[0].split(",")
+    assert "val/mIoU" in header and "val/iou/drivable_area" in header
+    assert next(tmp_path.rglob("bev/epoch_000.png")).stat().st_size > 0
+
+
+def _tiny_head():
+    from nsmae_lightning.models.heads.detection import DetectionHeadConfig
+
+    return DetectionHeadConfig(shared_channels=16, head_channels=16)
