@@ -205,10 +205,12 @@ class _SampleTokenDetectionEval(DetectionEval):
         self.gt_boxes = self._filtered(add_center_dist(nusc, gt_boxes))
         self.sample_tokens = self.gt_boxes.sample_tokens
 
-
     def _filtered(self, boxes: EvalBoxes) -> EvalBoxes:
-        """The devkit's range / points / bike-rack filtering; skipped when there is no box at all,
-        which ``filter_eval_boxes`` cannot handle (it has nothing to filter then)."""
+        """The devkit's range / points / bike-rack filtering of ``boxes``.
+
+        Skipped when there is no box at all (an empty prediction set is valid), which
+        ``filter_eval_boxes`` cannot handle; there is nothing to filter then.
+        """
         if not boxes.all:
             return boxes
         return filter_eval_boxes(self.nusc, boxes, self.cfg.class_range, verbose=self.verbose)
