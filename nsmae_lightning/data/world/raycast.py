@@ -110,10 +110,58 @@ def _intersect(
 
 
 @numba.njit(cache=True)
+def _azimuth_bins(
+    origin: np.ndarray, prims: np.ndarray, max_distance: float, num_bins: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which primitives each azimuth sector (seen from ``origin``) can contain, in CSR form.
+
+    A ray whose horizontal direction has azimuth phi can only meet a primitive whose
+    bounding circle (radius r at horizontal distance d) spans phi, i.e.
+    |phi - atan2| <= asin(r / d); primitives around the origin go into every sector.
+
+    Returns:
+        offsets (num_bins + 1,) and primitive indices, sector b holding
+        ``indices[offsets[b]:offsets[b + 1]]``.
+    """
+    bin_width = 2 * np.pi / num_bins
+    first = np.zeros(prims.shape[0], dtype=np.int64)
+    count = np.zeros(prims.shape[0], dtype=np.int64)
+    per_bin = np.zeros(num_bins + 1, dtype=np.int64)
+    for p in range(prims.shape[0]):
+        radius = prims[p, 3] if prims[p, 8] == KIND_CYLINDER else np.sqrt(prims[p, 3] ** 2 + prims[p, 4] ** 2)
+        cx, cy = prims[p, 0] - origin[0], prims[p, 1] - origin[1]
+        distance = np.sqrt(cx * cx + cy * cy)
+        if distance - radius > max_distance:
+            continue
+        if distance <= radius + 1e-3:
+            first[p], count[p] = 0, num_bins
+        else:
+            centre = np.arctan2(cy, cx)
+            half = np.arcsin(radius / distance)
+            lo = int(np.floor((centre - half) / bin_width))
+            hi = int(np.floor((centre + half) / bin_width))
+            first[p], count[p] = lo, min(hi - lo + 1, num_bins)
+        for k in range(count[p]):
+            per_bin[(first[p] + k) % num_bins + 1] += 1
+    offsets = np.cumsum(per_bin)
+    indices = np.empty(offsets[-1], dtype=np.int64)
+    fill = offsets[:-1].copy()
+    for p in range(prims.shape[0]):  # ascending p keeps each sector's list in primitive order
+        for k in range(count[p]):
+            b = (first[p] + k) % num_bins
+            indices[fill[b]] = p
+            fill[b] += 1
+    return offsets, indices
+
+
+@numba.njit(cache=True)
 def cast_rays(
     origin: np.ndarray, directions: np.ndarray, prims: np.ndarray, max_distance: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cast rays from one origin against every primitive and the ground plane.
+
+    Primitives are bucketed by azimuth sector first, so each ray only tests the few
+    that lie in its direction.
 
     Args:
         origin: (3,) ray origin in the world frame.
@@ -125,6 +173,9 @@ def cast_rays(
         distance (R,) (inf where nothing was hit), hit id (R,) int64 (primitive
         index, ``HIT_GROUND`` or ``HIT_NOTHING``) and normal (R, 3).
     """
+    num_bins = 1440
+    bin_width = 2 * np.pi / num_bins
+    offsets, indices = _azimuth_bins(origin, prims, max_distance, num_bins)
     num_rays = directions.shape[0]
     distance = np.full(num_rays, np.inf)
     hit_id = np.full(num_rays, HIT_NOTHING, dtype=np.int64)
@@ -139,12 +190,19 @@ def cast_rays(
                 best = t_ground
                 hit_id[r] = HIT_GROUND
                 normal[r, 2] = 1.0
-        for p in range(prims.shape[0]):
-            t, nx, ny, nz = _intersect(prims[p], ox, oy, oz, dx, dy, dz)
-            if t < best:
-                best = t
-                hit_id[r] = p
-                normal[r, 0], normal[r, 1], normal[r, 2] = nx, ny, nz
+        if dx * dx + dy * dy < 1e-12:  # straight up or down: every sector
+            lo, hi = 0, num_bins - 1
+        else:
+            lo = int(np.floor(np.arctan2(dy, dx) / bin_width)) % num_bins
+            hi = lo
+        for b in range(lo, hi + 1):
+            for slot in range(offsets[b], offsets[b + 1]):
+                p = indices[slot]
+                t, nx, ny, nz = _intersect(prims[p], ox, oy, oz, dx, dy, dz)
+                if t < best:
+                    best = t
+                    hit_id[r] = p
+                    normal[r, 0], normal[r, 1], normal[r, 2] = nx, ny, nz
         if hit_id[r] != HIT_NOTHING:
             distance[r] = best
     return distance, hit_id, normal

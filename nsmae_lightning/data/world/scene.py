@@ -13,6 +13,7 @@ is exact and the devkit's velocities (from neighbouring annotations) are true.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from nuscenes.utils import splits
@@ -180,6 +181,11 @@ class ScenePlan:
     lighting: Lighting
     description: str
 
+    @cached_property
+    def parts(self) -> ObjectParts:
+        """The objects' parts (built on first use, once every object is placed)."""
+        return ObjectParts.build(self.objects)
+
     def to_global(self, along: np.ndarray | float, left: np.ndarray | float) -> np.ndarray:
         """Global (x, y) of corridor coordinates, shape (..., 2)."""
         forward = np.array([np.cos(self.heading), np.sin(self.heading)])
@@ -284,42 +290,80 @@ def make_object(
                        attribute, kitti_type)  # fmt: skip
 
 
-def object_primitives(objects: list[WorldObject], time: float, centre: np.ndarray, radius: float) -> Primitives:
+@dataclass
+class ObjectParts:
+    """Every part of every object of a scene, in object frames, ready to be posed at any time.
+
+    Attributes:
+        owners: (Q,) object index of each part (parts of one object are consecutive).
+        local_centres: (Q, 3) part centre relative to its object's box centre, object frame.
+        half_sizes: (Q, 3) half length, width, height (radius in the first for cylinders).
+        cylinder: (Q,) whether the part is a vertical cylinder.
+        materials: (Q,) ``classes.MATERIAL_*``.
+        colours: (Q, 3) albedo.
+    """
+
+    owners: np.ndarray
+    local_centres: np.ndarray
+    half_sizes: np.ndarray
+    cylinder: np.ndarray
+    materials: np.ndarray
+    colours: np.ndarray
+
+    @staticmethod
+    def build(objects: list[WorldObject]) -> ObjectParts:
+        """Expand each object's shape into parts scaled to its size and coloured by its instance colours."""
+        owners, centres, halves, cylinders, materials, colours = [], [], [], [], [], []
+        material_colours = np.array(cls.MATERIAL_COLOURS)
+        for index, obj in enumerate(objects):
+            parts = cls.SHAPES[obj.shape]
+            lo = np.array([[p.x_range[0], p.y_range[0], p.z_range[0]] for p in parts]) * obj.size
+            hi = np.array([[p.x_range[1], p.y_range[1], p.z_range[1]] for p in parts]) * obj.size
+            cylinder = np.array([p.cylinder for p in parts])
+            half = (hi - lo) / 2
+            half[cylinder, 0] = np.minimum(half[cylinder, 0], half[cylinder, 1])
+            part_materials = np.array([p.material for p in parts], np.int64)
+            base = material_colours[part_materials]
+            base[np.isin(part_materials, (cls.MATERIAL_PAINT, cls.MATERIAL_RETROREFLECTIVE))] = obj.colours[0]
+            base[part_materials == cls.MATERIAL_CLOTH] = obj.colours[1]
+            owners.append(np.full(len(parts), index, np.int64))
+            centres.append((lo + hi) / 2 - np.array([0.0, 0.0, obj.size[2] / 2]))
+            halves.append(half)
+            cylinders.append(cylinder)
+            materials.append(part_materials)
+            colours.append(base)
+        if not objects:
+            empty = np.zeros((0, 3))
+            return ObjectParts(np.zeros(0, np.int64), empty, empty, np.zeros(0, bool), np.zeros(0, np.int64), empty)
+        return ObjectParts(*(np.concatenate(x) for x in (owners, centres, halves, cylinders, materials, colours)))
+
+
+def object_primitives(plan: ScenePlan, time: float, centre: np.ndarray, radius: float) -> Primitives:
     """The parts of every object within ``radius`` of ``centre`` (2,) at ``time``, owners = object index."""
-    rows, owners, materials, colours = [], [], [], []
-    for index, obj in enumerate(objects):
-        position = obj.centre(time)
-        if np.hypot(*(position[:2] - centre)) > radius:
-            continue
-        parts = cls.SHAPES[obj.shape]
-        lo = np.array([[p.x_range[0], p.y_range[0], p.z_range[0]] for p in parts])
-        hi = np.array([[p.x_range[1], p.y_range[1], p.z_range[1]] for p in parts])
-        scale = obj.size
-        local_centre = (lo + hi) / 2 * scale - np.array([0.0, 0.0, obj.size[2] / 2])  # relative to box centre
-        half = (hi - lo) / 2 * scale
-        cylinder = np.array([p.cylinder for p in parts])
-        half[cylinder, 0] = np.minimum(half[cylinder, 0], half[cylinder, 1])
-        rotation = rotation_z(obj.yaw)
-        world_centre = local_centre @ rotation.T + position
-        rows.append(primitive_rows(world_centre, half, np.full(len(parts), obj.yaw), cylinder))
-        owners.append(np.full(len(parts), index, np.int64))
-        part_materials = np.array([p.material for p in parts], np.int64)
-        materials.append(part_materials)
-        base = np.array(cls.MATERIAL_COLOURS)[part_materials]
-        base[part_materials == cls.MATERIAL_PAINT] = obj.colours[0]
-        base[part_materials == cls.MATERIAL_RETROREFLECTIVE] = obj.colours[0]
-        base[part_materials == cls.MATERIAL_CLOTH] = obj.colours[1]
-        colours.append(base)
-    if not rows:
-        return Primitives.concat([])
-    return Primitives(np.concatenate(rows), np.concatenate(owners), np.concatenate(materials), np.concatenate(colours))
+    parts = plan.parts
+    starts = np.array([obj.start for obj in plan.objects]).reshape(-1, 2)
+    velocities = np.array([obj.velocity for obj in plan.objects]).reshape(-1, 2)
+    yaws = np.array([obj.yaw for obj in plan.objects])
+    heights = np.array([obj.size[2] for obj in plan.objects])
+    positions = starts + velocities * time  # (M, 2)
+    near_objects = np.hypot(*(positions - centre).T) <= radius
+    keep = near_objects[parts.owners]
+    owners = parts.owners[keep]
+    cos_yaw, sin_yaw = np.cos(yaws[owners]), np.sin(yaws[owners])
+    local = parts.local_centres[keep]
+    world = np.empty_like(local)
+    world[:, 0] = positions[owners, 0] + cos_yaw * local[:, 0] - sin_yaw * local[:, 1]
+    world[:, 1] = positions[owners, 1] + sin_yaw * local[:, 0] + cos_yaw * local[:, 1]
+    world[:, 2] = heights[owners] / 2 + local[:, 2]
+    table = primitive_rows(world, parts.half_sizes[keep], yaws[owners], parts.cylinder[keep])
+    return Primitives(table, owners, parts.materials[keep], parts.colours[keep])
 
 
 def frame_primitives(plan: ScenePlan, world: LocationWorld, time: float, centre: np.ndarray) -> Primitives:
     """Everything a sensor near ``centre`` (2,) can hit at ``time``: the scene's objects and nearby clutter."""
     clutter = world.clutter
     near = np.hypot(clutter.table[:, 0] - centre[0], clutter.table[:, 1] - centre[1]) < VISIBLE_RADIUS
-    return Primitives.concat([object_primitives(plan.objects, time, centre, VISIBLE_RADIUS), clutter.select(near)])
+    return Primitives.concat([object_primitives(plan, time, centre, VISIBLE_RADIUS), clutter.select(near)])
 
 
 def _clutter(layout: CityLayout, density: float, rng: np.random.Generator) -> Primitives:
