@@ -184,7 +184,7 @@ class WindowAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
-        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        nn.init.normal_(self.relative_position_bias_table, std=0.02)
         coords = torch.stack(
             torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing="ij")
         ).flatten(1)  # (2, ws*ws)
@@ -355,9 +355,13 @@ class SwinTransformer(nn.Module):
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
-        """Swin's init: truncated normal linear weights, zero biases, unit LayerNorms."""
+        """Swin's init: N(0, 0.02) linear weights, zero biases, unit LayerNorms.
+
+        Swin's ``trunc_normal_(std=0.02)`` truncates at +-2 (absolute), i.e. at 100 std:
+        the same distribution as a plain normal, which is far faster to draw on CPU.
+        """
         if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=0.02)
+            nn.init.normal_(module.weight, std=0.02)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.LayerNorm):
