@@ -305,3 +305,16 @@ def test_skip_bad_samples_counts_them(world_copy: Path) -> None:
     assert len(tokens) == len(dataset)
     assert tokens.count(dataset.infos[2]["sample_token"]) == 2 and dataset.infos[1]["sample_token"] not in tokens
     assert datamodule.num_skipped_samples == 1
+
+
+def test_optional_images_and_masks_and_custom_split(tiny_world: Path) -> None:
+    """`load_images`/`load_bev_masks` drop their keys; splits.json names resolve through the devkit."""
+    datamodule = make_datamodule(
+        tiny_world, val_split="synth_val", load_images=False, load_bev_masks=False, cameras=("CAM_FRONT",)
+    )
+    datamodule.setup("validate")
+    batch = next(iter(datamodule.val_dataloader()))
+    assert "images" not in batch and "bev_masks" not in batch
+    assert batch["intrinsics"].shape == (2, 1, 3, 3) and batch["img_aug"].shape == (2, 1, 4, 4)
+    with pytest.raises(DataError, match=r"splits\.json: Custom split no_such_split requested"):
+        make_datamodule(tiny_world, test_split="no_such_split").setup("test")

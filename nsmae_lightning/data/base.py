@@ -49,7 +49,7 @@ class SensorDataset(Dataset, ABC):
 
     @property
     def num_skipped(self) -> int:
-        """How many bad samples were skipped so far, over all workers."""
+        """How many times a bad sample was skipped so far, over all workers."""
         return int(self._skip_counts.sum())
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -124,7 +124,7 @@ class SensorDataModule(LightningDataModule, ABC):
 
     @property
     def num_skipped_samples(self) -> int:
-        """Bad training samples skipped so far (0 before `setup("fit")`)."""
+        """Times a bad training sample was skipped so far, over all workers (0 before `setup("fit")`)."""
         return 0 if self.train_dataset is None else self.train_dataset.num_skipped
 
     def _loader(self, dataset: SensorDataset | None, shuffle: bool, stage: str) -> DataLoader:
