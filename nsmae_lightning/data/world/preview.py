@@ -15,7 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.patches import Polygon as PolygonPatch  # noqa: E402
+from matplotlib.patches import PathPatch  # noqa: E402
+from matplotlib.path import Path as MplPath  # noqa: E402
 from nuscenes import NuScenes  # noqa: E402
 from nuscenes.map_expansion.map_api import NuScenesMap  # noqa: E402
 from nuscenes.utils.data_classes import LidarPointCloud  # noqa: E402
@@ -71,7 +72,9 @@ def _draw_map(ax: plt.Axes, nusc_map: NuScenesMap, global2lidar: np.ndarray) -> 
             polygon_tokens = record["polygon_tokens"] if layer == "drivable_area" else [record["polygon_token"]]
             for polygon_token in polygon_tokens:
                 polygon = nusc_map.extract_polygon(polygon_token)
-                ax.add_patch(PolygonPatch(to_lidar(np.array(polygon.exterior.coords)), color=colour, alpha=0.35, lw=0))
+                rings = [polygon.exterior, *polygon.interiors]  # holes as extra rings (even-odd fill)
+                path = MplPath.make_compound_path(*(MplPath(to_lidar(np.array(ring.coords))) for ring in rings))
+                ax.add_patch(PathPatch(path, facecolor=colour, alpha=0.35, lw=0))
     for layer, colour in LINE_LAYER_COLOURS.items():
         for token in records[layer]:
             line = nusc_map.extract_line(nusc_map.get(layer, token)["line_token"])
@@ -115,7 +118,7 @@ def write_preview(
     _draw_map(ax, NuScenesMap(dataroot=str(dataroot), map_name=location), global2lidar)
     cloud = LidarPointCloud.from_file(str(Path(dataroot) / nusc.get("sample_data", lidar_token)["filename"]))
     ranges = np.hypot(cloud.points[0], cloud.points[1])
-    ax.scatter(cloud.points[0], cloud.points[1], c=ranges, s=0.3, cmap="turbo", vmin=0, vmax=40, linewidths=0)
+    ax.scatter(cloud.points[0], cloud.points[1], c=ranges, s=0.8, cmap="turbo", vmin=0, vmax=40, linewidths=0)
     _, boxes, _ = nusc.get_sample_data(lidar_token)
     for box in boxes:
         box.render(ax, view=np.eye(4), colors=("k", "k", "k"), linewidth=0.8)
