@@ -169,20 +169,23 @@ def test_camera_and_lidar_bev_cells_coincide(network: EmbeddingNetwork) -> None:
     assert (int(camera_cell[1]), int(camera_cell[0])) == (13, 12)
 
 
+def _tensors(batch: dict[str, Any]) -> list[torch.Tensor]:
+    """Every tensor of a batch, lists flattened, in key order."""
+    return [t for key in sorted(batch) for t in (batch[key] if isinstance(batch[key], list) else [batch[key]])]
+
+
 def test_gradients_reach_every_parameter_and_batch_is_untouched() -> None:
     torch.manual_seed(0)
     net = EmbeddingNetwork(EmbeddingConfig.tiny()).train()
     image_masker, voxel_masker = ImageMasker(patch_size=4, ratio=0.5).train(), VoxelMasker(ratio=0.7).train()
     batch = make_batch()
-    snapshot = {key: [t.clone() for t in value] if isinstance(value, list) else value.clone() for key, value in batch.items()}
+    snapshot = [tensor.clone() for tensor in _tensors(batch)]
     out = net(batch, image_masker=image_masker, voxel_masker=voxel_masker)
     out["bev"].sum().backward()
     missing = [name for name, p in net.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
     assert missing == []
     assert torch.any(image_masker.mask_token.grad != 0)
-    for key, value in snapshot.items():
-        for before, after in zip(value if isinstance(value, list) else [value], batch[key] if isinstance(value, list) else [batch[key]]):
-            assert torch.equal(before, after), key
+    assert all(torch.equal(before, after) for before, after in zip(snapshot, _tensors(batch)))
     # Masks handed back for logging: exact image fraction, 70% of voxels dropped per sample.
     assert out["image_mask"].shape == (2, 2, 8, 22)
     assert out["image_mask"].float().mean().item() == 0.5

@@ -341,7 +341,9 @@ class SwinTransformer(nn.Module):
         for stage in range(num_stages):
             dim = embed_dim * 2**stage
             blocks = [
-                SwinBlock(dim, num_heads[stage], window_size, shift=index % 2 == 1, drop_path_rate=rates[block_index + index])
+                SwinBlock(
+                    dim, num_heads[stage], window_size, shift=index % 2 == 1, drop_path_rate=rates[block_index + index]
+                )
                 for index in range(depths[stage])
             ]
             block_index += depths[stage]
@@ -401,9 +403,8 @@ class TinyBackbone(nn.Module):
         self.stages = nn.ModuleList()
         in_channels = widths[0]
         for stage in range(num_stages):
-            self.stages.append(
-                nn.Sequential(ConvBNReLU(in_channels, widths[stage], 3, stride=2), ConvBNReLU(widths[stage], widths[stage], 3))
-            )
+            downsample = ConvBNReLU(in_channels, widths[stage], 3, stride=2)
+            self.stages.append(nn.Sequential(downsample, ConvBNReLU(widths[stage], widths[stage], 3)))
             in_channels = widths[stage]
         self.stage_channels = list(widths[:num_stages])
 

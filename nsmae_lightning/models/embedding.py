@@ -81,7 +81,8 @@ class EmbeddingConfig:
         if not math.isclose(cell_x, cell_y):
             raise ValueError(f"BEV cells must be square, got {cell_x} x {cell_y} m")
         if any(side % self.decoder.total_stride for side in lidar_shape):
-            raise ValueError(f"BEV shape {lidar_shape} must be a multiple of the decoder stride {self.decoder.total_stride}")
+            stride = self.decoder.total_stride
+            raise ValueError(f"BEV shape {lidar_shape} must be a multiple of the decoder stride {stride}")
         if self.num_cameras < 1:
             raise ValueError(f"num_cameras must be >= 1, got {self.num_cameras}")
 
@@ -89,7 +90,9 @@ class EmbeddingConfig:
     def tiny(cls, modalities: list[str] | None = None, num_cameras: int = 2) -> EmbeddingConfig:
         """Test-sized network: tiny convs, 16 x 16 BEV cells of 1.6 m over +-12.8 m, 19 depth bins."""
         return cls(
-            camera=CameraConfig(backbone="tiny", out_indices=(1, 2, 3), neck_out_channels=16, tiny_widths=(8, 8, 16, 16)),
+            camera=CameraConfig(
+                backbone="tiny", out_indices=(1, 2, 3), neck_out_channels=16, tiny_widths=(8, 8, 16, 16)
+            ),
             view_transform=ViewTransformConfig(
                 out_channels=8,
                 dbound=(1.0, 20.0, 1.0),

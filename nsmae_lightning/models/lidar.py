@@ -73,7 +73,8 @@ class LidarConfig:
             cells = (self.pc_range[axis + 3] - self.pc_range[axis]) / self.voxel_size[axis]
             if cells < 1 or abs(cells - round(cells)) > 1e-4:
                 raise ValueError(
-                    f"lidar.pc_range {self.pc_range} must span a whole number of voxels of {self.voxel_size} on axis {axis}"
+                    f"lidar.pc_range {self.pc_range} must span a whole number of voxels of "
+                    f"{self.voxel_size} on axis {axis}"
                 )
         if len(self.downsample_paddings) != len(self.encoder_channels) - 1:
             raise ValueError("lidar.downsample_paddings needs one (z, y, x) padding per stage but the last")
@@ -86,7 +87,8 @@ class LidarConfig:
                 )
             width = blocks[-1]
         if self.sparse_output_shape[0] < 1:
-            raise ValueError(f"lidar z range {self.pc_range[2]}..{self.pc_range[5]} is too thin for the encoder strides")
+            z_range = f"{self.pc_range[2]}..{self.pc_range[5]}"
+            raise ValueError(f"lidar z range {z_range} is too thin for the encoder strides")
 
     @property
     def grid_size(self) -> tuple[int, int, int]:
@@ -226,7 +228,9 @@ class SparseEncoder(nn.Module):
         super().__init__()
         self.sparse_shape = list(config.sparse_shape)
         self.conv_input = spconv.SparseSequential(
-            spconv.SubMConv3d(config.point_features, config.base_channels, 3, padding=1, bias=False, indice_key="subm0"),
+            spconv.SubMConv3d(
+                config.point_features, config.base_channels, 3, padding=1, bias=False, indice_key="subm0"
+            ),
             *_sparse_bn_relu(config.base_channels),
         )
         stages = []
