@@ -9,8 +9,6 @@ where T2 is the offset of camera 2 from the rectified camera 0 encoded in P2, so
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 
 from nsmae_lightning.constants import KITTI_CLASSES
@@ -31,7 +29,15 @@ VELODYNE_COLUMNS = 4  # x, y, z, reflectance (0..1)
 
 
 def read_calib(path: Path) -> dict[str, np.ndarray]:
-    """Parse a KITTI calib file into `intrinsics` (3, 3) and `cam2lidar` (4, 4) of camera 2."""
+    """Parse a KITTI calib file.
+
+    Returns:
+        `intrinsics` (3, 3) and `cam2lidar` (4, 4) of camera 2, and `rect2lidar` (4, 4)
+        mapping camera-rect coordinates (where label_2 lives) into the velodyne frame.
+
+    Raises:
+        DataError: the file is missing, or P2 / R0_rect / Tr_velo_to_cam are absent or malformed.
+    """
     if not path.is_file():
         raise DataError(path, "calibration file not found")
     values: dict[str, np.ndarray] = {}
@@ -54,7 +60,11 @@ def read_calib(path: Path) -> dict[str, np.ndarray]:
     camera_offset = np.eye(4)
     camera_offset[:3, 3] = np.linalg.solve(intrinsics, projection[:, 3])
     lidar2cam = camera_offset @ rect @ velo_to_cam
-    return {"intrinsics": intrinsics, "cam2lidar": np.linalg.inv(lidar2cam), "rect2lidar": np.linalg.inv(rect @ velo_to_cam)}
+    return {
+        "intrinsics": intrinsics,
+        "cam2lidar": np.linalg.inv(lidar2cam),
+        "rect2lidar": np.linalg.inv(rect @ velo_to_cam),
+    }
 
 
 def read_labels(path: Path, rect2lidar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -212,7 +222,14 @@ class KittiDataModule(SensorDataModule):
         persistent_workers: bool = False,
     ) -> None:
         super().__init__(
-            train_split, val_split, test_split, batch_size, num_workers, pin_memory, persistent_workers, skip_bad_samples
+            train_split=train_split,
+            val_split=val_split,
+            test_split=test_split,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=persistent_workers,
+            skip_bad_samples=skip_bad_samples,
         )
         self.save_hyperparameters()
         self.dataroot = Path(dataroot)

@@ -286,7 +286,14 @@ class NuScenesDataModule(SensorDataModule):
         persistent_workers: bool = False,
     ) -> None:
         super().__init__(
-            train_split, val_split, test_split, batch_size, num_workers, pin_memory, persistent_workers, skip_bad_samples
+            train_split=train_split,
+            val_split=val_split,
+            test_split=test_split,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=persistent_workers,
+            skip_bad_samples=skip_bad_samples,
         )
         self.save_hyperparameters()
         if sweeps < 0:
