@@ -26,6 +26,7 @@ GT_LINE = "Car 0.00 0 -1.58 587.01 173.33 614.12 200.12 1.65 1.67 3.64 -0.65 1.7
 
 
 def _assert_same_labels(first: KittiLabels, second: KittiLabels) -> None:
+    """Every field equal, exactly."""
     for field in ("name", "truncated", "occluded", "alpha", "bbox", "dimensions", "location", "rotation_y", "score"):
         np.testing.assert_array_equal(getattr(first, field), getattr(second, field), err_msg=field)
 
@@ -73,6 +74,7 @@ def test_bad_label_lines_name_file_and_line(tmp_path: Path, text: str, with_scor
 
 
 def _write_dirs(root: Path, frame_ids: list[str]) -> tuple[Path, Path]:
+    """A ground-truth folder with one car per frame and an empty detection folder."""
     gt_dir, det_dir = root / "label_2", root / "det"
     gt_dir.mkdir()
     det_dir.mkdir()

@@ -22,8 +22,10 @@ CAR_SIZE = (1.5, 1.6, 3.9)
 
 
 def _labels(*objects: dict) -> KittiLabels:
-    """One frame from dicts with keys name, bbox and optionally location, dims, ry, alpha,
-    truncated, occluded, score."""
+    """One frame from object dicts (defaults: an easy, unrotated car 20 m ahead).
+
+    Keys: name, bbox, and optionally location, dims, ry, alpha, truncated, occluded, score.
+    """
     return KittiLabels.from_arrays(
         name=[item["name"] for item in objects],
         truncated=[item.get("truncated", 0.0) for item in objects],
@@ -38,6 +40,7 @@ def _labels(*objects: dict) -> KittiLabels:
 
 
 def _car(bbox: tuple[float, ...], location: tuple[float, ...], **extra: float) -> dict:
+    """A Car object dict for :func:`_labels`."""
     return {"name": "Car", "bbox": bbox, "location": location, **extra}
 
 
@@ -48,9 +51,11 @@ FAR_AT = (-5.0, 1.65, 40.0)
 
 
 def _four_frames(van_name: str = "Van") -> tuple[list[KittiLabels], list[KittiLabels]]:
-    """Four frames, one easy car each, detected at scores 0.9, 0.7, 0.5, 0.3; frame 0 adds a
-    false positive (0.95), a car detection on a Van (0.99) and one inside a DontCare region
-    (0.97); frame 2 adds an undetected hard-only car; frame 3 a false positive (0.4)."""
+    """Four frames, one easy car each, detected at scores 0.9, 0.7, 0.5, 0.3.
+
+    Frame 0 adds a false positive (0.95), a car detection on a Van (0.99) and one inside a
+    DontCare region (0.97); frame 2 an undetected hard-only car; frame 3 a false positive (0.4).
+    """
     van_box, van_at = (400.0, 100.0, 520.0, 170.0), (5.0, 1.65, 20.0)
     dontcare_box = (800.0, 100.0, 900.0, 200.0)
     gt = [

@@ -1,7 +1,8 @@
 """KITTI's per-frame matching of detections to ground truth, and the score thresholds (numba).
 
 This is the core of the official devkit's ``computeStatistics`` and ``getThresholds``
-(``cpp/evaluate_object.cpp``), run over a whole split of flattened frames in one call.
+(``cpp/evaluate_object.cpp``); the matching runs over a whole split of flattened frames in
+one numba call.
 
 Ignore codes, per box and per evaluated (class, difficulty):
 
@@ -130,6 +131,46 @@ def _max_count(offsets: np.ndarray, column: int) -> int:
 
 
 @numba.njit(cache=True)
+def _match_split(
+    thresholds: np.ndarray,
+    compute_fp: bool,
+    offsets: np.ndarray,
+    overlaps: np.ndarray,
+    dontcare_overlaps: np.ndarray,
+    gt_ignore: np.ndarray,
+    det_ignore: np.ndarray,
+    gt_alpha: np.ndarray,
+    det_alpha: np.ndarray,
+    det_score: np.ndarray,
+    min_overlap: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Match every frame at every threshold (one entry point, so numba compiles it once).
+
+    Returns:
+        (T, 4) ``tp, fp, fn, similarity`` summed over frames, and (without ``compute_fp``)
+        the TP scores in frame order.
+    """
+    counts = np.zeros((len(thresholds), 4))
+    scores = np.empty(offsets[-1, GT_COLUMN] if not compute_fp else 0)
+    assigned = np.zeros(_max_count(offsets, DET_COLUMN), dtype=np.bool_)
+    frame_scores = np.empty(_max_count(offsets, GT_COLUMN))
+    num_scores = 0
+    for frame in range(offsets.shape[0] - 1):
+        for index in range(len(thresholds)):
+            tp, fp, fn, similarity = _match_frame(
+                frame, offsets, overlaps, dontcare_overlaps, gt_ignore, det_ignore, gt_alpha, det_alpha, det_score,
+                min_overlap, thresholds[index], compute_fp, assigned, frame_scores,
+            )
+            counts[index, 0] += tp
+            counts[index, 1] += fp
+            counts[index, 2] += fn
+            counts[index, 3] += similarity
+            if not compute_fp:
+                scores[num_scores:num_scores + tp] = frame_scores[:tp]
+                num_scores += tp
+    return counts, scores[:num_scores]
+
+
 def true_positive_scores(
     offsets: np.ndarray,
     overlaps: np.ndarray,
@@ -141,49 +182,37 @@ def true_positive_scores(
     det_score: np.ndarray,
     min_overlap: float,
 ) -> np.ndarray:
-    """Scores of every true positive of the split at threshold 0 (frame order); see module doc."""
-    scores = np.empty(offsets[-1, GT_COLUMN])
-    assigned = np.zeros(_max_count(offsets, DET_COLUMN), dtype=np.bool_)
-    frame_scores = np.empty(_max_count(offsets, GT_COLUMN))
-    count = 0
-    for frame in range(offsets.shape[0] - 1):
-        tp, _, _, _ = _match_frame(
-            frame, offsets, overlaps, dontcare_overlaps, gt_ignore, det_ignore, gt_alpha, det_alpha, det_score,
-            min_overlap, 0.0, False, assigned, frame_scores,
-        )
-        scores[count:count + tp] = frame_scores[:tp]
-        count += tp
-    return scores[:count]
+    """Scores of every true positive of the split, no score threshold (see module doc)."""
+    _, scores = _match_split(np.zeros(1), False, offsets, overlaps, dontcare_overlaps, gt_ignore, det_ignore,
+                             gt_alpha, det_alpha, det_score, float(min_overlap))
+    return scores
 
 
-@numba.njit(cache=True)
 def score_thresholds(tp_scores: np.ndarray, num_gt: int, num_sample_points: int) -> np.ndarray:
     """Score thresholds whose recalls come closest to 0, 1/(S-1), ..., 1 (S sample points).
 
     Walks the TP scores from the highest down; score i gives recall (i + 1) / num_gt and is
     kept when it is at least as close to the next recall target as score i + 1 would be (the
     last score is always kept). The first threshold thus stands for recall 0, which is why
-    R40 skips it. At most ``num_sample_points`` thresholds are returned.
+    R40 skips it. At most ``num_sample_points`` thresholds are returned. A plain loop: it
+    runs once per curve over at most one score per ground-truth box.
     """
-    scores = np.sort(tp_scores)[::-1]
-    thresholds = np.empty(min(len(scores), num_sample_points))
-    kept = 0
+    scores = np.sort(np.asarray(tp_scores, dtype=np.float64))[::-1].tolist()
+    thresholds: list[float] = []
     current_recall = 0.0
-    for index in range(len(scores)):
-        if kept == num_sample_points:
+    for index, score in enumerate(scores):
+        if len(thresholds) == num_sample_points:
             break
         left_recall = (index + 1) / num_gt
         is_last = index == len(scores) - 1
         right_recall = left_recall if is_last else (index + 2) / num_gt
         if (right_recall - current_recall) < (current_recall - left_recall) and not is_last:
             continue
-        thresholds[kept] = scores[index]
-        kept += 1
+        thresholds.append(score)
         current_recall += 1.0 / (num_sample_points - 1.0)
-    return thresholds[:kept]
+    return np.array(thresholds, dtype=np.float64)
 
 
-@numba.njit(cache=True)
 def counts_at_thresholds(
     thresholds: np.ndarray,
     offsets: np.ndarray,
@@ -197,17 +226,6 @@ def counts_at_thresholds(
     min_overlap: float,
 ) -> np.ndarray:
     """(T, 4) float64 ``tp, fp, fn, orientation similarity`` summed over the split per threshold."""
-    counts = np.zeros((len(thresholds), 4))
-    assigned = np.zeros(_max_count(offsets, DET_COLUMN), dtype=np.bool_)
-    frame_scores = np.empty(_max_count(offsets, GT_COLUMN))
-    for frame in range(offsets.shape[0] - 1):
-        for index in range(len(thresholds)):
-            tp, fp, fn, similarity = _match_frame(
-                frame, offsets, overlaps, dontcare_overlaps, gt_ignore, det_ignore, gt_alpha, det_alpha, det_score,
-                min_overlap, thresholds[index], True, assigned, frame_scores,
-            )
-            counts[index, 0] += tp
-            counts[index, 1] += fp
-            counts[index, 2] += fn
-            counts[index, 3] += similarity
+    counts, _ = _match_split(np.asarray(thresholds, dtype=np.float64), True, offsets, overlaps, dontcare_overlaps,
+                             gt_ignore, det_ignore, gt_alpha, det_alpha, det_score, float(min_overlap))
     return counts
