@@ -50,10 +50,12 @@ def main(argv: list[str]) -> int:
         cpu_timings.append(time.process_time() - start_cpu)
 
     print(format_results(results))
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    machine = platform.processor() or platform.machine()
+    print(f"machine: {machine}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(f"frames: {arguments.frames} ({num_gt} ground-truth rows, {num_det} detections), seed {arguments.seed}")
     print(f"generate: {generate_seconds:.2f} s")
-    print(f"load average at the end: {os.getloadavg()[0]:.1f} (the CPUs are shared; CPU time is the steadier figure)")
+    load = os.getloadavg()[0]
+    print(f"load average at the end: {load:.1f} (the CPUs are shared; CPU time is the steadier figure)")
     print(f"numba compile (cold cache, 20-frame warm-up): {compile_seconds:.2f} s wall, {compile_cpu:.2f} s CPU")
     print(
         f"evaluate ({arguments.repeats} runs): wall min {min(timings):.2f} s, median {statistics.median(timings):.2f} s;"

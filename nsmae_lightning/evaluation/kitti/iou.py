@@ -29,7 +29,9 @@ _MAX_VERTICES = 16
 
 
 @numba.njit(cache=True)
-def _rectangle_corners(center_x: float, center_z: float, length: float, width: float, ry: float, out: np.ndarray) -> None:
+def _rectangle_corners(
+    center_x: float, center_z: float, length: float, width: float, ry: float, out: np.ndarray
+) -> None:
     """Write the 4 BEV corners (counter-clockwise in x-z) of a box into ``out`` (4, 2)."""
     cos_ry = math.cos(ry)
     sin_ry = math.sin(ry)
@@ -66,8 +68,9 @@ def _convex_intersection_area(
             previous_side = edge_x * (buffer_in[previous, 1] - start_z) - edge_z * (buffer_in[previous, 0] - start_x)
             if (current_side >= 0.0) != (previous_side >= 0.0):
                 fraction = previous_side / (previous_side - current_side)
-                buffer_out[kept, 0] = buffer_in[previous, 0] + fraction * (buffer_in[vertex, 0] - buffer_in[previous, 0])
-                buffer_out[kept, 1] = buffer_in[previous, 1] + fraction * (buffer_in[vertex, 1] - buffer_in[previous, 1])
+                for axis in range(2):
+                    previous_value = buffer_in[previous, axis]
+                    buffer_out[kept, axis] = previous_value + fraction * (buffer_in[vertex, axis] - previous_value)
                 kept += 1
             if current_side >= 0.0:
                 buffer_out[kept, 0] = buffer_in[vertex, 0]
