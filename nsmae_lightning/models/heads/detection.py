@@ -12,7 +12,7 @@ then circle or rotated-IoU NMS per group.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -67,7 +67,9 @@ class DetectionHeadConfig:
         head_channels: channels inside each branch of a separate head.
         num_branch_convs: conv layers per branch, the output conv included.
         class_names: label vocabulary; ``gt_labels`` and decoded ``labels`` index into it.
-        tasks: the task groups, each with its NMS.
+        tasks: the task groups, each with its NMS; None = CenterPoint's six nuScenes groups
+            (a None default, not a factory, because jsonargparse cannot write dataclass
+            instances inside a tuple into the saved config).
         pc_range: (x0, y0, z0, x1, y1, z1) of the BEV grid the embedding covers.
         code_weights: L1 weights of (dx, dy, z, log l, log w, log h, sin, cos, vx, vy).
         heatmap_loss_weight: weight of the focal loss in the total.
@@ -85,7 +87,7 @@ class DetectionHeadConfig:
     head_channels: int = 64
     num_branch_convs: int = 2
     class_names: tuple[str, ...] = DETECTION_CLASSES
-    tasks: tuple[TaskGroup, ...] = field(default_factory=centerpoint_nuscenes_tasks)
+    tasks: tuple[TaskGroup, ...] | None = None
     pc_range: tuple[float, ...] = PC_RANGE_NUSCENES
     code_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2)
     heatmap_loss_weight: float = 1.0
@@ -98,6 +100,8 @@ class DetectionHeadConfig:
     post_max_size: int = 83
 
     def __post_init__(self) -> None:
+        if self.tasks is None:
+            self.tasks = centerpoint_nuscenes_tasks()
         if len(self.code_weights) != CODE_SIZE:
             raise ValueError(f"code_weights needs {CODE_SIZE} values, got {len(self.code_weights)}")
         if self.num_branch_convs < 1:
