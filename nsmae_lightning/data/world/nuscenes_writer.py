@@ -9,7 +9,9 @@ carries ``num_lidar_pts`` counted from its keyframe's points.
 from __future__ import annotations
 
 import json
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -288,11 +290,19 @@ def _write_scene(
     )
 
 
+def _scene_rows(root: Path, plan: ScenePlan, world: LocationWorld, cfg: WorldConfig) -> dict[str, list[dict[str, Any]]]:
+    """Write one scene's sensor files (in a worker process) and return its table rows."""
+    tables = _Tables()
+    _write_scene(root, tables, plan, world, cfg, None)
+    return tables.rows
+
+
 def write_nuscenes(
     out_dir: str | Path,
     cfg: WorldConfig,
     version: str = "v1.0-trainval",
     on_frame: Callable[[], None] | None = None,
+    workers: int = 1,
 ) -> Path:
     """Generate the world and write it in nuScenes format.
 
@@ -300,7 +310,8 @@ def write_nuscenes(
         out_dir: dataroot to write into (created if missing).
         cfg: world config.
         version: table folder name; ``v1.0-trainval`` makes the devkit's train/val splits apply.
-        on_frame: called after each keyframe (progress reporting).
+        on_frame: called after each keyframe (progress reporting; per finished scene when workers > 1).
+        workers: processes casting scenes in parallel (same bytes for any count).
 
     Returns:
         The dataroot.
@@ -311,8 +322,19 @@ def write_nuscenes(
     tables = _Tables()
     _static_tables(tables, cfg.seed)
     _write_maps(root, tables, worlds, plans, cfg.seed)
-    for plan in plans:
-        _write_scene(root, tables, plan, worlds[plan.location], cfg, on_frame)
+    if workers <= 1:
+        for plan in plans:
+            _write_scene(root, tables, plan, worlds[plan.location], cfg, on_frame)
+    else:
+        # Scenes draw from their own seeded generators, so they can be cast in any
+        # process; their table rows are merged in plan order: the bytes do not depend on `workers`.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(_scene_rows, root, plan, worlds[plan.location], cfg) for plan in plans]
+            for future in futures:
+                for name, rows in future.result().items():
+                    tables.rows[name].extend(rows)
+                for _ in range(cfg.keyframes if on_frame else 0):
+                    on_frame()  # type: ignore[misc]
     for name, rows in tables.rows.items():
         write_json(root / version / f"{name}.json", rows)
     write_json(
