@@ -17,6 +17,7 @@ PLAIN_COMMANDS: dict[str, str] = {
     "world": "nsmae_lightning.data.world.cli:main",
     "kitti-eval": "nsmae_lightning.evaluation.kitti.cli:main",
     "export": "nsmae_lightning.tasks.export:main",
+    "curves": "nsmae_lightning.evaluation.curves:main",
     "sweep": "nsmae_lightning.sweep:main",
     "demo": "nsmae_lightning.demo:main",
 }

@@ -51,6 +51,8 @@ def test_pretrain_logs_losses_and_renders(pretrain_checkpoint: Path) -> None:
     for name in ("train/loss_color", "train/loss_depth_per", "train/loss_depth_bev", "train/loss_depth_rand", "val/loss"):
         assert any(column.startswith(name) for column in metrics), f"{name} not logged: {metrics}"
     assert (run_dir / "renders" / "epoch_000.png").stat().st_size > 0
+    assert main(["curves", str(run_dir), "--out", str(run_dir / "curves.png")]) == 0
+    assert (run_dir / "curves.png").stat().st_size > 0
 
 
 def test_handoff_loads_every_embedding_key(pretrain_checkpoint: Path) -> None:
