@@ -158,7 +158,7 @@ def cli_value(value: Any) -> str:
     return str(value)
 
 
-def _overrides(raw: Any, where: str) -> tuple[str, ...]:
+def override_arguments(raw: Any, where: str) -> tuple[str, ...]:
     """``{key: value}`` (or a list of ``--key=value`` strings) as CLI arguments."""
     if raw is None:
         return ()
@@ -197,7 +197,7 @@ def parse_spec(raw: Mapping[str, Any], where: str) -> SweepSpec:
                 name=str(name),
                 config=Path(_require(task_raw, "config", task_where)),
                 metrics=tuple(str(metric) for metric in metrics),
-                overrides=_overrides(task_raw.get("overrides"), task_where),
+                overrides=override_arguments(task_raw.get("overrides"), task_where),
             )
         )
     inits_raw = _require(raw, "inits", where)
@@ -214,7 +214,7 @@ def parse_spec(raw: Mapping[str, Any], where: str) -> SweepSpec:
         ratios=ratios,
         seeds=tuple(int(seed) for seed in _require(raw, "seeds", where)),
         split_seed=int(raw.get("split_seed", 0)),
-        overrides=_overrides(raw.get("overrides"), where),
+        overrides=override_arguments(raw.get("overrides"), where),
         resume=bool(raw.get("resume", True)),
     )
 
@@ -260,29 +260,36 @@ def init_checkpoint(path: Path | None) -> Path | None:
     return checkpoint
 
 
-def build_command(spec: SweepSpec, run: Run, resume_from: Path | None) -> list[str]:
-    """``python -m nsmae_lightning fit`` of one run, logging into its own folder."""
-    run_dir = run.run_dir(spec.out)
-    checkpoint = init_checkpoint(run.checkpoint)
+def fit_command(config: Path, run_dir: Path, arguments: Sequence[str], resume_from: Path | None) -> list[str]:
+    """``python -m nsmae_lightning fit --config CONFIG ...`` logging (CSVLogger) and checkpointing into ``run_dir``."""
     command = [
         sys.executable,
         "-m",
         "nsmae_lightning",
         "fit",
         "--config",
-        str(run.task.config),
-        f"--model.init_args.pretrained={cli_value(None if checkpoint is None else str(checkpoint))}",
-        f"--data.init_args.label_ratio={run.ratio!r}",
-        f"--data.init_args.split_seed={spec.split_seed}",
-        f"--seed_everything={run.seed}",
+        str(config),
+        *arguments,
         f"--trainer.default_root_dir={run_dir}",
         f"--trainer.logger.init_args.save_dir={run_dir}",
-        *spec.overrides,
-        *run.task.overrides,
     ]
     if resume_from is not None:
         command.append(f"--ckpt_path={resume_from}")
     return command
+
+
+def build_command(spec: SweepSpec, run: Run, resume_from: Path | None) -> list[str]:
+    """The fit command of one grid point: its init, label ratio and seed, then the spec's overrides."""
+    checkpoint = init_checkpoint(run.checkpoint)
+    arguments = [
+        f"--model.init_args.pretrained={cli_value(None if checkpoint is None else str(checkpoint))}",
+        f"--data.init_args.label_ratio={run.ratio!r}",
+        f"--data.init_args.split_seed={spec.split_seed}",
+        f"--seed_everything={run.seed}",
+        *spec.overrides,
+        *run.task.overrides,
+    ]
+    return fit_command(run.task.config, run.run_dir(spec.out), arguments, resume_from)
 
 
 def last_values(metrics_csv: Path, names: Sequence[str]) -> dict[str, float]:
@@ -307,7 +314,7 @@ def read_final_metrics(run_dir: Path, names: Sequence[str]) -> dict[str, float]:
     return {name: found[name] for name in names if name in found}
 
 
-def _log_tail(log_path: Path, lines: int = LOG_TAIL_LINES) -> str:
+def log_tail(log_path: Path, lines: int = LOG_TAIL_LINES) -> str:
     """The last ``lines`` lines of a run log."""
     return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:]) if log_path.exists() else ""
 
@@ -315,7 +322,7 @@ def _log_tail(log_path: Path, lines: int = LOG_TAIL_LINES) -> str:
 def execute_run(spec: SweepSpec, run: Run, builder: CommandBuilder, env: Mapping[str, str]) -> tuple[list[ResultRow], str]:
     """Run one grid point as a subprocess; return its result rows and (if it failed) its log tail."""
     run_dir = run.run_dir(spec.out)
-    resume_from = newest_checkpoint(run_dir) if spec.resume and run_dir.exists() else None
+    resume_from = newest_checkpoint(run_dir) if spec.resume else None
     if resume_from is None and run_dir.exists():
         shutil.rmtree(run_dir)  # a killed run without a checkpoint starts clean: no stale metrics.csv
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -334,7 +341,7 @@ def execute_run(spec: SweepSpec, run: Run, builder: CommandBuilder, env: Mapping
             ResultRow(run.task.name, run.init, run.ratio, run.seed, name, metrics[name], str(run_dir), seconds, STATUS_OK)
             for name in run.task.metrics
         ], ""
-    tail = _log_tail(log_path)
+    tail = log_tail(log_path)
     if returncode != 0:
         last_line = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
         status = f"failed rc={returncode}: {last_line.strip()[:200]}"
@@ -464,7 +471,7 @@ def report(spec: SweepSpec, console: Console) -> None:
         console.print(f"no finished run in {spec.results_csv}: no table or plot written")
         return
     table_path, plot_path = write_report(spec.results_csv)
-    console.print(table_path.read_text(), markup=False, highlight=False)
+    console.print(table_path.read_text(), markup=False, highlight=False, soft_wrap=True)
     console.print(f"results: {spec.results_csv}\ntable:   {table_path}\nplot:    {plot_path}")
 
 
@@ -484,7 +491,7 @@ def dry_run(spec: SweepSpec, console: Console, builder: CommandBuilder = build_c
             console.print(f"# skip {run.name} (in {spec.results_csv})", markup=False)
             continue
         run_dir = run.run_dir(spec.out)
-        resume_from = newest_checkpoint(run_dir) if spec.resume and run_dir.exists() else None
+        resume_from = newest_checkpoint(run_dir) if spec.resume else None
         console.print(shlex.join(builder(spec, run, resume_from)), markup=False, highlight=False, soft_wrap=True)
 
 

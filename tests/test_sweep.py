@@ -105,8 +105,8 @@ def test_build_command_passes_grid_point_and_overrides(tmp_path: Path) -> None:
         sys.executable, "-m", "nsmae_lightning", "fit", "--config", "configs/detection/tiny.yaml",
         f"--model.init_args.pretrained={tmp_path / 'pretrain.ckpt'}",
         "--data.init_args.label_ratio=0.25", "--data.init_args.split_seed=7", "--seed_everything=1",
-        f"--trainer.default_root_dir={run_dir}", f"--trainer.logger.init_args.save_dir={run_dir}",
         "--data.init_args.dataroot=data/w", "--trainer.enable_progress_bar=false", "--trainer.max_epochs=1",
+        f"--trainer.default_root_dir={run_dir}", f"--trainer.logger.init_args.save_dir={run_dir}",
         f"--ckpt_path={tmp_path / 'last.ckpt'}",
     ]
     assert "--model.init_args.pretrained=null" in build_command(spec, expand_grid(spec)[0], None)
@@ -321,3 +321,29 @@ def test_init_folder_resolves_to_its_checkpoint_or_fails_the_run(tmp_path: Path)
     last.write_bytes(b"")
     older.write_bytes(b"")  # newer file, but last.ckpt wins
     assert f"--model.init_args.pretrained={last}" in build_command(spec, run, None)
+
+
+@pytest.mark.parametrize(("profile_name", "runs"), [("quick", 8), ("default", 8), ("full", 32)])
+def test_demo_profiles_make_valid_sweeps(profile_name: str, runs: int, tmp_path: Path) -> None:
+    from nsmae_lightning.demo import PROFILES, config_path, sweep_spec_raw
+
+    profile = PROFILES[profile_name]
+    assert config_path(profile.pretrain_config).is_file()
+    spec = parse_spec(sweep_spec_raw(tmp_path / "sweep", tmp_path / "world", tmp_path / "pretrain", profile), "demo")
+    grid = expand_grid(spec)
+    assert len(grid) == runs and {run.init for run in grid} == {"random", "nsmae"}
+    assert [task.name for task in spec.tasks] == ["detection", "segmentation"] and all(t.config.is_file() for t in spec.tasks)
+    (tmp_path / "pretrain" / "last.ckpt").parent.mkdir()
+    (tmp_path / "pretrain" / "last.ckpt").write_bytes(b"")
+    command = build_command(spec, grid[-1], None)
+    assert f"--model.init_args.pretrained={tmp_path / 'pretrain' / 'last.ckpt'}" in command
+    assert f"--data.init_args.dataroot={tmp_path / 'world'}" in command
+    if profile_name == "full":
+        assert "--data.init_args.image_size=[128, 352]" in command  # segmentation sees the pretraining's input size
+
+
+def test_demo_config_path_names_missing_file() -> None:
+    from nsmae_lightning.demo import config_path
+
+    with pytest.raises(FileNotFoundError, match="nope/x.yaml: config not found"):
+        config_path("nope/x.yaml")
