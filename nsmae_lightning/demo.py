@@ -133,8 +133,7 @@ def make_world(root: Path, profile: DemoProfile, console: Console) -> Path:
         console.print(f"world: {root} (already written)")
         return root
     cfg = profile.world
-    # write_nuscenes reports each keyframe, or each finished scene when casting in parallel.
-    total = cfg.scenes if profile.world_workers > 1 else cfg.scenes * cfg.keyframes
+    total = cfg.scenes * cfg.keyframes  # write_nuscenes reports every keyframe
     columns = (TextColumn("[bold]world"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         bar = progress.add_task("", total=total)

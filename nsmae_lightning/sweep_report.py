@@ -126,7 +126,7 @@ def write_results(path: Path, rows: Iterable[ResultRow]) -> None:
     for row in rows:
         value = "" if row.value is None else repr(row.value)
         writer.writerow(
-            [row.task, row.init, format_ratio(row.ratio), row.seed, row.metric, value, row.run_dir,
+            [row.task, row.init, repr(row.ratio), row.seed, row.metric, value, row.run_dir,
              f"{row.seconds:.1f}", row.status]
         )
     atomic_write_bytes(path, buffer.getvalue().encode())
