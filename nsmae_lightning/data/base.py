@@ -1,5 +1,6 @@
 """What every dataset and DataModule here shares: seeded per-sample augmentation, skipping
-(and counting) bad samples, and the train/val/test DataLoaders with `collate_batch`."""
+(and counting) bad samples, the labelled subset of the training split, and the
+train/val/test DataLoaders with `collate_batch`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from nsmae_lightning.data.collate import collate_batch
 from nsmae_lightning.data.errors import DataError
+from nsmae_lightning.data.labelled_subset import FrameKey, LabelledSplit, RepeatedSubset, choose_labelled, save_labelled_split
+from nsmae_lightning.data.splits import SplitBy
 from nsmae_lightning.data.transforms import RawSample, SampleTransform
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,10 @@ class SensorDataset(Dataset, ABC):
     @abstractmethod
     def load_raw(self, index: int) -> RawSample:
         """Read sample `index` from disk, raising DataError on bad files."""
+
+    @abstractmethod
+    def frame_keys(self) -> list[FrameKey]:
+        """Token, scene and timestamp of every sample, in dataset order (for label-ratio subsets)."""
 
     @property
     def num_skipped(self) -> int:
@@ -81,6 +88,14 @@ class SensorDataModule(LightningDataModule, ABC):
         pin_memory: pin host memory of batches.
         persistent_workers: keep workers alive between epochs (when num_workers > 0).
         skip_bad_samples: skip (log and count) bad training samples instead of raising.
+        label_ratio: fraction of the training split that carries labels (label-efficient
+            fine-tuning, paper Sec. IV-C); 1.0 trains on every frame.
+        split_seed: seed of the labelled subset, independent of the training seed.
+        split_by: "frame", "scene" (whole drives) or "interval" (every N-th frame by
+            timestamp, the authors' recipe); see `splits.select_labelled`.
+        split_manifest: a `label_split.json` of an earlier run: train on exactly its frames.
+        repeat_labelled: cycle the labelled subset up to the full split's length, so every
+            ratio runs as many optimiser steps per epoch as 100 % (the paper's protocol).
     """
 
     def __init__(
@@ -93,8 +108,17 @@ class SensorDataModule(LightningDataModule, ABC):
         pin_memory: bool,
         persistent_workers: bool,
         skip_bad_samples: bool,
+        label_ratio: float = 1.0,
+        split_seed: int = 0,
+        split_by: SplitBy = "frame",
+        split_manifest: str | None = None,
+        repeat_labelled: bool = True,
     ) -> None:
         super().__init__()
+        if not 0.0 < label_ratio <= 1.0:
+            raise ValueError(f"label_ratio must be in (0, 1], got {label_ratio}")
+        if split_by not in ("frame", "scene", "interval"):
+            raise ValueError(f"split_by must be 'frame', 'scene' or 'interval', got {split_by!r}")
         self.train_split = train_split
         self.val_split = val_split
         self.test_split = test_split
@@ -103,7 +127,13 @@ class SensorDataModule(LightningDataModule, ABC):
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
         self.skip_bad_samples = skip_bad_samples
-        self.train_dataset: SensorDataset | None = None
+        self.label_ratio = label_ratio
+        self.split_seed = split_seed
+        self.split_by = split_by
+        self.split_manifest = split_manifest
+        self.repeat_labelled = repeat_labelled
+        self.labelled_split: LabelledSplit | None = None
+        self.train_dataset: SensorDataset | RepeatedSubset | None = None
         self.val_dataset: SensorDataset | None = None
         self.test_dataset: SensorDataset | None = None
 
@@ -116,11 +146,35 @@ class SensorDataModule(LightningDataModule, ABC):
         if stage not in ("fit", "validate", "test", "predict"):
             raise ValueError(f"unknown stage {stage!r}; expected fit, validate, test or predict")
         if stage == "fit":
-            self.train_dataset = self.make_dataset(self.train_split, train=True)
+            self.train_dataset = self._labelled_training_set(self.make_dataset(self.train_split, train=True))
         if stage in ("fit", "validate"):
             self.val_dataset = self.make_dataset(self.val_split, train=False)
         if stage in ("test", "predict"):
             self.test_dataset = self.make_dataset(self.test_split, train=False)
+
+    def _labelled_training_set(self, dataset: SensorDataset) -> SensorDataset | RepeatedSubset:
+        """The labelled subset of the training split; its manifest goes into the run folder.
+
+        Every rank computes the same subset and prints its sha256, so a log shows that
+        all ranks train on the same frames.
+        """
+        split = choose_labelled(
+            dataset.frame_keys(), self.label_ratio, self.split_seed, self.split_by, self.split_manifest
+        )
+        self.labelled_split = split
+        trainer = self.trainer
+        rank = 0 if trainer is None else trainer.global_rank
+        print(
+            f"[rank {rank}] labelled subset: {len(split.tokens)} of {len(dataset)} training frames "
+            f"({self.split_by}, ratio {self.label_ratio:g}, split_seed {self.split_seed}) sha256 {split.sha256}",
+            flush=True,
+        )
+        if trainer is not None and trainer.is_global_zero and trainer.log_dir:
+            save_labelled_split(split, trainer.log_dir)
+        if len(split.indices) == len(dataset):
+            return dataset
+        length = len(dataset) if self.repeat_labelled else len(split.indices)
+        return RepeatedSubset(dataset, split.indices, length)
 
     @property
     def num_skipped_samples(self) -> int:

@@ -14,6 +14,8 @@ import numpy as np
 from nsmae_lightning.constants import KITTI_CLASSES
 from nsmae_lightning.data.base import SensorDataModule, SensorDataset
 from nsmae_lightning.data.errors import DataError
+from nsmae_lightning.data.labelled_subset import FrameKey
+from nsmae_lightning.data.splits import SplitBy
 from nsmae_lightning.data.geometry import transform_points
 from nsmae_lightning.data.readers import read_image, read_image_size, read_points
 from nsmae_lightning.data.transforms import (
@@ -146,6 +148,11 @@ class KittiDataset(SensorDataset):
         """Number of frames."""
         return len(self.frame_ids)
 
+    def frame_keys(self) -> list[FrameKey]:
+        """Frame ids; KITTI object frames carry no drive, and their ids order them in time."""
+        time_order = {frame_id: rank for rank, frame_id in enumerate(sorted(self.frame_ids))}
+        return [FrameKey(frame_id, "", time_order[frame_id]) for frame_id in self.frame_ids]
+
     def load_raw(self, index: int) -> RawSample:
         """Read calibration, velodyne, labels and image of frame `index`."""
         frame_id = self.frame_ids[index]
@@ -196,6 +203,11 @@ class KittiDataModule(SensorDataModule):
         min_lidar_points: drop boxes holding fewer velodyne points.
         load_images: read image_2.
         skip_bad_samples: log, count and skip bad training samples instead of raising.
+        label_ratio: labelled fraction of the training split (see SensorDataModule).
+        split_seed: seed of the labelled subset (not the training seed).
+        split_by: "frame", "scene" or "interval".
+        split_manifest: pin the labelled subset to an earlier run's `label_split.json`.
+        repeat_labelled: repeat the subset to the full split's length (same steps as 100 %).
         batch_size: samples per batch.
         num_workers: DataLoader workers.
         pin_memory: pin batch memory.
@@ -216,6 +228,11 @@ class KittiDataModule(SensorDataModule):
         min_lidar_points: int = 1,
         load_images: bool = True,
         skip_bad_samples: bool = False,
+        label_ratio: float = 1.0,
+        split_seed: int = 0,
+        split_by: SplitBy = "frame",
+        split_manifest: str | None = None,
+        repeat_labelled: bool = True,
         batch_size: int = 4,
         num_workers: int = 4,
         pin_memory: bool = False,
@@ -230,6 +247,11 @@ class KittiDataModule(SensorDataModule):
             pin_memory=pin_memory,
             persistent_workers=persistent_workers,
             skip_bad_samples=skip_bad_samples,
+            label_ratio=label_ratio,
+            split_seed=split_seed,
+            split_by=split_by,
+            split_manifest=split_manifest,
+            repeat_labelled=repeat_labelled,
         )
         self.save_hyperparameters()
         self.dataroot = Path(dataroot)

@@ -20,6 +20,8 @@ from nuscenes.utils.splits import get_scenes_of_split
 from nsmae_lightning.constants import CAMERAS, DETECTION_CLASSES, PC_RANGE_NUSCENES
 from nsmae_lightning.data.base import SensorDataModule, SensorDataset
 from nsmae_lightning.data.errors import DataError
+from nsmae_lightning.data.labelled_subset import FrameKey
+from nsmae_lightning.data.splits import SplitBy
 from nsmae_lightning.data.geometry import pose_matrix, transform_points
 from nsmae_lightning.data.map_raster import MapRasterizer
 from nsmae_lightning.data.readers import read_image, read_points
@@ -213,6 +215,10 @@ class NuScenesDataset(SensorDataset):
         """Number of keyframes."""
         return len(self.infos)
 
+    def frame_keys(self) -> list[FrameKey]:
+        """Sample token, scene token and timestamp of every keyframe."""
+        return [FrameKey(info["sample_token"], info["scene_token"], int(info["timestamp"])) for info in self.infos]
+
     def load_raw(self, index: int) -> RawSample:
         """Read the point clouds and images of keyframe `index`."""
         info = self.infos[index]
@@ -256,6 +262,11 @@ class NuScenesDataModule(SensorDataModule):
         load_images: read camera images (else the batch has no `images`).
         load_bev_masks: rasterize the six BEV map masks.
         skip_bad_samples: log, count and skip bad training samples instead of raising.
+        label_ratio: labelled fraction of the training split (see SensorDataModule).
+        split_seed: seed of the labelled subset (not the training seed).
+        split_by: "frame", "scene" or "interval".
+        split_manifest: pin the labelled subset to an earlier run's `label_split.json`.
+        repeat_labelled: repeat the subset to the full split's length (same steps as 100 %).
         batch_size: samples per batch.
         num_workers: DataLoader workers.
         pin_memory: pin batch memory.
@@ -280,6 +291,11 @@ class NuScenesDataModule(SensorDataModule):
         load_images: bool = True,
         load_bev_masks: bool = True,
         skip_bad_samples: bool = False,
+        label_ratio: float = 1.0,
+        split_seed: int = 0,
+        split_by: SplitBy = "frame",
+        split_manifest: str | None = None,
+        repeat_labelled: bool = True,
         batch_size: int = 4,
         num_workers: int = 4,
         pin_memory: bool = False,
@@ -294,6 +310,11 @@ class NuScenesDataModule(SensorDataModule):
             pin_memory=pin_memory,
             persistent_workers=persistent_workers,
             skip_bad_samples=skip_bad_samples,
+            label_ratio=label_ratio,
+            split_seed=split_seed,
+            split_by=split_by,
+            split_manifest=split_manifest,
+            repeat_labelled=repeat_labelled,
         )
         self.save_hyperparameters()
         if sweeps < 0:
