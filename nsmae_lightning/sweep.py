@@ -231,13 +231,17 @@ def load_spec(path: Path) -> SweepSpec:
 
 
 def expand_grid(spec: SweepSpec) -> list[Run]:
-    """Every run of the grid, task-major then init, ratio, seed (the order they run in)."""
+    """Every run of the grid, seed-major then task, init, ratio (the order they start in).
+
+    Seeds come last so that a sweep cut short (a time budget, a lost machine) has
+    filled every cell of the table once before it repeats any.
+    """
     return [
         Run(task, init, checkpoint, ratio, seed)
+        for seed in spec.seeds
         for task in spec.tasks
         for init, checkpoint in spec.inits.items()
         for ratio in spec.ratios
-        for seed in spec.seeds
     ]
 
 
@@ -390,17 +394,27 @@ def finished_keys(results_csv: Path) -> set[tuple[str, str, float, int]]:
     return {row.run_key for row in read_results(results_csv) if row.status == STATUS_OK}
 
 
-def worker_environments(parallel: int, base: Mapping[str, str]) -> list[dict[str, str]]:
-    """One environment per worker; with several, each sees one GPU (of those already visible, if set)."""
+def worker_environments(parallel: int, base: Mapping[str, str], runs_per_gpu: int = 1) -> list[dict[str, str]]:
+    """One environment per worker; with several, each sees one GPU (of those already visible, if set).
+
+    ``runs_per_gpu`` > 1 lets that many small runs share a GPU (one large GPU, many
+    tiny fine-tunes): worker ``i`` gets GPU ``i // runs_per_gpu``.
+    """
     if parallel < 1:
         raise ValueError(f"--parallel must be at least 1, got {parallel}")
+    if runs_per_gpu < 1:
+        raise ValueError(f"--runs-per-gpu must be at least 1, got {runs_per_gpu}")
     if parallel == 1:
         return [dict(base)]
+    needed = -(-parallel // runs_per_gpu)
     visible = [device for device in base.get("CUDA_VISIBLE_DEVICES", "").split(",") if device.strip()]
-    devices = visible or [str(index) for index in range(parallel)]
-    if len(devices) < parallel:
-        raise ValueError(f"--parallel {parallel} needs as many GPUs, CUDA_VISIBLE_DEVICES lists {len(devices)}")
-    return [{**base, "CUDA_VISIBLE_DEVICES": device} for device in devices[:parallel]]
+    devices = visible or [str(index) for index in range(needed)]
+    if len(devices) < needed:
+        raise ValueError(
+            f"--parallel {parallel} at {runs_per_gpu} run(s) per GPU needs {needed} GPUs, "
+            f"CUDA_VISIBLE_DEVICES lists {len(devices)}"
+        )
+    return [{**base, "CUDA_VISIBLE_DEVICES": devices[index // runs_per_gpu]} for index in range(parallel)]
 
 
 def run_sweep(
@@ -408,6 +422,7 @@ def run_sweep(
     parallel: int = 1,
     builder: CommandBuilder = build_command,
     console: Console | None = None,
+    runs_per_gpu: int = 1,
 ) -> SweepSummary:
     """Run every grid point without an ``ok`` result, ``parallel`` at a time; record each as it ends."""
     console = console or Console()
@@ -420,7 +435,7 @@ def run_sweep(
         else:
             pending.append(run)
     environments: queue.Queue[dict[str, str]] = queue.Queue()
-    for env in worker_environments(parallel, os.environ):
+    for env in worker_environments(parallel, os.environ, runs_per_gpu):
         environments.put(env)
     running: set[str] = set()
     columns = (TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"))
@@ -475,9 +490,11 @@ def report(spec: SweepSpec, console: Console) -> None:
     console.print(f"results: {spec.results_csv}\ntable:   {table_path}\nplot:    {plot_path}")
 
 
-def sweep_and_report(spec: SweepSpec, parallel: int, console: Console, builder: CommandBuilder = build_command) -> int:
+def sweep_and_report(
+    spec: SweepSpec, parallel: int, console: Console, builder: CommandBuilder = build_command, runs_per_gpu: int = 1
+) -> int:
     """Run the sweep, print its summary, write the report; exit code 1 if any run failed."""
-    summary = run_sweep(spec, parallel, builder, console)
+    summary = run_sweep(spec, parallel, builder, console, runs_per_gpu)
     print_summary(summary, console)
     report(spec, console)
     return 1 if summary.failed else 0
@@ -496,11 +513,12 @@ def dry_run(spec: SweepSpec, console: Console, builder: CommandBuilder = build_c
 
 
 def main(argv: list[str]) -> int:
-    """``nsmae sweep FILE [--dry-run] [--parallel N] [--out DIR]``."""
+    """``nsmae sweep FILE [--dry-run] [--parallel N] [--runs-per-gpu K] [--out DIR]``."""
     parser = argparse.ArgumentParser(prog="nsmae sweep", description=__doc__.splitlines()[0])
     parser.add_argument("spec", type=Path, help="sweep spec YAML (e.g. experiments/label_efficient.yaml)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     parser.add_argument("--parallel", type=int, default=1, help="runs at once, one GPU each (default 1)")
+    parser.add_argument("--runs-per-gpu", type=int, default=1, help="runs sharing one GPU (small models; default 1)")
     parser.add_argument("--out", type=Path, help="output folder (default: the spec's 'out')")
     args = parser.parse_args(argv)
     console = Console()
@@ -510,4 +528,4 @@ def main(argv: list[str]) -> int:
     if args.dry_run:
         dry_run(spec, console)
         return 0
-    return sweep_and_report(spec, args.parallel, console)
+    return sweep_and_report(spec, args.parallel, console, runs_per_gpu=args.runs_per_gpu)

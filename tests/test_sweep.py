@@ -88,17 +88,17 @@ def quiet() -> Console:
 def test_grid_expansion_order_and_names(tmp_path: Path) -> None:
     runs = expand_grid(make_spec(tmp_path))
     assert [run.name for run in runs] == [
-        "detection/random/r0.25/s0", "detection/random/r0.25/s1", "detection/random/r1/s0", "detection/random/r1/s1",
-        "detection/nsmae/r0.25/s0", "detection/nsmae/r0.25/s1", "detection/nsmae/r1/s0", "detection/nsmae/r1/s1",
+        "detection/random/r0.25/s0", "detection/random/r1/s0", "detection/nsmae/r0.25/s0", "detection/nsmae/r1/s0",
+        "detection/random/r0.25/s1", "detection/random/r1/s1", "detection/nsmae/r0.25/s1", "detection/nsmae/r1/s1",
     ]
-    assert runs[0].checkpoint is None and runs[4].checkpoint == tmp_path / "pretrain.ckpt"
+    assert runs[0].checkpoint is None and runs[2].checkpoint == tmp_path / "pretrain.ckpt"
     assert runs[0].task.metrics == ("val/mAP", "val/NDS")
     assert runs[0].run_dir(tmp_path) == tmp_path / "detection" / "random" / "r0.25" / "s0"
 
 
 def test_build_command_passes_grid_point_and_overrides(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, split_seed=7)
-    nsmae_run = expand_grid(spec)[5]
+    nsmae_run = expand_grid(spec)[6]
     command = build_command(spec, nsmae_run, resume_from=tmp_path / "last.ckpt")
     run_dir = tmp_path / "out" / "detection" / "nsmae" / "r0.25" / "s1"
     assert command == [
@@ -207,6 +207,11 @@ def test_parallel_workers_each_get_one_gpu(tmp_path: Path) -> None:
     assert "CUDA_VISIBLE_DEVICES" not in worker_environments(1, {})[0]
     with pytest.raises(ValueError, match="CUDA_VISIBLE_DEVICES lists 1"):
         worker_environments(2, {"CUDA_VISIBLE_DEVICES": "3"})
+    shared = worker_environments(5, {"CUDA_VISIBLE_DEVICES": "3,7"}, runs_per_gpu=3)
+    assert [env["CUDA_VISIBLE_DEVICES"] for env in shared] == ["3", "3", "3", "7", "7"]
+    assert [env["CUDA_VISIBLE_DEVICES"] for env in worker_environments(4, {}, runs_per_gpu=4)] == ["0"] * 4
+    with pytest.raises(ValueError, match="needs 2 GPUs"):
+        worker_environments(5, {"CUDA_VISIBLE_DEVICES": "0"}, runs_per_gpu=4)
     spec = make_spec(tmp_path, seeds=[0])
     summary = run_sweep(spec, parallel=2, builder=fake_builder(tmp_path), console=quiet())
     assert len(summary.finished) == 4

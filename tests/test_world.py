@@ -220,3 +220,15 @@ def test_config_validation_and_cli_arguments() -> None:
     cfg = config_from_args(build_parser().parse_args(["--out", "x", "--tiny", "--scenes", "3", "--image-size", "90", "160"]))
     assert (cfg.scenes, cfg.keyframes, cfg.image_height, cfg.image_width) == (3, 4, 90, 160)
     assert (cfg.train_scenes, cfg.val_scenes) == (1, 2)
+
+
+def test_cli_sets_sweeps_and_any_field_with_clear_errors() -> None:
+    parse = build_parser().parse_args
+    cfg = config_from_args(parse(["--out", "x", "--sweeps", "1", "--set", "val_fraction=0.15", "clutter_density=8"]))
+    assert (cfg.sweeps, cfg.val_fraction, cfg.clutter_density) == (1, 0.15, 8.0)
+    with pytest.raises(ValueError, match="expected FIELD=VALUE.*val_fraction"):
+        config_from_args(parse(["--out", "x", "--set", "colour=3"]))
+    with pytest.raises(ValueError, match="objects_per_frame takes a int"):
+        config_from_args(parse(["--out", "x", "--set", "objects_per_frame=many"]))
+    with pytest.raises(ValueError, match="WorldConfig.val_fraction"):
+        config_from_args(parse(["--out", "x", "--set", "val_fraction=2"]))

@@ -45,12 +45,19 @@ def rasterize_geometries(
     Returns:
         bool (C, *S).
     """
-    masks = np.zeros((len(class_geometries), *map_x.shape), dtype=bool)
+    flat_x, flat_y = np.ravel(map_x), np.ravel(map_y)
+    masks = np.zeros((len(class_geometries), flat_x.size), dtype=bool)
     for class_index, geometries in enumerate(class_geometries):
         for geometry in geometries:
-            shapely.prepare(geometry)
-            masks[class_index] |= shapely.contains_xy(geometry, map_x, map_y)
-    return masks
+            # Exact test only for the points inside the geometry's bounding box: most map
+            # elements cover a small part of the grid, and contains_xy is the costly step.
+            xmin, ymin, xmax, ymax = geometry.bounds
+            candidates = np.flatnonzero((flat_x >= xmin) & (flat_x <= xmax) & (flat_y >= ymin) & (flat_y <= ymax))
+            if candidates.size:
+                shapely.prepare(geometry)
+                inside = shapely.contains_xy(geometry, flat_x[candidates], flat_y[candidates])
+                masks[class_index, candidates[inside]] = True
+    return masks.reshape(len(class_geometries), *np.shape(map_x))
 
 
 class MapRasterizer:

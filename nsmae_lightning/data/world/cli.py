@@ -23,6 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of everything (same seed -> same bytes)")
     parser.add_argument("--format", choices=("nuscenes", "kitti"), default="nuscenes")
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="camera image size")
+    parser.add_argument("--sweeps", type=int, help="LiDAR sweeps before each keyframe (nuScenes: 9)")
+    parser.add_argument(
+        "--set", nargs="+", default=[], metavar="FIELD=VALUE",
+        help="any other WorldConfig field, e.g. --set val_fraction=0.15 clutter_density=8",
+    )
     parser.add_argument("--preview", help="also write a preview PNG of the first sample (nuScenes format)")
     parser.add_argument("--workers", type=int, default=1, help="processes casting scenes in parallel (nuScenes format)")
     parser.add_argument("--tiny", action="store_true", help="start from WorldConfig.tiny (tests, seconds)")
@@ -32,13 +37,25 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> WorldConfig:
     """The world config the arguments describe."""
     cfg = WorldConfig.tiny(seed=args.seed) if args.tiny else WorldConfig(seed=args.seed)
-    changes: dict[str, int] = {}
+    changes: dict[str, int | float] = {}
     if args.scenes is not None:
         changes["scenes"] = args.scenes
     if args.frames is not None:
         changes["keyframes"] = args.frames
     if args.image_size is not None:
         changes["image_height"], changes["image_width"] = args.image_size
+    if args.sweeps is not None:
+        changes["sweeps"] = args.sweeps
+    fields = {field.name: field.type for field in dataclasses.fields(WorldConfig)}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or name not in fields:
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(sorted(fields))}")
+        kind = type(getattr(cfg, name))
+        try:
+            changes[name] = kind(value)
+        except ValueError as error:
+            raise ValueError(f"--set {item!r}: {name} takes a {kind.__name__}") from error
     return dataclasses.replace(cfg, **changes)
 
 

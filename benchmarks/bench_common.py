@@ -1,0 +1,113 @@
+"""What the GPU benchmarks share: a task built from a config file, a paper-sized batch, a timer.
+
+The batch has the tensor sizes of real nuScenes input (6 cameras at the config's
+image size, ~34k LiDAR points per sweep, ~30 boxes, 6 BEV masks) on a consistent
+rig, so step times measure the network, not a data loader.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from lightning.pytorch import LightningModule
+
+ROOT = Path(__file__).resolve().parents[1]
+POINTS_PER_SWEEP = 34_000  # nuScenes LIDAR_TOP, 32 beams
+BOXES_PER_FRAME = 30
+CAMERAS = 6
+
+
+def load_task(config_path: Path, **model_overrides: Any) -> tuple[LightningModule, dict[str, Any]]:
+    """The task (``model.class_path``) of a LightningCLI config, and its data settings.
+
+    A string ``embedding`` is read as a YAML path relative to the config, as the CLI does.
+    """
+    config = yaml.safe_load(config_path.read_text())
+    module_name, class_name = config["model"]["class_path"].rsplit(".", 1)
+    task_class = getattr(importlib.import_module(module_name), class_name)
+    model_args = {**config["model"]["init_args"], **model_overrides}
+    if isinstance(model_args.get("embedding"), str):
+        model_args["embedding"] = yaml.safe_load((config_path.parent / model_args["embedding"]).read_text())
+    return task_class(**model_args), config["data"]["init_args"]
+
+
+def synthetic_batch(batch_size: int, image_size: tuple[int, int], sweeps: int, device: torch.device) -> dict[str, Any]:
+    """Paper-sized batch: cameras on a ring looking outwards, points on a ground and walls, boxes around."""
+    height, width = image_size
+    intrinsics = torch.tensor([[1266.0, 0, 800.0], [0, 1266.0, 450.0], [0, 0, 1.0]]).expand(batch_size, CAMERAS, 3, 3)
+    scale = width / 1600.0
+    img_aug = torch.eye(4).repeat(batch_size, CAMERAS, 1, 1)
+    img_aug[..., 0, 0] = img_aug[..., 1, 1] = scale
+    img_aug[..., 1, 3] = -(900 * scale - height)  # bottom crop
+    cam2lidar = torch.eye(4).repeat(batch_size, CAMERAS, 1, 1)
+    for index in range(CAMERAS):
+        yaw = torch.tensor(index * 2 * torch.pi / CAMERAS)
+        # camera: z forward, x right, y down; LiDAR: x, y horizontal, z up
+        forward = torch.stack([torch.cos(yaw), torch.sin(yaw), torch.tensor(0.0)])
+        right = torch.stack([torch.sin(yaw), -torch.cos(yaw), torch.tensor(0.0)])
+        down = torch.tensor([0.0, 0.0, -1.0])
+        cam2lidar[:, index, :3, :3] = torch.stack([right, down, forward], dim=1)
+        cam2lidar[:, index, :3, 3] = torch.tensor([0.0, 0.0, -0.3])
+    count = POINTS_PER_SWEEP * max(sweeps, 1)
+    points, boxes, labels = [], [], []
+    for _ in range(batch_size):
+        radius = 3 + 50 * torch.rand(count)
+        angle = 2 * torch.pi * torch.rand(count)
+        z = torch.where(torch.rand(count) < 0.6, torch.full((count,), -1.8), -1.8 + 3 * torch.rand(count))
+        dt = torch.randint(0, max(sweeps, 1), (count,)) * 0.05
+        cloud = torch.stack([radius * torch.cos(angle), radius * torch.sin(angle), z, 255 * torch.rand(count), dt], 1)
+        points.append(cloud.to(device))
+        centre = (torch.rand(BOXES_PER_FRAME, 2) - 0.5) * 80
+        size = torch.tensor([4.5, 1.9, 1.7]) * (0.5 + torch.rand(BOXES_PER_FRAME, 3))
+        yaw = (torch.rand(BOXES_PER_FRAME, 1) - 0.5) * 2 * torch.pi
+        velocity = torch.randn(BOXES_PER_FRAME, 2)
+        z_centre = torch.full((BOXES_PER_FRAME, 1), -1.0)
+        boxes.append(torch.cat([centre, z_centre, size, yaw, velocity], 1).to(device))
+        labels.append(torch.randint(0, 10, (BOXES_PER_FRAME,), device=device))
+    return {
+        "images": torch.randn(batch_size, CAMERAS, 3, height, width, device=device),
+        "intrinsics": intrinsics.to(device),
+        "cam2lidar": cam2lidar.to(device),
+        "img_aug": img_aug.to(device),
+        "points": points,
+        "gt_boxes": boxes,
+        "gt_labels": labels,
+        "bev_masks": torch.rand(batch_size, 6, 200, 200, device=device) < 0.3,
+        "meta": [{"sample_token": f"bench{i}"} for i in range(batch_size)],
+    }
+
+
+def time_calls(step: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> dict[str, float]:
+    """Median milliseconds per call of ``step`` (synchronised) and the peak GPU memory of the timed calls."""
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    durations = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        durations.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    return {"ms": 1000 * statistics.median(durations), "peak_gib": peak}
+
+
+def autocast(device: torch.device, dtype: str) -> torch.autocast:
+    """bf16 autocast for "bf16", a disabled one for "fp32"."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"

@@ -1,0 +1,92 @@
+"""Fine-tuning cost at the paper's sizes: training step and per-frame inference latency.
+
+For each detection / segmentation config (model part), on paper-sized synthetic
+batches (bench_common.py):
+
+- ``train``: one optimiser step (embedding, head, loss, backward, AdamW) at ``--batch``
+  samples, fp32 and bf16 autocast: milliseconds, samples/s, peak memory;
+- ``infer``: one frame (batch 1) through embedding and head, with box decoding + NMS for
+  detection and sigmoid for segmentation, under ``torch.no_grad``: milliseconds per frame.
+
+    python benchmarks/task_step.py --out runs/task_step.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench_common import ROOT, autocast, device_name, load_task, synthetic_batch, time_calls
+
+CONFIGS = (
+    "configs/detection/bevfusion_128x352.yaml",
+    "configs/detection/bevfusion_256x704.yaml",
+    "configs/segmentation/bevfusion_256x704.yaml",
+)
+
+
+def training_loss(task: Any, batch: dict[str, Any]) -> torch.Tensor:
+    """The task's training loss on a batch (detection or segmentation)."""
+    preds = task.head(task.embedding(batch)["bev"])
+    if "bev_masks" in batch and task.__class__.__name__ == "SegmentationTask":
+        return task.head.loss(preds, batch["bev_masks"])["loss"]
+    return task.head.loss(preds, batch["gt_boxes"], batch["gt_labels"])["loss"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    parser.add_argument("--batch", type=int, default=2, help="training samples per GPU (paper: 2)")
+    parser.add_argument("--dtypes", default="fp32,bf16")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    rows = []
+    for config in args.configs:
+        task, data = load_task(ROOT / config)
+        task = task.to(device)
+        image_size, sweeps = tuple(data["image_size"]), data["sweeps"]
+        train_batch = synthetic_batch(args.batch, image_size, sweeps, device)
+        frame = synthetic_batch(1, image_size, sweeps, device)
+        for dtype in args.dtypes.split(","):
+            optimizer = torch.optim.AdamW(task.parameters(), lr=1e-4, weight_decay=0.01)
+
+            def train_step() -> None:
+                with autocast(device, dtype):
+                    loss = training_loss(task, train_batch)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(task.parameters(), 35.0)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+
+            def infer_frame() -> None:
+                with torch.no_grad(), autocast(device, dtype):
+                    task(frame)
+
+            task.train()
+            trained = time_calls(train_step, device, args.warmup, args.repeats)
+            task.eval()
+            inferred = time_calls(infer_frame, device, args.warmup, args.repeats)
+            row = {"config": config, "dtype": dtype, "batch": args.batch, "train_step_ms": trained["ms"],
+                   "train_samples_per_s": 1000 * args.batch / trained["ms"], "train_peak_gib": trained["peak_gib"],
+                   "infer_ms_per_frame": inferred["ms"], "infer_peak_gib": inferred["peak_gib"]}
+            rows.append(row)
+            print(f"{config:46s} {dtype:5s} train {row['train_step_ms']:7.1f} ms ({row['train_samples_per_s']:5.1f} "
+                  f"samples/s, peak {row['train_peak_gib']:5.1f} GiB)  infer {row['infer_ms_per_frame']:6.1f} ms/frame",
+                  flush=True)
+        del task, optimizer
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    payload = {"device": device_name(device), "torch": torch.__version__, "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=2))
+
+
+if __name__ == "__main__":
+    main()
