@@ -1,0 +1,68 @@
+"""Markdown tables of the benchmark JSON files (pretrain_step, task_step, render_throughput).
+
+    python benchmarks/results_table.py benchmarks/results/*.json >> benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def pretrain_table(report: dict[str, Any]) -> str:
+    """Rows of benchmarks/pretrain_step.py."""
+    rows = [[f"`{row['config']}`", row["dtype"], str(row["batch"]), f"{row['step_ms']:.1f}", f"{row['samples_per_s']:.2f}",
+             f"{row['peak_gib']:.2f}"] for row in report["rows"]]
+    return _table(["config", "dtype", "batch / GPU", "step (ms)", "samples/s", "peak GPU memory (GiB)"], rows)
+
+
+def task_table(report: dict[str, Any]) -> str:
+    """Rows of benchmarks/task_step.py."""
+    rows = [[f"`{row['config']}`", row["dtype"], str(row["batch"]), f"{row['train_step_ms']:.1f}",
+             f"{row['train_samples_per_s']:.2f}", f"{row['train_peak_gib']:.2f}", f"{row['infer_ms_per_frame']:.1f}"]
+            for row in report["rows"]]
+    return _table(["config", "dtype", "batch / GPU", "train step (ms)", "samples/s", "peak (GiB)", "inference (ms/frame)"], rows)
+
+
+def render_table(report: dict[str, Any]) -> str:
+    """Rows of benchmarks/render_throughput.py."""
+    rows = []
+    for row in report["rows"]:
+        if "error" in row:
+            rows.append([row["kind"], row["sampler"], row["dtype"], "-", "-", row["error"][:60]])
+            continue
+        rows.append([row["kind"], row["sampler"], row["dtype"], f"{row['samples'] / 1e6:.2f} M",
+                     f"{row['seconds'] * 1e3:.2f}", f"{row['samples_per_s'] / 1e9:.3f}"])
+    return _table(["measured", "sampler", "dtype", "samples", "fwd+bwd (ms)", "Gsamples/s"], rows)
+
+
+def describe(path: Path) -> str:
+    """A heading and the table of one benchmark JSON."""
+    report = json.loads(path.read_text())
+    first = report["rows"][0] if report["rows"] else {}
+    if "step_ms" in first:
+        table = pretrain_table(report)
+    elif "train_step_ms" in first:
+        table = task_table(report)
+    else:
+        table = render_table(report)
+    return f"`{path.name}` ({report['device']}, torch {report['torch']}):\n\n{table}\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", type=Path)
+    for path in parser.parse_args().files:
+        print(describe(path))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The headline experiment end to end on one GPU machine, meant to run detached from the device call:
+#   source .gpu/activate.sh && mkdir -p /tmp/nsmae && \
+#     setsid nohup bash experiments/label_efficient/run_gpu.sh > /tmp/nsmae/pipeline.log 2>&1 < /dev/null &
+# then `bash experiments/label_efficient/collect.sh` (in later calls) packs what exists into $OUT.
+#
+# Stages, all under $WORK (a frozen copy of the checkout in $WORK/src runs everything):
+#   1) the synthetic world (SCENES x FRAMES keyframes, IMAGE cameras, 1 sweep) cast on the CPUs, while
+#   2) benchmarks run on the GPU: the synthetic configs at the experiment's batch (to size the runs),
+#      then the paper configs (pretrain_step, task_step at batch 2; render_throughput);
+#   3) plan_epochs.py turns the measured step times into epochs for PRETRAIN_SECONDS and SWEEP_SECONDS;
+#   4) NS-MAE pretraining (configs/pretrain/$SUFFIX.yaml) on every training frame, no labels;
+#   5) the sweep experiments/label_efficient/synthetic.yaml (32 runs, PARALLEL at once on the GPU);
+#   6) results.{csv,md,png}, curves, render grids into $WORK/results.
+# CPU rehearsal (tiny sizes, minutes): SUFFIX=tiny ACCEL=cpu PRECISION=32-true SCENES=4 FRAMES=4 \
+#   IMAGE="112 200" BATCH=2 PARALLEL=2 PAPER_BENCH=0 PRETRAIN_SECONDS=60 SWEEP_SECONDS=300 WORK=/tmp/rehearsal \
+#   bash experiments/label_efficient/run_gpu.sh
+set -euo pipefail
+WORK=${WORK:-/tmp/nsmae}
+SUFFIX=${SUFFIX:-synthetic}
+ACCEL=${ACCEL:-gpu}
+PRECISION=${PRECISION:-bf16-mixed}
+SCENES=${SCENES:-150}
+FRAMES=${FRAMES:-12}
+IMAGE=${IMAGE:-225 400}
+VAL_FRACTION=${VAL_FRACTION:-0.15}
+WORLD_WORKERS=${WORLD_WORKERS:-12}
+BATCH=${BATCH:-8}
+PARALLEL=${PARALLEL:-8}
+PAPER_BENCH=${PAPER_BENCH:-1}
+PRETRAIN_SECONDS=${PRETRAIN_SECONDS:-330}
+SWEEP_SECONDS=${SWEEP_SECONDS:-780}
+PRETRAIN_WORKERS=${PRETRAIN_WORKERS:-12}
+FT_WORKERS=${FT_WORKERS:-2}
+
+stamp() { echo "[$(date +%H:%M:%S)] $*"; }
+mkdir -p "$WORK/results/bench"
+if [ ! -d "$WORK/src" ]; then
+  mkdir -p "$WORK/src"
+  tar cf - --exclude=./.gpu --exclude=./.git --exclude=./data --exclude=./runs --exclude=./.venv . | tar xf - -C "$WORK/src"
+fi
+cd "$WORK/src"
+export PYTHONPATH="$WORK/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+RES="$WORK/results"
+stamp "start: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo no GPU), $(nproc) CPUs"
+
+# 1) world, in the background
+if [ ! -f data/synthetic-nuscenes/.done ]; then
+  # shellcheck disable=SC2086
+  (python -m nsmae_lightning world --out data/synthetic-nuscenes --scenes "$SCENES" --frames "$FRAMES" \
+     --image-size $IMAGE --sweeps 1 --workers "$WORLD_WORKERS" --set val_fraction="$VAL_FRACTION" \
+     --preview "$RES/world_preview.png" > "$RES/world.log" 2>&1 && touch data/synthetic-nuscenes/.done) &
+  world_pid=$!
+fi
+
+# 2) benchmarks (GPU) while the world is cast
+bench() { python "benchmarks/$1" "${@:2}" >> "$RES/bench/bench.log" 2>&1 || stamp "benchmark $1 failed (see bench.log)"; }
+if [ ! -f "$RES/bench/task_$SUFFIX.json" ]; then
+  bench pretrain_step.py --out "$RES/bench/pretrain_$SUFFIX.json" --configs "configs/pretrain/$SUFFIX.yaml" \
+    --batch "$BATCH" --dtypes fp32,bf16 --warmup 3 --repeats 8
+  bench task_step.py --out "$RES/bench/task_$SUFFIX.json" --batch "$BATCH" --dtypes fp32,bf16 --warmup 3 --repeats 8 \
+    --configs "configs/detection/$SUFFIX.yaml" "configs/segmentation/$SUFFIX.yaml"
+  stamp "synthetic-config benchmarks done"
+fi
+if [ "$PAPER_BENCH" = 1 ] && [ ! -f "$RES/bench/render_throughput.json" ]; then
+  bench pretrain_step.py --out "$RES/bench/pretrain_step.json" --warmup 2 --repeats 5
+  bench task_step.py --out "$RES/bench/task_step.json" --warmup 2 --repeats 5
+  bench render_throughput.py --out "$RES/bench/render_throughput.json" --warmup 2 --repeats 5
+  stamp "paper-config benchmarks done"
+fi
+if [ -n "${world_pid:-}" ]; then wait "$world_pid" || { stamp "world failed"; tail -20 "$RES/world.log"; exit 1; }; fi
+stamp "world: $(tail -2 "$RES/world.log" | head -1)"
+
+# 3) size the runs
+train_frames=$(python - <<'PY'
+import json
+from nuscenes.nuscenes import NuScenes
+from nuscenes.utils.splits import get_scenes_of_split
+nusc = NuScenes("v1.0-trainval", "data/synthetic-nuscenes", verbose=False)
+names = set(get_scenes_of_split("train", nusc))
+print(sum(scene["nbr_samples"] for scene in nusc.scene if scene["name"] in names))
+PY
+)
+plan=$(python experiments/label_efficient/plan_epochs.py --pretrain-bench "$RES/bench/pretrain_$SUFFIX.json" \
+  --task-bench "$RES/bench/task_$SUFFIX.json" --config-part "$SUFFIX" --train-frames "$train_frames" --batch "$BATCH" \
+  --pretrain-seconds "$PRETRAIN_SECONDS" --sweep-seconds "$SWEEP_SECONDS" --runs 32 --parallel "$PARALLEL")
+eval "$plan"
+# an explicit FT_EPOCHS / PRETRAIN_EPOCHS file in $WORK wins (set from a later device call)
+[ -f "$WORK/pretrain_epochs" ] && PRETRAIN_EPOCHS=$(cat "$WORK/pretrain_epochs")
+stamp "train frames $train_frames; plan: $plan" | tee "$RES/plan.txt"
+
+# 4) NS-MAE pretraining
+common=(--trainer.accelerator "$ACCEL" --trainer.precision "$PRECISION" --trainer.enable_progress_bar false)
+if [ ! -f runs/pretrain_synthetic/.done ]; then
+  python -m nsmae_lightning fit --config "configs/pretrain/$SUFFIX.yaml" "${common[@]}" \
+    --data.init_args.dataroot data/synthetic-nuscenes --data.init_args.batch_size "$BATCH" \
+    --data.init_args.num_workers "$PRETRAIN_WORKERS" --trainer.max_epochs "$PRETRAIN_EPOCHS" \
+    --trainer.max_time "$(python -c "s=int($PRETRAIN_SECONDS*1.4); print(f'00:{s//3600:02d}:{s%3600//60:02d}:{s%60:02d}')")" \
+    --trainer.limit_val_batches 4 --trainer.log_every_n_steps 10 \
+    --trainer.default_root_dir runs/pretrain_synthetic --trainer.logger.init_args.save_dir runs/pretrain_synthetic \
+    > "$RES/pretrain.log" 2>&1 || { stamp "pretraining failed"; tail -40 "$RES/pretrain.log"; exit 1; }
+  touch runs/pretrain_synthetic/.done
+fi
+python -m nsmae_lightning curves runs/pretrain_synthetic --out "$RES/pretrain_curves.png" >> "$RES/pretrain.log" 2>&1 || true
+version=$(ls -d runs/pretrain_synthetic/version_* | sort -V | tail -1)
+cp "$version/metrics.csv" "$RES/pretrain_metrics.csv"
+cp "$version/config.yaml" "$RES/pretrain_config.yaml"
+mkdir -p "$RES/renders" && cp "$version"/renders/*.png "$RES/renders/" 2>/dev/null || true
+stamp "pretraining done: $(grep -E 'max_epochs|Time limit' "$RES/pretrain.log" | tail -1)"
+
+# 5) the sweep
+[ -f "$WORK/ft_epochs" ] && FT_EPOCHS=$(cat "$WORK/ft_epochs")
+python - "$WORK/spec.yaml" <<PY
+import sys, yaml
+spec = yaml.safe_load(open("experiments/label_efficient/synthetic.yaml"))
+for task in spec["tasks"].values():
+    task["config"] = task["config"].replace("/synthetic.yaml", "/$SUFFIX.yaml")
+spec["overrides"].update({
+    "trainer.accelerator": "$ACCEL", "trainer.precision": "$PRECISION", "trainer.max_epochs": $FT_EPOCHS,
+    "trainer.check_val_every_n_epoch": 1, "trainer.max_time": "$FT_MAX_TIME",
+    "data.init_args.batch_size": $BATCH, "data.init_args.num_workers": $FT_WORKERS,
+})
+yaml.safe_dump(spec, open(sys.argv[1], "w"), sort_keys=False)
+PY
+stamp "sweep: $FT_EPOCHS epochs per run, $PARALLEL at once"
+python -m nsmae_lightning sweep "$WORK/spec.yaml" --out runs/label_efficient_synthetic --parallel "$PARALLEL" \
+  --runs-per-gpu "$PARALLEL" > "$RES/sweep.log" 2>&1 || stamp "sweep finished with failed runs (see sweep.log)"
+
+# 6) results
+cp "$WORK/spec.yaml" "$RES/sweep_spec.yaml"
+for name in results.csv results.md results.png; do
+  cp "runs/label_efficient_synthetic/$name" "$RES/" 2>/dev/null || true
+done
+stamp "done"
