@@ -7,6 +7,13 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _no_leftover_run_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start every test unseeded: ``seed_everything`` (CLI runs) leaves ``PL_GLOBAL_SEED`` in
+    ``os.environ``, and the training order derives from it, so data would depend on test order."""
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
+
+
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-scene x 4-keyframe nuScenes-format world (dataroot path)."""
