@@ -5,6 +5,7 @@ train/val/test DataLoaders with `collate_batch`, sharded over DDP ranks by `Epoc
 from __future__ import annotations
 
 import logging
+import sys
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -176,11 +177,13 @@ class SensorDataModule(LightningDataModule, ABC):
         rank = 0 if trainer is None else trainer.global_rank
         # `trainer.log_dir` is a broadcast under DDP: every rank must ask, not only rank 0.
         log_dir = None if trainer is None else trainer.log_dir
-        print(
+        # One write with its newline: ranks print at the same moment, and an unbuffered print()
+        # writes the text and the newline separately, so two ranks' lines could merge into one.
+        sys.stdout.write(
             f"[rank {rank}] labelled subset: {len(split.tokens)} of {len(dataset)} training frames "
-            f"({self.split_by}, ratio {self.label_ratio:g}, split_seed {self.split_seed}) sha256 {split.sha256}",
-            flush=True,
+            f"({self.split_by}, ratio {self.label_ratio:g}, split_seed {self.split_seed}) sha256 {split.sha256}\n"
         )
+        sys.stdout.flush()
         if trainer is not None and trainer.is_global_zero and log_dir:
             save_labelled_split(split, log_dir)
         if len(split.indices) == len(dataset):
