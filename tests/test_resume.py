@@ -80,6 +80,8 @@ def fit(
     callbacks: list[Callback],
     ckpt_path: Path | None = None,
     datamodule_class: type[NuScenesDataModule] = NuScenesDataModule,
+    max_epochs: int = EPOCHS,
+    **trainer_options: Any,
 ) -> list[Record]:
     """One (possibly resumed, possibly killed) seeded run; the batches it trained on."""
     seed_everything(0, workers=True)
@@ -90,8 +92,9 @@ def fit(
     )  # fmt: skip
     model = BatchRecorder()
     trainer = Trainer(
-        accelerator="cpu", max_epochs=EPOCHS, limit_val_batches=1, num_sanity_val_steps=0, logger=False,
+        accelerator="cpu", max_epochs=max_epochs, limit_val_batches=1, num_sanity_val_steps=0, logger=False,
         enable_progress_bar=False, enable_model_summary=False, default_root_dir=root, callbacks=callbacks,
+        **trainer_options,
     )  # fmt: skip
     try:
         trainer.fit(model, datamodule, ckpt_path=ckpt_path)
@@ -108,6 +111,14 @@ def interrupted(world: Path, root: Path, kill_at: int, checkpoint: ModelCheckpoi
     return before + fit(world, root / "resumed", callbacks=[], ckpt_path=saved, **options)
 
 
+def training_tokens(world: Path) -> list[str]:
+    """Sample token of every item of the (labelled, repeated) training set, by item index."""
+    datamodule = NuScenesDataModule(dataroot=str(world), sweeps=0, load_bev_masks=False, label_ratio=0.5)
+    datamodule.setup("fit")
+    subset = datamodule.train_dataset
+    return [subset.dataset.infos[subset.indices[item % len(subset.indices)]]["sample_token"] for item in range(len(subset))]
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Record]:
     """The reference run: no workers, never stopped."""
@@ -118,14 +129,11 @@ def test_order_and_augmentation_are_a_function_of_seed_and_epoch(uninterrupted: 
     assert [(epoch, index) for epoch, index, _, _ in uninterrupted] == [
         (epoch, index) for epoch in range(EPOCHS) for index in range(BATCHES_PER_EPOCH)
     ]
-    datamodule = NuScenesDataModule(dataroot=str(tiny_world), sweeps=0, load_bev_masks=False, label_ratio=0.5)
-    datamodule.setup("fit")
-    train_set = datamodule.train_dataset
-    sampler = EpochSampler(train_set, seed=0)
+    tokens_at = training_tokens(tiny_world)
+    sampler = EpochSampler(tokens_at, seed=0)
     for epoch in range(EPOCHS):
         sampler.set_epoch(epoch)
-        expected = [train_set.dataset.infos[train_set.indices[key.index % len(train_set.indices)]]["sample_token"] for key in sampler]
-        assert [tokens[0] for e, _, tokens, _ in uninterrupted if e == epoch] == expected
+        assert [tokens[0] for e, _, tokens, _ in uninterrupted if e == epoch] == [tokens_at[key.index] for key in sampler]
     # The two labelled frames, each repeated twice per epoch, never see the same augmentation twice.
     fingerprints = [fingerprint for _, _, _, fingerprint in uninterrupted]
     assert len(set(fingerprints)) == len(fingerprints) == EPOCHS * BATCHES_PER_EPOCH
@@ -155,3 +163,10 @@ def test_shuffle_true_loader_does_not_resume_its_order(tiny_world: Path, tmp_pat
     records = interrupted(tiny_world, tmp_path, kill_at=BATCHES_PER_EPOCH, checkpoint=checkpoint, **options)
     resumed_epoch_1 = [record[2:] for record in records if record[0] == 1]
     assert resumed_epoch_1 != [record[2:] for record in reference if record[0] == 1]
+
+
+def test_overfit_batches_rebuilds_the_loader_in_dataset_order(tiny_world: Path, tmp_path: Path) -> None:
+    """Lightning re-creates the training loader with a SequentialSampler for ``overfit_batches``."""
+    records = fit(tiny_world, tmp_path, num_workers=0, callbacks=[], max_epochs=2, overfit_batches=1)
+    first = (training_tokens(tiny_world)[0],)
+    assert [(epoch, index, tokens) for epoch, index, tokens, _ in records] == [(0, 0, first), (1, 0, first)]

@@ -29,7 +29,7 @@ class KeyEcho(Dataset):
 def echo_loader(size: int = 7, batch_size: int = 2, epoch: int = 0, num_workers: int = 0) -> ResumableDataLoader:
     sampler = EpochSampler(range(size), seed=5)
     sampler.set_epoch(epoch)
-    return ResumableDataLoader(KeyEcho(size), sampler, batch_size=batch_size, num_workers=num_workers, collate_fn=list)
+    return ResumableDataLoader(KeyEcho(size), sampler=sampler, batch_size=batch_size, num_workers=num_workers, collate_fn=list)
 
 
 def test_two_ranks_split_one_seeded_order_and_flag_the_padding() -> None:
@@ -78,7 +78,7 @@ def test_loader_state_of_another_epoch_or_batch_size_restarts_the_epoch(caplog: 
     other_batch_size.load_state_dict(finished)
     with caplog.at_level(logging.WARNING, logger="nsmae_lightning.data.sampling"):
         assert list(other_batch_size) == list(echo_loader(batch_size=3, epoch=3))
-    assert "restarts from its first batch" in caplog.text
+    assert "cannot resume epoch 3 after its first 4 batches" in caplog.text
 
 
 def test_repeated_subset_passes_the_key_on() -> None:

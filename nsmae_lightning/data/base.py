@@ -223,7 +223,7 @@ class SensorDataModule(LightningDataModule, ABC):
             seed=run_seed(),
         )
         if stage == "fit":
-            return ResumableDataLoader(dataset, sampler, **options)
+            return ResumableDataLoader(dataset, sampler=sampler, **options)
         return DataLoader(dataset, sampler=sampler, **options)
 
     def train_dataloader(self) -> DataLoader:

@@ -109,30 +109,30 @@ class EpochSampler(DistributedSampler):
 
 
 class ResumableDataLoader(DataLoader):
-    """A DataLoader over an :class:`EpochSampler` that a checkpoint can resume mid-epoch.
+    """A DataLoader whose position in an :class:`EpochSampler`'s epoch a checkpoint can resume.
 
     Lightning saves ``state_dict()`` of training loaders that have one into the
     checkpoint and, on resume, calls ``load_state_dict`` before iterating. The state
     is the epoch and the number of batches served in it; the next pass of that epoch
     skips those batches (by index, without reading them). Passes start lazily, at the
     first batch, so the sampler's epoch is the one Lightning set for the epoch about
-    to run, also right after a resume.
+    to run, also right after a resume. The arguments are DataLoader's, so Lightning
+    can rebuild it (``overfit_batches`` swaps in a SequentialSampler, which cannot skip).
 
     Args:
-        dataset: the map-style dataset.
-        sampler: its EpochSampler.
-        **kwargs: other DataLoader arguments (batch_size, num_workers, collate_fn, ...).
+        *args: DataLoader's positional arguments (the dataset first).
+        **kwargs: DataLoader's keyword arguments; ``sampler`` an EpochSampler.
     """
 
-    def __init__(self, dataset: Any, sampler: EpochSampler, **kwargs: Any) -> None:
-        super().__init__(dataset, sampler=sampler, **kwargs)
-        self._epoch = sampler.epoch
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._epoch = getattr(self.sampler, "epoch", 0)
         self._batches_served = 0
         self._resume_state: dict[str, int] | None = None
 
     def _state_key(self) -> dict[str, int]:
         """What a saved position depends on besides the epoch."""
-        return {"batch_size": int(self.batch_size or 1), "num_replicas": self.sampler.num_replicas}
+        return {"batch_size": int(self.batch_size or 1), "num_replicas": getattr(self.sampler, "num_replicas", 1)}
 
     def state_dict(self) -> dict[str, int]:
         """Position in the current epoch: ``{"epoch", "batches", "batch_size", "num_replicas"}``."""
@@ -145,14 +145,15 @@ class ResumableDataLoader(DataLoader):
     def _batches_to_skip(self, epoch: int) -> int:
         """Batches of ``epoch`` a restored state says were already served (once; 0 otherwise)."""
         state, self._resume_state = self._resume_state, None
-        if state is None or state.get("epoch") != epoch:
+        if state is None or state.get("epoch") != epoch or not state.get("batches"):
             return 0
-        if {key: state.get(key) for key in self._state_key()} != self._state_key():
+        saved = {key: state.get(key) for key in self._state_key()}
+        if not isinstance(self.sampler, EpochSampler) or saved != self._state_key():
             log.warning(
-                "resuming epoch %d with another batch size or number of ranks (%s, saved %s): "
+                "cannot resume epoch %d after its first %d batches (sampler %s, now %s, saved %s): "
                 "the epoch restarts from its first batch",
-                epoch, self._state_key(), {key: state.get(key) for key in self._state_key()},
-            )
+                epoch, state["batches"], type(self.sampler).__name__, self._state_key(), saved,
+            )  # fmt: skip
             return 0
         return int(state["batches"])
 
@@ -162,10 +163,10 @@ class ResumableDataLoader(DataLoader):
 
     def _pass(self) -> Iterator[Any]:
         """One pass, counting the batches it serves (a generator: nothing runs before the first batch)."""
-        sampler = self.sampler
-        self._epoch = sampler.epoch
-        self._batches_served = self._batches_to_skip(sampler.epoch)
-        sampler.start = self._batches_served * int(self.batch_size or 1)
+        self._epoch = getattr(self.sampler, "epoch", 0)
+        self._batches_served = self._batches_to_skip(self._epoch)
+        if isinstance(self.sampler, EpochSampler):
+            self.sampler.start = self._batches_served * int(self.batch_size or 1)
         for batch in super().__iter__():
             self._batches_served += 1
             yield batch
