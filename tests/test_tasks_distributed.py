@@ -9,7 +9,8 @@ themselves need GPUs: torch's SyncBatchNorm has no CPU implementation, which the
 tasks say up front.
 
 Padding: a rank's share of the validation split can end with a copy of a frame
-another rank evaluates; the metrics must leave it out.
+another rank evaluates; the metrics must leave it out. Non-finite losses: the skip
+is decided over all ranks.
 """
 
 from __future__ import annotations
@@ -125,3 +126,18 @@ def test_detection_scores_leave_the_padding_out(padded_batch: dict[str, Any], ti
     assert task.evaluator.compute()["num_samples"] == 1.0
     results = json.loads((tmp_path / "results_nusc.json").read_text())["results"]
     assert list(results) == [padded_batch["meta"][0]["sample_token"]]
+
+
+def test_a_non_finite_loss_on_another_rank_skips_the_step_here_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """All ranks skip together: one rank leaving out its backward would hang the others' all-reduce."""
+    task = DetectionTask(embedding=EMBEDDING, head=HEADS[DetectionTask])
+    decisions: list[tuple[bool, bool]] = []
+
+    def another_rank_saw_nan(decision: bool, all: bool) -> bool:
+        decisions.append((decision, all))
+        return False
+
+    task._trainer = SimpleNamespace(world_size=2, global_step=7, strategy=SimpleNamespace(reduce_boolean_decision=another_rank_saw_nan))
+    monkeypatch.setattr(task, "log", lambda *args, **kwargs: None)
+    assert task.guard_finite(torch.tensor(0.5)) is None
+    assert decisions == [(True, True)] and task.skipped_nonfinite_steps == 1

@@ -8,8 +8,9 @@ augmentation). A ``set_epoch``-aware sampler (torch's DistributedSampler) is not
 enough either: Lightning 2.6 creates the training iterator in
 ``FitLoop.setup_data`` before it calls ``set_epoch`` and, when resuming, does not
 create it again, so with ``num_workers > 0`` the workers have prefetched epoch 0's
-order by then. Lightning restarts an interrupted epoch with a fresh iterator
-unless the loader is stateful, i.e. it serves that epoch's *first* batches again.
+order by then. And resuming mid-epoch, Lightning keeps counting from the saved
+batch but feeds a fresh iterator unless the loader is stateful: the rest of the
+interrupted epoch is its *first* batches again, and its last ones are never seen.
 tests/test_resume.py compares interrupted-and-resumed runs with uninterrupted ones.
 
 Here instead:

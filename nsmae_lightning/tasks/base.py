@@ -86,8 +86,15 @@ class BaseTask(LightningModule):
         return self.guard_finite(losses["loss"])
 
     def guard_finite(self, loss: torch.Tensor) -> torch.Tensor | None:
-        """Return ``loss``, or None (Lightning then skips the step) when it is NaN/inf, with a warning."""
-        if torch.isfinite(loss).all():
+        """Return ``loss``, or None (Lightning then skips the step) when it is NaN/inf on any rank, with a warning.
+
+        Decided over all ranks: under DDP a rank that skipped its backward would leave the
+        others waiting in the gradient all-reduce forever, while all ranks may skip together.
+        """
+        finite = bool(torch.isfinite(loss).all())
+        if self.trainer.world_size > 1:
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if finite:
             return loss
         self.skipped_nonfinite_steps += 1
         log.warning("non-finite loss at global step %d: step skipped (%d so far)", self.global_step, self.skipped_nonfinite_steps)
@@ -128,6 +135,7 @@ class BaseTask(LightningModule):
         return self._run_dir if self._run_dir is not None else self._resolve_run_dir()
 
     def _resolve_run_dir(self) -> str:
+        """Ask the trainer (a collective under DDP: call it on every rank)."""
         trainer = self.trainer
         return str(trainer.log_dir or trainer.default_root_dir)
 
