@@ -76,7 +76,7 @@ def nsmae(subcommand: str, config: str, world: Path, out: Path, processes: int, 
 def logged_validation(out: Path) -> dict[str, float]:
     """Every ``val/*`` value the run's CSV logger wrote (one validation epoch)."""
     (metrics_file,) = out.glob("version_*/metrics.csv")
-    rows = list(csv.DictReader(metrics_file.open()))
+    rows = list(csv.DictReader(metrics_file.read_text().splitlines()))
     return {key: float(value) for row in rows for key, value in row.items() if key.startswith("val/") and value}
 
 
@@ -120,14 +120,14 @@ def test_detection_fit_on_two_ranks_scores_like_one_process(odd_world: Path, tmp
 
 @pytest.mark.usefixtures("one_thread")
 def test_segmentation_validate_on_two_ranks_scores_like_one_process(odd_world: Path, tmp_path: Path) -> None:
-    """Standalone ``validate`` under DDP (seeded fresh model): the IoU counts of both ranks are summed.
+    """Standalone ``validate`` under DDP (seeded fresh model): IoU counts summed over ranks, padding left out.
 
-    (This fresh model scores the three frames alike, so it cannot see a double-counted
-    frame: tests/test_tasks_distributed.py checks that padding is left out.)
+    Scored on the training scene: the validation scene's three map masks are identical,
+    so no count could tell a missing or doubled frame there.
     """
     two_out, single_out = tmp_path / "validate_2", tmp_path / "validate_1"
-    nsmae("validate", "segmentation/tiny.yaml", odd_world, two_out, 2)
-    nsmae("validate", "segmentation/tiny.yaml", odd_world, single_out, 1)
+    nsmae("validate", "segmentation/tiny.yaml", odd_world, two_out, 2, "--data.init_args.val_split=train")
+    nsmae("validate", "segmentation/tiny.yaml", odd_world, single_out, 1, "--data.init_args.val_split=train")
     two_ranks, one_process = logged_validation(two_out), logged_validation(single_out)
     assert_same_scores(two_ranks, one_process, {"val/mIoU", "val/iou/drivable_area", "val/iou/divider"})
     assert one_process["val/iou/drivable_area"] > 0.0
