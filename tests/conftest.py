@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_run_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start every test unseeded: ``seed_everything`` (CLI runs) leaves ``PL_GLOBAL_SEED`` in
+    ``os.environ``, and the training order derives from it, so data would depend on test order."""
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
+
+
+@pytest.fixture()
+def one_thread() -> Iterator[None]:
+    """Run on one intra-op thread: spconv's multi-threaded CPU kernels are not bitwise
+    reproducible from call to call, and other thread counts also round differently."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -95,15 +95,15 @@ def test_hand_built_frame_batch(tmp_path: Path) -> None:
 def test_batch_contract_on_the_world(tiny_kitti_world: Path) -> None:
     datamodule = make_datamodule(tiny_kitti_world, batch_size=2)
     datamodule.setup("fit")
-    torch.manual_seed(0)
     batch = next(iter(datamodule.train_dataloader()))
     assert set(batch) == {"images", "intrinsics", "cam2lidar", "img_aug", "points", "gt_boxes", "gt_labels", "meta"}
+    assert sum(len(boxes) for boxes in batch["gt_boxes"]) > 0  # augmentation may push one frame's boxes out of range
     for key, shape in (("images", (2, 1, 3, *IMAGE_SIZE)), ("intrinsics", (2, 1, 3, 3)), ("img_aug", (2, 1, 4, 4))):
         assert batch[key].shape == shape and batch[key].dtype == torch.float32
     assert batch["cam2lidar"].shape == (2, 1, 4, 4)
     for points, boxes, labels in zip(batch["points"], batch["gt_boxes"], batch["gt_labels"]):
         assert points.shape[1] == 5 and len(points) > 100 and boxes.shape[1] == 9
-        assert labels.dtype == torch.int64 and int(labels.max()) < len(KITTI_CLASSES)
+        assert labels.dtype == torch.int64 and labels.shape == (len(boxes),) and bool((labels < len(KITTI_CLASSES)).all())
         assert (points[:, 0] >= 0).all() and (points[:, 0] < 70.4).all()
         torch.testing.assert_close(boxes[:, 7:], torch.zeros(len(boxes), 2))
 

@@ -1,10 +1,11 @@
 """What every dataset and DataModule here shares: seeded per-sample augmentation, skipping
 (and counting) bad samples, the labelled subset of the training split, and the
-train/val/test DataLoaders with `collate_batch`."""
+train/val/test DataLoaders with `collate_batch`, sharded over DDP ranks by `EpochSampler`."""
 
 from __future__ import annotations
 
 import logging
+import sys
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -16,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from nsmae_lightning.data.collate import collate_batch
 from nsmae_lightning.data.errors import DataError
 from nsmae_lightning.data.labelled_subset import FrameKey, LabelledSplit, RepeatedSubset, choose_labelled, save_labelled_split
+from nsmae_lightning.data.sampling import EpochSampler, ResumableDataLoader, SampleKey, key_index, run_seed
 from nsmae_lightning.data.splits import SplitBy
 from nsmae_lightning.data.transforms import RawSample, SampleTransform
 
@@ -25,8 +27,11 @@ log = logging.getLogger(__name__)
 class SensorDataset(Dataset, ABC):
     """A map-style dataset of batch-contract samples built from RawSamples.
 
-    Augmentation draws come from a NumPy generator seeded by torch's RNG, so a
-    `seed_everything` (with a fixed number of workers) reproduces every batch.
+    Indexed by a `SampleKey` (what `EpochSampler` yields), a sample's augmentation
+    draws come from a NumPy generator seeded with the key's `(seed, epoch, index)`:
+    the same in every run, worker layout and resume. Indexed by a plain int, the
+    generator is seeded from torch's RNG (so `torch.manual_seed` reproduces it).
+    Every sample's `meta["padding"]` says whether the sampler added it as DDP padding.
 
     Args:
         transform: turns a RawSample into a contract sample.
@@ -59,13 +64,19 @@ class SensorDataset(Dataset, ABC):
         """How many times a bad sample was skipped so far, over all workers."""
         return int(self._skip_counts.sum())
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        """The contract sample `index` (or, when skipping, the next good one after it)."""
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+    def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
+        """The contract sample at `key` (or, when skipping, the next good one after it)."""
+        if isinstance(key, SampleKey):
+            rng, padding = np.random.default_rng(key.augmentation_seed), key.padding
+        else:
+            rng, padding = np.random.default_rng(int(torch.randint(0, 2**62, ()).item())), False
+        index = key_index(key)
         for offset in range(len(self)):
             candidate = (index + offset) % len(self)
             try:
-                return self.transform(self.load_raw(candidate), rng)
+                sample = self.transform(self.load_raw(candidate), rng)
+                sample["meta"]["padding"] = padding
+                return sample
             except DataError as error:
                 if not self.skip_bad_samples:
                     raise
@@ -164,13 +175,17 @@ class SensorDataModule(LightningDataModule, ABC):
         self.labelled_split = split
         trainer = self.trainer
         rank = 0 if trainer is None else trainer.global_rank
-        print(
+        # `trainer.log_dir` is a broadcast under DDP: every rank must ask, not only rank 0.
+        log_dir = None if trainer is None else trainer.log_dir
+        # One write with its newline: ranks print at the same moment, and an unbuffered print()
+        # writes the text and the newline separately, so two ranks' lines could merge into one.
+        sys.stdout.write(
             f"[rank {rank}] labelled subset: {len(split.tokens)} of {len(dataset)} training frames "
-            f"({self.split_by}, ratio {self.label_ratio:g}, split_seed {self.split_seed}) sha256 {split.sha256}",
-            flush=True,
+            f"({self.split_by}, ratio {self.label_ratio:g}, split_seed {self.split_seed}) sha256 {split.sha256}\n"
         )
-        if trainer is not None and trainer.is_global_zero and trainer.log_dir:
-            save_labelled_split(split, trainer.log_dir)
+        sys.stdout.flush()
+        if trainer is not None and trainer.is_global_zero and log_dir:
+            save_labelled_split(split, log_dir)
         if len(split.indices) == len(dataset):
             return dataset
         length = len(dataset) if self.repeat_labelled else len(split.indices)
@@ -181,32 +196,48 @@ class SensorDataModule(LightningDataModule, ABC):
         """Times a bad training sample was skipped so far, over all workers (0 before `setup("fit")`)."""
         return 0 if self.train_dataset is None else self.train_dataset.num_skipped
 
-    def _loader(self, dataset: SensorDataset | None, shuffle: bool, stage: str) -> DataLoader:
-        """A DataLoader with the batch contract's collate function."""
+    def _loader(self, dataset: SensorDataset | RepeatedSubset | None, stage: str) -> DataLoader:
+        """This rank's DataLoader of a stage, with the batch contract's collate function.
+
+        fit: shuffled by (seed, epoch) and resumable mid-epoch; validate/test: in dataset
+        order, this rank's share, padding flagged in `meta`; predict: a plain loader that
+        Lightning shards without padding.
+        """
         if dataset is None:
             raise ValueError(f"call setup({stage!r}) before asking for its dataloader")
-        return DataLoader(
+        options: dict[str, Any] = {
+            "batch_size": self.batch_size,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.persistent_workers and self.num_workers > 0,
+            "collate_fn": collate_batch,
+        }
+        if stage == "predict":
+            return DataLoader(dataset, shuffle=False, **options)
+        trainer = self.trainer
+        sampler = EpochSampler(
             dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers and self.num_workers > 0,
-            collate_fn=collate_batch,
+            num_replicas=1 if trainer is None else trainer.world_size,
+            rank=0 if trainer is None else trainer.global_rank,
+            shuffle=stage == "fit",
+            seed=run_seed(),
         )
+        if stage == "fit":
+            return ResumableDataLoader(dataset, sampler=sampler, **options)
+        return DataLoader(dataset, sampler=sampler, **options)
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled, augmented training batches."""
-        return self._loader(self.train_dataset, shuffle=True, stage="fit")
+        """Augmented training batches in a (seed, epoch)-determined order, resumable mid-epoch."""
+        return self._loader(self.train_dataset, stage="fit")
 
     def val_dataloader(self) -> DataLoader:
-        """Deterministic validation batches."""
-        return self._loader(self.val_dataset, shuffle=False, stage="validate")
+        """Validation batches in dataset order (this rank's share under DDP)."""
+        return self._loader(self.val_dataset, stage="validate")
 
     def test_dataloader(self) -> DataLoader:
-        """Deterministic test batches."""
-        return self._loader(self.test_dataset, shuffle=False, stage="test")
+        """Test batches in dataset order (this rank's share under DDP)."""
+        return self._loader(self.test_dataset, stage="test")
 
     def predict_dataloader(self) -> DataLoader:
         """The test split, for prediction."""
-        return self._loader(self.test_dataset, shuffle=False, stage="predict")
+        return self._loader(self.test_dataset, stage="predict")

@@ -18,6 +18,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from nsmae_lightning.data.errors import DataError
+from nsmae_lightning.data.sampling import SampleKey, key_index, with_index
 from nsmae_lightning.data.splits import SplitBy, read_manifest, select_labelled, tokens_sha256, write_manifest
 
 log = logging.getLogger(__name__)
@@ -140,11 +141,12 @@ class RepeatedSubset(Dataset):
         """Items per epoch."""
         return self.length
 
-    def __getitem__(self, index: int) -> Any:
-        """Item ``index`` of the cycled subset."""
+    def __getitem__(self, key: int | SampleKey) -> Any:
+        """Item ``key`` of the cycled subset (a SampleKey keeps its augmentation seed, so repeats differ)."""
+        index = key_index(key)
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} items")
-        return self.dataset[self.indices[index % len(self.indices)]]
+        return self.dataset[with_index(key, self.indices[index % len(self.indices)])]
 
     def __getattr__(self, name: str) -> Any:
         """Everything else (skip counters, ...) from the wrapped dataset."""

@@ -64,6 +64,11 @@ class LidarAugmentation:
     flip: bool = True
 
 
+# DataModules save these settings as hyper-parameters, so checkpoints hold them; allow-list
+# them for `torch.load(weights_only=True)`, which Lightning uses to resume (`ckpt_path=`).
+torch.serialization.add_safe_globals([ImageAugmentation, LidarAugmentation])
+
+
 @dataclass(frozen=True)
 class ImageCrop:
     """One drawn image augmentation: resized size, crop box, flip and rotation."""

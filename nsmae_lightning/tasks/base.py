@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
+from torch import nn
 
 from nsmae_lightning.models.embedding import EmbeddingConfig
 from nsmae_lightning.tasks.pretrained import GEOMETRY_KEY, LoadReport, load_pretrained_embedding
@@ -35,6 +36,7 @@ class BaseTask(LightningModule):
         self.configure_losses()
         self.configure_metrics()
         self.skipped_nonfinite_steps = 0
+        self._run_dir: str | None = None
         self.pretrained_report: LoadReport | None = None
         pretrained = self.hparams.get("pretrained")
         if pretrained:
@@ -72,14 +74,55 @@ class BaseTask(LightningModule):
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def log_training_losses(self, losses: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor | None:
+        """Log every term of ``losses`` and return its ``"loss"`` for the optimiser (None when non-finite).
+
+        ``train/*`` is synced over ranks, so its epoch means cover every rank's batches,
+        not rank 0's alone; the progress-bar ``train_loss`` stays this rank's (no sync per step).
+        """
+        size = batch_size_of(batch)
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=size, on_step=True, on_epoch=True, sync_dist=True)
+        self.log("train_loss", losses["loss"].detach(), batch_size=size, prog_bar=True)
+        return self.guard_finite(losses["loss"])
+
     def guard_finite(self, loss: torch.Tensor) -> torch.Tensor | None:
-        """Return ``loss``, or None (Lightning then skips the step) when it is NaN/inf, with a warning."""
-        if torch.isfinite(loss).all():
+        """Return ``loss``, or None (Lightning then skips the step) when it is NaN/inf on any rank, with a warning.
+
+        Decided over all ranks: under DDP a rank that skipped its backward would leave the
+        others waiting in the gradient all-reduce forever, while all ranks may skip together.
+        """
+        finite = bool(torch.isfinite(loss).all())
+        if self.trainer.world_size > 1:
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if finite:
             return loss
         self.skipped_nonfinite_steps += 1
         log.warning("non-finite loss at global step %d: step skipped (%d so far)", self.global_step, self.skipped_nonfinite_steps)
         self.log("train/skipped_nonfinite", float(self.skipped_nonfinite_steps), rank_zero_only=True)
         return None
+
+    # ----------------------------------------------------------------- distributed
+    def setup(self, stage: str) -> None:
+        """Resolve the run folder on every rank.
+
+        ``trainer.log_dir`` is a broadcast under DDP: asked on rank 0 alone (to write a
+        plot, say), it would wait forever for the other ranks.
+        """
+        self._run_dir = self._resolve_run_dir()
+
+    def on_fit_start(self) -> None:
+        """Refuse SyncBatchNorm in CPU processes of a multi-process job before its first step.
+
+        Raises:
+            RuntimeError: ``--trainer.sync_batchnorm true`` on CPU (torch's SyncBatchNorm runs
+                on GPUs only; its own error would come from inside the first forward).
+        """
+        synced = any(isinstance(module, nn.SyncBatchNorm) for module in self.modules())
+        if synced and self.trainer.world_size > 1 and self.device.type == "cpu":
+            raise RuntimeError(
+                "--trainer.sync_batchnorm true needs GPU devices: torch's SyncBatchNorm has no CPU "
+                "implementation; leave it off for CPU (gloo) runs"
+            )
 
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -88,7 +131,11 @@ class BaseTask(LightningModule):
 
     @property
     def log_dir(self) -> str:
-        """Folder for PNGs and summaries of this run (the logger's, else the trainer's root)."""
+        """Folder for PNGs and summaries of this run (the logger's, else the trainer's root), safe on any rank."""
+        return self._run_dir if self._run_dir is not None else self._resolve_run_dir()
+
+    def _resolve_run_dir(self) -> str:
+        """Ask the trainer (a collective under DDP: call it on every rank)."""
         trainer = self.trainer
         return str(trainer.log_dir or trainer.default_root_dir)
 
@@ -96,6 +143,16 @@ class BaseTask(LightningModule):
 def batch_size_of(batch: dict[str, Any]) -> int:
     """Number of samples in a batch dict (the length of its per-sample ``meta`` list)."""
     return len(batch["meta"])
+
+
+def evaluated_samples(batch: dict[str, Any]) -> list[int]:
+    """Positions of a batch's samples that a metric should count.
+
+    Under DDP the evaluation sampler pads the last rank's share with copies of
+    frames another rank evaluates (``meta["padding"]``); counting them would weigh
+    those frames twice.
+    """
+    return [position for position, meta in enumerate(batch["meta"]) if not meta.get("padding", False)]
 
 
 def with_modalities(config: EmbeddingConfig, modalities: list[str] | None) -> EmbeddingConfig:

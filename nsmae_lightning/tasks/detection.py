@@ -12,7 +12,7 @@ from nsmae_lightning.configuration import as_config
 from nsmae_lightning.evaluation.nuscenes_detection import NuScenesDetectionEvaluator
 from nsmae_lightning.models.embedding import EmbeddingConfig, EmbeddingNetwork
 from nsmae_lightning.models.heads.detection import CenterPointHead, DetectionHeadConfig
-from nsmae_lightning.tasks.base import BaseTask, batch_size_of, with_modalities
+from nsmae_lightning.tasks.base import BaseTask, batch_size_of, evaluated_samples, with_modalities
 
 
 class DetectionTask(BaseTask):
@@ -61,11 +61,7 @@ class DetectionTask(BaseTask):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         """Heatmap focal + box L1 losses."""
         preds = self.head(self.embedding(batch)["bev"])
-        losses = self.head.loss(preds, batch["gt_boxes"], batch["gt_labels"])
-        size = batch_size_of(batch)
-        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=size, on_step=True, on_epoch=True)
-        self.log("train_loss", losses["loss"].detach(), batch_size=size, prog_bar=True)
-        return self.guard_finite(losses["loss"])
+        return self.log_training_losses(self.head.loss(preds, batch["gt_boxes"], batch["gt_labels"]), batch)
 
     # ------------------------------------------------------------------ evaluation
     def _start_evaluation(self, stage: str) -> None:
@@ -83,14 +79,17 @@ class DetectionTask(BaseTask):
         losses = self.head.loss(preds, batch["gt_boxes"], batch["gt_labels"])
         self.log(f"{stage}/loss", losses["loss"], batch_size=batch_size_of(batch), sync_dist=True)
         if self.evaluator is not None:
-            tokens = [meta["sample_token"] for meta in batch["meta"]]
-            self.evaluator.update(tokens, self.head.decode(preds), batch["meta"])
+            decoded = self.head.decode(preds)
+            keep = evaluated_samples(batch)
+            metas = [batch["meta"][position] for position in keep]
+            self.evaluator.update([meta["sample_token"] for meta in metas], [decoded[position] for position in keep], metas)
 
     def _finish_evaluation(self, stage: str) -> None:
         if self.evaluator is None:
             return
-        metrics = self.evaluator.compute()
-        self.log_dict({f"{stage}/{name}": value for name, value in metrics.items()}, rank_zero_only=True)
+        metrics = self.evaluator.compute()  # gathered, scored on rank 0, broadcast: the same on every rank
+        # Logged on every rank (no sync needed), so callbacks monitoring val/mAP work on all of them.
+        self.log_dict({f"{stage}/{name}": value for name, value in metrics.items()})
         self.evaluator = None
 
     def on_validation_epoch_start(self) -> None:

@@ -81,7 +81,8 @@ class PretrainTask(BaseTask):
             kept = torch.cat([keep.float() for keep in outputs["voxel_keep"]])
             if kept.numel():
                 logs["train/voxel_masked_fraction"] = 1.0 - kept.mean()
-        self.log_dict(logs, batch_size=size, on_step=stage == "train", on_epoch=True, prog_bar=False, sync_dist=stage != "train")
+        # Synced in training too: the epoch means then cover every rank's batches, not rank 0's alone.
+        self.log_dict(logs, batch_size=size, on_step=stage == "train", on_epoch=True, prog_bar=False, sync_dist=True)
         self.log(f"{stage}_loss", rendered.total.detach(), batch_size=size, prog_bar=True, sync_dist=stage != "train")
         return rendered.total
 

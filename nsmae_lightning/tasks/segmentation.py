@@ -13,7 +13,7 @@ from nsmae_lightning.evaluation.bev_iou import BEVIoU
 from nsmae_lightning.evaluation.bev_plot import plot_bev_predictions
 from nsmae_lightning.models.embedding import EmbeddingConfig, EmbeddingNetwork
 from nsmae_lightning.models.heads.segmentation import SegmentationHead, SegmentationHeadConfig
-from nsmae_lightning.tasks.base import BaseTask, batch_size_of, with_modalities
+from nsmae_lightning.tasks.base import BaseTask, batch_size_of, evaluated_samples, with_modalities
 
 
 class SegmentationTask(BaseTask):
@@ -65,20 +65,18 @@ class SegmentationTask(BaseTask):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         """Per-class focal (or BCE) loss against the rasterized map masks."""
         losses = self.head.loss(self.head(self.embedding(batch)["bev"]), batch["bev_masks"])
-        size = batch_size_of(batch)
-        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=size, on_step=True, on_epoch=True)
-        self.log("train_loss", losses["loss"].detach(), batch_size=size, prog_bar=True)
-        return self.guard_finite(losses["loss"])
+        return self.log_training_losses(losses, batch)
 
     def _evaluation_step(self, batch: dict[str, Any], metric: BEVIoU, stage: str) -> None:
         logits = self.head(self.embedding(batch)["bev"])
         losses = self.head.loss(logits, batch["bev_masks"])
         self.log(f"{stage}/loss", losses["loss"], batch_size=batch_size_of(batch), sync_dist=True)
-        probs = logits.sigmoid()
-        metric.update(probs, batch["bev_masks"])
+        keep = evaluated_samples(batch)
+        probs, targets = logits.sigmoid()[keep], batch["bev_masks"][keep]
+        metric.update(probs, targets)  # sum states: the counts of all ranks add up at compute()
         if stage == "val" and len(self._plot_frames) < self.hparams.plot_frames:
             take = self.hparams.plot_frames - len(self._plot_frames)
-            self._plot_frames.extend(zip(probs[:take].detach().cpu(), batch["bev_masks"][:take].cpu()))
+            self._plot_frames.extend(zip(probs[:take].detach().cpu(), targets[:take].cpu()))
 
     def _finish_evaluation(self, metric: BEVIoU, stage: str) -> None:
         scores = metric.compute()
