@@ -131,6 +131,18 @@ def select_labelled(
     return sorted(selected)
 
 
+def repeat_to_length(tokens: Sequence[str], length: int) -> list[str]:
+    """``tokens`` repeated in order and cut to ``length`` (at least one pass).
+
+    A labelled subset repeated to the size of the whole split trains the same number of
+    steps per epoch as 100% labels (paper Sec. IV-C; the authors repeat the data too).
+    """
+    if not tokens:
+        raise ValueError("cannot repeat an empty list of tokens")
+    passes = -(-max(length, len(tokens)) // len(tokens))
+    return (list(tokens) * passes)[: max(length, len(tokens))]
+
+
 def tokens_sha256(tokens: Iterable[str]) -> str:
     """Hex sha256 of the sorted tokens joined by newlines: a fingerprint of a subset."""
     return hashlib.sha256("\n".join(sorted(tokens)).encode("utf-8")).hexdigest()

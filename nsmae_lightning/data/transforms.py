@@ -227,6 +227,8 @@ class RawSample:
         meta: the batch's per-sample meta dict (without `lidar_aug`).
         bev_masks: given the 4x4 LiDAR augmentation, the (6, 200, 200) bool masks; None
             when the dataset has none.
+        obstacle_boxes: float (K, 9) labelled boxes that are not targets (other classes,
+            too few points); augmentations that paste objects must not overlap them.
     """
 
     images: list[Image.Image] | None
@@ -238,6 +240,7 @@ class RawSample:
     labels: np.ndarray
     meta: dict[str, Any]
     bev_masks: Callable[[np.ndarray], np.ndarray] | None = field(default=None)
+    obstacle_boxes: np.ndarray | None = field(default=None)
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,8 @@ class SampleTransform:
             boxes whose centre is outside in x/y are dropped.
         train: draw random augmentations (else deterministic resize + centre-bottom crop
             and no LiDAR augmentation).
+        gt_sampler: object pasting (GT-database sampling) applied first when training, in the
+            un-augmented LiDAR frame; None for none.
     """
 
     image_size: tuple[int, int]
@@ -259,9 +264,12 @@ class SampleTransform:
     lidar_aug: LidarAugmentation
     point_cloud_range: tuple[float, ...]
     train: bool
+    gt_sampler: Callable[[RawSample, np.random.Generator], RawSample] | None = None
 
     def __call__(self, raw: RawSample, rng: np.random.Generator) -> dict[str, Any]:
         """Augment and tensorise `raw`; `rng` supplies every random draw."""
+        if self.train and self.gt_sampler is not None:
+            raw = self.gt_sampler(raw, rng)
         lidar_aug = sample_lidar_aug(self.lidar_aug, rng) if self.train else np.eye(4)
         crops = [
             sample_image_crop(self.image_aug, size, self.image_size, rng, self.train) for size in raw.image_sizes

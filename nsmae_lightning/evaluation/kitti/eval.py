@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nsmae_lightning.constants import KITTI_CLASSES
+from nsmae_lightning.constants import KITTI_CLASSES, KITTI_MAX_OCCLUSION, KITTI_MAX_TRUNCATION, KITTI_MIN_HEIGHT
 from nsmae_lightning.evaluation.kitti import iou, matching
 from nsmae_lightning.evaluation.kitti.labels import (
     KittiLabels,
@@ -40,9 +40,9 @@ from nsmae_lightning.evaluation.kitti.labels import (
 )
 
 DIFFICULTIES: tuple[str, ...] = ("easy", "moderate", "hard")
-MIN_HEIGHT: tuple[float, ...] = (40.0, 25.0, 25.0)
-MAX_OCCLUSION: tuple[int, ...] = (0, 1, 2)
-MAX_TRUNCATION: tuple[float, ...] = (0.15, 0.30, 0.50)
+MIN_HEIGHT: tuple[float, ...] = KITTI_MIN_HEIGHT
+MAX_OCCLUSION: tuple[int, ...] = KITTI_MAX_OCCLUSION
+MAX_TRUNCATION: tuple[float, ...] = KITTI_MAX_TRUNCATION
 METRICS: tuple[str, ...] = ("bbox", "bev", "3d", "aos")
 NEIGHBOUR_CLASS: dict[str, str] = {"car": "van", "pedestrian": "person_sitting"}
 DONTCARE = "dontcare"
