@@ -284,7 +284,8 @@ class KittiDataModule(SensorDataModule):
         image_size: (H, W) of the batch images.
         image_aug: image augmentation ranges (train); the default factors keep KITTI's
             wide 1242x375 images at least `image_size` high after resize.
-        lidar_aug: global LiDAR augmentation ranges (train).
+        lidar_aug: global LiDAR augmentation ranges (train); the default is OpenPCDet's KITTI
+            recipe (rotation +-45 deg, scale 0.95..1.05, flips of y only: the range is forward-only).
         augment: augment the training split.
         gt_sampler: GT-database sampling ("DB" of Table IV) for training, or None; the
             database holds only the objects of the labelled training frames.
@@ -311,7 +312,9 @@ class KittiDataModule(SensorDataModule):
         test_split: str = "val",
         image_size: tuple[int, int] = (256, 832),
         image_aug: ImageAugmentation = ImageAugmentation(resize_range=(1.02, 1.3), test_resize=1.1),
-        lidar_aug: LidarAugmentation = LidarAugmentation(),
+        lidar_aug: LidarAugmentation = LidarAugmentation(
+            rotation_range=(-0.785, 0.785), scale_range=(0.95, 1.05), translation_std=0.0, flip_axes=("y",)
+        ),
         augment: bool = True,
         gt_sampler: GTSamplerConfig | None = None,
         label_ratio: float = 1.0,

@@ -55,13 +55,21 @@ class LidarAugmentation:
         rotation_range: rotation about +z in radians.
         scale_range: uniform scale factor range.
         translation_std: standard deviation (m) of a Gaussian translation on x, y and z.
-        flip: whether x and y are each negated with probability 0.5.
+        flip: whether the axes of `flip_axes` are each negated with probability 0.5.
+        flip_axes: the axes that may flip: ("x", "y") around the car (nuScenes); ("y",)
+            for a forward-only range such as KITTI's, where an x flip would empty it.
     """
 
     rotation_range: tuple[float, float] = (-0.785, 0.785)
     scale_range: tuple[float, float] = (0.9, 1.1)
     translation_std: float = 0.5
     flip: bool = True
+    flip_axes: tuple[str, ...] = ("x", "y")
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.flip_axes) - {"x", "y"})
+        if unknown:
+            raise ValueError(f"LidarAugmentation.flip_axes may hold 'x' and 'y', got {unknown}")
 
 
 @dataclass(frozen=True)
@@ -168,8 +176,10 @@ def sample_lidar_aug(settings: LidarAugmentation, rng: np.random.Generator) -> n
     translation[:3, 3] = rng.normal(0.0, settings.translation_std, size=3)
     flip = np.eye(4)
     if settings.flip:
-        flip[0, 0] = -1.0 if rng.random() < 0.5 else 1.0
-        flip[1, 1] = -1.0 if rng.random() < 0.5 else 1.0
+        # Both draws happen whatever flip_axes says, so the random stream does not depend on it.
+        for axis, name in enumerate(("x", "y")):
+            negate = rng.random() < 0.5
+            flip[axis, axis] = -1.0 if negate and name in settings.flip_axes else 1.0
     return flip @ translation @ scale @ rotation
 
 

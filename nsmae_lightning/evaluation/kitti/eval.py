@@ -117,6 +117,20 @@ def _concatenate(frames: Sequence[KittiLabels]) -> tuple[KittiLabels, np.ndarray
     return concatenate_labels(frames), offsets
 
 
+def _check_finite_scores(dt_annos: Sequence[KittiLabels]) -> None:
+    """Refuse NaN / inf detection scores, which would make every threshold comparison false.
+
+    (Label files cannot carry them: the reader refuses non-finite fields, naming file and line.)
+    """
+    for frame_index, frame in enumerate(dt_annos):
+        bad = np.flatnonzero(~np.isfinite(frame.score))
+        if len(bad):
+            raise ValueError(
+                f"detection frame {frame_index}, row {bad[0]} ({frame.name[bad[0]]}): score {frame.score[bad[0]]} "
+                f"is not finite ({len(bad)} such rows in the frame)"
+            )
+
+
 def _boxes_for(labels: KittiLabels, metric: str) -> np.ndarray:
     """Box rows in the layout :mod:`iou` expects for a matching metric."""
     if metric == "bbox":
@@ -144,6 +158,7 @@ class _Split:
         """Flatten the frames and compute the detection-over-DontCare 2D overlaps."""
         if len(gt_annos) != len(dt_annos):
             raise ValueError(f"{len(gt_annos)} ground-truth frames but {len(dt_annos)} detection frames")
+        _check_finite_scores(dt_annos)
         gt, gt_offsets = _concatenate(gt_annos)
         det, det_offsets = _concatenate(dt_annos)
         gt_names = np.char.lower(gt.name.astype(str))
