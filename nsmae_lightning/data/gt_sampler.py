@@ -18,7 +18,6 @@ OpenPCDet's LiDAR gt_sampling (image-consistent pasting is not done here).
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -28,9 +27,6 @@ import torch
 
 from nsmae_lightning.data.transforms import RawSample, points_in_boxes
 from nsmae_lightning.models.heads.nms import rotated_iou_bev
-
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class GTSamplerConfig:
@@ -141,9 +137,12 @@ class GTDatabase:
             point_offsets=offsets,
             points=np.concatenate(point_chunks).astype(np.float32) if point_chunks else np.zeros((0, 5), np.float32),
         )
-        per_class = {name: int((database.labels == index).sum()) for index, name in enumerate(class_names) if wanted[index]}
-        log.info("GT database: %s objects from %d frames", per_class, len(set(frame_ids)))
         return database
+
+    def summary(self, class_names: Sequence[str]) -> str:
+        """One line: objects per class and the number of source frames."""
+        counts = ", ".join(f"{name} {int((self.labels == index).sum())}" for index, name in enumerate(class_names))
+        return f"{len(self)} objects ({counts}) from {len(set(self.frame_ids.tolist()))} frames"
 
 
 def _bev(boxes: np.ndarray) -> torch.Tensor:

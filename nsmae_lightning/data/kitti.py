@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from lightning.pytorch.utilities import rank_zero_info
 
 from nsmae_lightning.constants import (
     KITTI_CLASSES,
@@ -405,6 +406,7 @@ class KittiDataModule(SensorDataModule):
         if train and self.augment and self.gt_sampler is not None:
             # Built from this dataset's frames only: the labelled subset in use.
             self.gt_database = GTDatabase.build(dataset.database_frames(), KITTI_CLASSES, self.gt_sampler)
+            rank_zero_info(f"GT database of the labelled training frames: {self.gt_database.summary(KITTI_CLASSES)}")
             sampler = GTSampler(self.gt_database, self.gt_sampler, KITTI_CLASSES)
             dataset.transform = self._transform(train, sampler)
         return dataset

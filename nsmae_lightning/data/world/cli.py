@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=("nuscenes", "kitti"), default="nuscenes")
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="camera image size")
     parser.add_argument("--preview", help="also write a preview PNG of the first sample (nuScenes format)")
-    parser.add_argument("--workers", type=int, default=1, help="processes casting scenes in parallel (nuScenes format)")
+    parser.add_argument("--workers", type=int, default=1, help="processes casting scenes in parallel")
     parser.add_argument("--tiny", action="store_true", help="start from WorldConfig.tiny (tests, seconds)")
     return parser
 
@@ -64,7 +64,7 @@ def main(argv: list[str]) -> int:
         if args.format == "nuscenes":
             root = write_nuscenes(args.out, cfg, on_frame=advance, workers=args.workers)
         else:
-            root = write_kitti(args.out, cfg, on_frame=advance)
+            root = write_kitti(args.out, cfg, on_frame=advance, workers=args.workers)
     console.print(f"wrote {cfg.scenes} scenes x {cfg.keyframes} keyframes ({args.format}) to {root}")
     if args.preview:
         console.print(f"wrote preview to {write_preview(root, args.preview)}")
