@@ -1,6 +1,6 @@
 """KITTI detection: predictions as KITTI label files (round trip, hand-computed values), our evaluator
 behind the task (ground truth as predictions, bad input), and NS-MAE pretraining -> hand-off ->
-fine-tuning with the GT-database sampler -> test through the real CLI on the synthetic KITTI twin."""
+fine-tuning at a label ratio with the GT-database sampler -> test through the real CLI on the synthetic KITTI twin."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from test_cli import run_cli
 from nsmae_lightning.constants import KITTI_CLASSES
 from nsmae_lightning.data.errors import DataError
 from nsmae_lightning.data.kitti import label_difficulty, read_calib, read_labels, read_objects, read_split
+from nsmae_lightning.data.splits import read_manifest, select_labelled
 from nsmae_lightning.evaluation.kitti import KittiLabels, evaluate, read_gt_and_detections, read_label_file, write_label_file
 from nsmae_lightning.evaluation.kitti_detection import KittiDetectionEvaluator, predictions_to_labels
 
@@ -190,9 +191,12 @@ def test_kitti_fit_with_db_and_test_log_kitti_ap(
     db = "{sample_groups: {Car: 4, Pedestrian: 2, Cyclist: 2}, min_points: {Car: 1, Pedestrian: 1, Cyclist: 1}, exclude_difficulties: []}"
     run_cli("fit", "kitti/tiny.yaml", tiny_kitti_world, tmp_path, "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
             "--trainer.num_sanity_val_steps=0", f"--model.init_args.pretrained={kitti_pretrain_checkpoint}",
-            f"--data.init_args.gt_sampler={db}")  # fmt: skip
-    handoff = capsys.readouterr().out.split("pretrained embedding", 1)[1].splitlines()[0]
+            f"--data.init_args.gt_sampler={db}", "--data.init_args.label_ratio=0.5")  # fmt: skip
+    printed = capsys.readouterr().out
+    handoff = printed.split("pretrained embedding", 1)[1].splitlines()[0]
     assert handoff.endswith("missing 0, unexpected 0, shape-skipped 0") and "loaded 0," not in handoff
+    labelled = select_labelled(read_split(tiny_kitti_world, "train"), 0.5, split_seed=0)
+    assert read_manifest(next(tmp_path.rglob("labelled_frames.json"))).tokens == labelled
     val = logged(tmp_path, "val/")
     eval_dir = next(tmp_path.rglob("kitti_eval/val_epoch_000"))
     frames = read_split(tiny_kitti_world, "val")

@@ -103,6 +103,12 @@ class KittiObjects:
         """(M,) bool: objects whose type is one of ``types``."""
         return np.isin(self.names, types)
 
+    def targets(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The detection targets: boxes (T, 9), KITTI_CLASSES labels (T,) and difficulty (T,)."""
+        mask = self.of_types(KITTI_CLASSES)
+        labels = np.array([KITTI_CLASSES.index(name) for name in self.names[mask]], dtype=np.int64)
+        return self.boxes[mask], labels, self.difficulty[mask]
+
 
 def label_difficulty(height_px: np.ndarray, occluded: np.ndarray, truncated: np.ndarray) -> np.ndarray:
     """KITTI difficulty per object: the first level (easy, moderate, hard) whose limits it meets, else -1."""
@@ -156,10 +162,8 @@ def read_labels(path: Path, rect2lidar: np.ndarray) -> tuple[np.ndarray, np.ndar
     Returns:
         float32 (M, 9) boxes (velocity 0) and int64 (M,) KITTI_CLASSES labels.
     """
-    objects = read_objects(path, rect2lidar)
-    targets = objects.of_types(KITTI_CLASSES)
-    labels = np.array([KITTI_CLASSES.index(name) for name in objects.names[targets]], dtype=np.int64)
-    return objects.boxes[targets], labels
+    boxes, labels, _ = read_objects(path, rect2lidar).targets()
+    return boxes, labels
 
 
 def read_split(root: Path, split: str) -> list[str]:
@@ -236,17 +240,13 @@ class KittiDataset(SensorDataset):
                     raise
                 log.warning("GT database: skipping frame %s: %s", frame_id, error)
                 continue
-            targets = objects.of_types(KITTI_CLASSES)
-            labels = np.array([KITTI_CLASSES.index(name) for name in objects.names[targets]], dtype=np.int64)
-            yield DatabaseFrame(frame_id, points, objects.boxes[targets], labels, objects.difficulty[targets])
+            yield DatabaseFrame(frame_id, points, *objects.targets())
 
     def load_raw(self, index: int) -> RawSample:
         """Read calibration, velodyne, labels and image of frame `index`."""
         frame_id = self.frame_ids[index]
         calib, points, objects = self.read_frame(frame_id)
-        targets = objects.of_types(KITTI_CLASSES)
-        labels = np.array([KITTI_CLASSES.index(name) for name in objects.names[targets]], dtype=np.int64)
-        boxes = objects.boxes[targets]
+        boxes, labels, _ = objects.targets()
         keep = points_in_boxes(points[:, :3], boxes).sum(axis=0) >= self.min_lidar_points
         obstacles = np.concatenate([boxes[~keep], objects.boxes[objects.of_types(KITTI_OTHER_TYPES)]])
         path = image_path(self.training, frame_id)
