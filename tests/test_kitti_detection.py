@@ -12,15 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from test_cli import run_cli
 
+from nsmae_lightning.configuration import as_config
 from nsmae_lightning.constants import KITTI_CLASSES
 from nsmae_lightning.data.errors import DataError
 from nsmae_lightning.data.kitti import label_difficulty, read_calib, read_labels, read_objects, read_split
 from nsmae_lightning.data.splits import read_manifest, select_labelled
 from nsmae_lightning.evaluation.kitti import KittiLabels, evaluate, read_gt_and_detections, read_label_file, write_label_file
 from nsmae_lightning.evaluation.kitti_detection import KittiDetectionEvaluator, predictions_to_labels
+from nsmae_lightning.models.embedding import EmbeddingConfig, EmbeddingNetwork
+from nsmae_lightning.models.heads.detection import DetectionHeadConfig, TaskGroup
 
 # Standard KITTI mounting (velodyne x forward, y left, z up; camera x right, y down, z forward) and a P2
 # whose camera sits 0.06 m right of the rectified camera 0.
@@ -157,6 +161,19 @@ def test_ground_truth_line_with_wrong_field_count_names_file_and_line(tmp_path: 
     evaluator.update(["000000"], [{"boxes": torch.tensor([CAR]), "scores": torch.ones(1), "labels": torch.zeros(1, dtype=torch.int64)}], [{}])
     with pytest.raises(DataError, match=r"label_2/000000.txt: line 2: 6 fields, a ground-truth label line has 15"):
         evaluator.compute()
+
+
+def test_kitti_configs_build_a_three_class_head_on_kitti_geometry() -> None:
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("detection", "detection_db"):
+        model = yaml.safe_load((configs / "kitti" / f"{name}.yaml").read_text())["model"]["init_args"]
+        head = as_config(DetectionHeadConfig, model["head"])  # the dict form checkpoints keep
+        assert head.class_names == KITTI_CLASSES and model["evaluation"] == "kitti"
+        assert head.tasks == (TaskGroup(KITTI_CLASSES, "rotated", 0.01),)
+    embedding = EmbeddingNetwork(as_config(EmbeddingConfig, yaml.safe_load((configs / "embedding" / "kitti.yaml").read_text())))
+    assert embedding.geometry() == {"pc_range": [0.0, -40.0, -3.0, 70.4, 40.0, 1.0], "voxel_size": [0.05, 0.05, 0.1],
+                                    "num_cameras": 1, "bev_shape": [200, 176]}  # fmt: skip
+    assert embedding.config.lidar.sparse_shape == (41, 1600, 1408)
 
 
 # ------------------------------------------------------------------------------------------------ the CLI
