@@ -60,7 +60,9 @@ def test_collision_check_is_greedy_and_exact() -> None:
 
 def hand_built_database() -> tuple[GTDatabase, dict[str, np.ndarray]]:
     """Five frames; returns the database and each frame's car points."""
-    car_boxes = {"a": box(10.0, 0.0), "b": box(20.0, 5.0), "c": box(30.0, -5.0), "d": box(20.0, 5.6), "e": box(20.4, 5.0)}
+    car_boxes = {
+        "a": box(10.0, 0.0), "b": box(20.0, 5.0), "c": box(30.0, -5.0), "d": box(20.0, 5.6), "e": box(20.4, 5.0)
+    }  # fmt: skip
     car_points = {frame: grid_points(row, 3, intensity=index) for index, (frame, row) in enumerate(car_boxes.items())}
     pedestrian = box(5.0, 3.0, 0.8, 0.6)
     cyclist = box(8.0, -3.0, 1.8, 0.6)
@@ -73,7 +75,8 @@ def hand_built_database() -> tuple[GTDatabase, dict[str, np.ndarray]]:
             boxes += [pedestrian, cyclist]
             labels += [PEDESTRIAN, CYCLIST]
             difficulty += [0, -1]
-        frames.append(DatabaseFrame(frame_id, np.concatenate(points), np.array(boxes), np.array(labels), np.array(difficulty)))
+        arrays = (np.array(boxes), np.array(labels), np.array(difficulty))
+        frames.append(DatabaseFrame(frame_id, np.concatenate(points), *arrays))
     config = GTSamplerConfig(sample_groups={"Car": 10, "Pedestrian": 2, "Cyclist": 2})
     return GTDatabase.build(frames, KITTI_CLASSES, config), car_points
 
@@ -156,7 +159,8 @@ def test_only_the_labelled_subset_feeds_the_database(tiny_kitti_world: Path) -> 
     expected = 0
     for frame_id in train_ids:
         training = tiny_kitti_world / "training"
-        boxes, _ = read_labels(training / "label_2" / f"{frame_id}.txt", read_calib(training / "calib" / f"{frame_id}.txt")["rect2lidar"])
+        calib = read_calib(training / "calib" / f"{frame_id}.txt")
+        boxes, _ = read_labels(training / "label_2" / f"{frame_id}.txt", calib["rect2lidar"])
         points = np.fromfile(training / "velodyne" / f"{frame_id}.bin", np.float32).reshape(-1, 4)
         in_database = int((points_in_boxes(points[:, :3], boxes).sum(axis=0) >= 1).sum())
         if frame_id in labelled:

@@ -21,7 +21,13 @@ from nsmae_lightning.constants import KITTI_CLASSES
 from nsmae_lightning.data.errors import DataError
 from nsmae_lightning.data.kitti import label_difficulty, read_calib, read_labels, read_objects, read_split
 from nsmae_lightning.data.splits import read_manifest, select_labelled
-from nsmae_lightning.evaluation.kitti import KittiLabels, evaluate, read_gt_and_detections, read_label_file, write_label_file
+from nsmae_lightning.evaluation.kitti import (
+    KittiLabels,
+    evaluate,
+    read_gt_and_detections,
+    read_label_file,
+    write_label_file,
+)
 from nsmae_lightning.evaluation.kitti_detection import KittiDetectionEvaluator, predictions_to_labels
 from nsmae_lightning.models.embedding import EmbeddingConfig, EmbeddingNetwork
 from nsmae_lightning.models.heads.detection import DetectionHeadConfig, TaskGroup
@@ -31,12 +37,26 @@ from nsmae_lightning.models.heads.detection import DetectionHeadConfig, TaskGrou
 VELO_TO_CAM = np.array([[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, -0.08], [1.0, 0.0, 0.0, -0.27]])
 P2 = np.array([[100.0, 0.0, 100.0, 100.0 * 0.06], [0.0, 100.0, 30.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
 IMAGE_SIZE = (200, 60)  # (W, H)
-# LiDAR-frame boxes x, y, z, l, w, h, yaw, vx, vy. The car is "Car ... 1.50 1.60 4.00 1.00 1.50 10.00 0.00" in label_2.
+# LiDAR-frame boxes x, y, z, l, w, h, yaw, vx, vy; the car is CAR_LABEL in label_2.
 CAR = [10.27, -1.0, -0.83, 4.0, 1.6, 1.5, -np.pi / 2, 0.0, 0.0]
-PREDICTIONS = np.array([CAR, [15.0, 2.0, -0.5, 0.8, 0.6, 1.7, 0.3, 0.0, 0.0], [20.0, -3.0, -0.6, 1.8, 0.6, 1.7, 2.5, 0.0, 0.0],
-                        [5.0, 30.0, -0.5, 4.0, 1.6, 1.5, 0.0, 0.0, 0.0]])  # fmt: skip  (the last is left of the image)
+CAR_LABEL = "Car 0.00 0 0.00 10.0 10.0 50.0 40.0 1.50 1.60 4.00 1.00 1.50 10.00 0.00"
+PREDICTIONS = np.array([
+    CAR,
+    [15.0, 2.0, -0.5, 0.8, 0.6, 1.7, 0.3, 0.0, 0.0],
+    [20.0, -3.0, -0.6, 1.8, 0.6, 1.7, 2.5, 0.0, 0.0],
+    [5.0, 30.0, -0.5, 4.0, 1.6, 1.5, 0.0, 0.0, 0.0],  # left of the camera's field of view
+])  # fmt: skip
 SCORES = np.array([0.5, 0.9, 0.7, 0.8])
 LABELS = np.array([0, 1, 2, 0])
+
+
+def detections(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> dict[str, torch.Tensor]:
+    """One frame's decoded head output."""
+    return {
+        "boxes": torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 9),
+        "scores": torch.as_tensor(scores, dtype=torch.float32),
+        "labels": torch.as_tensor(labels, dtype=torch.int64),
+    }
 
 
 def write_calib(path: Path) -> dict[str, np.ndarray]:
@@ -45,7 +65,8 @@ def write_calib(path: Path) -> dict[str, np.ndarray]:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         "".join(f"P{index}: {numbers(P2)}\n" for index in range(4))
-        + f"R0_rect: {numbers(np.eye(3))}\nTr_velo_to_cam: {numbers(VELO_TO_CAM)}\nTr_imu_to_velo: {numbers(VELO_TO_CAM)}\n"
+        + f"R0_rect: {numbers(np.eye(3))}\nTr_velo_to_cam: {numbers(VELO_TO_CAM)}\n"
+        + f"Tr_imu_to_velo: {numbers(VELO_TO_CAM)}\n"
     )
     return read_calib(path)
 
@@ -88,7 +109,7 @@ def val_ground_truth(world: Path) -> tuple[list[str], list[dict[str, torch.Tenso
     for frame_id in frames:
         calib = read_calib(training / "calib" / f"{frame_id}.txt")
         boxes, labels = read_labels(training / "label_2" / f"{frame_id}.txt", calib["rect2lidar"])
-        decoded.append({"boxes": torch.from_numpy(boxes), "scores": torch.ones(len(boxes)), "labels": torch.from_numpy(labels)})
+        decoded.append(detections(boxes, np.ones(len(boxes)), labels))
         gt = read_label_file(training / "label_2" / f"{frame_id}.txt")
         difficulty = label_difficulty(gt.bbox[:, 3] - gt.bbox[:, 1], gt.occluded, gt.truncated)
         for name in KITTI_CLASSES:
@@ -120,7 +141,8 @@ def test_evaluator_bad_input(tiny_kitti_world: Path, tmp_path: Path) -> None:
     frames, decoded, _ = val_ground_truth(tiny_kitti_world)
     train_frame = read_split(tiny_kitti_world, "train")[0]
     evaluator = KittiDetectionEvaluator(tiny_kitti_world, tmp_path / "run", split="val")
-    with pytest.raises(DataError, match=rf"ImageSets/val.txt: detections for frame '{train_frame}', which is not in the split"):
+    outside = rf"ImageSets/val.txt: detections for frame '{train_frame}', which is not in the split"
+    with pytest.raises(DataError, match=outside):
         evaluator.update([train_frame], decoded[:1], [{}])
     # A NaN box from the model is dropped and counted; the file written holds only finite rows.
     with_nan = dict(decoded[0], boxes=decoded[0]["boxes"].clone())
@@ -128,14 +150,16 @@ def test_evaluator_bad_input(tiny_kitti_world: Path, tmp_path: Path) -> None:
     evaluator.update(frames[:1], [with_nan], [{}])
     metrics = evaluator.compute()
     assert metrics["nonfinite_boxes"] == 1 and metrics["num_frames"] == 1
-    assert len(read_label_file(tmp_path / "run" / "data" / f"{frames[0]}.txt", with_score=True)) == len(decoded[0]["boxes"]) - 1
+    written = read_label_file(tmp_path / "run" / "data" / f"{frames[0]}.txt", with_score=True)
+    assert len(written) == len(decoded[0]["boxes"]) - 1
     # A stray detection file in the folder: the evaluator's reader names it.
     stray = tmp_path / "stray" / "data" / "999999.txt"
     stray.parent.mkdir(parents=True)
     stray.write_text("")
     evaluator = KittiDetectionEvaluator(tiny_kitti_world, tmp_path / "stray")
     evaluator.update(frames[:1], decoded[:1], [{}])
-    with pytest.raises(DataError, match=r"999999.txt: detections for frame '999999', which is not in the ground-truth split"):
+    foreign = r"999999.txt: detections for frame '999999', which is not in the ground-truth split"
+    with pytest.raises(DataError, match=foreign):
         evaluator.compute()
     # NaN scores handed to the evaluator in memory (files cannot carry them: the reader refuses them).
     gt = [read_label_file(tiny_kitti_world / "training" / "label_2" / f"{frame}.txt") for frame in frames[:2]]
@@ -152,13 +176,13 @@ def test_ground_truth_line_with_wrong_field_count_names_file_and_line(tmp_path: 
     Image.fromarray(np.zeros((60, 200, 3), np.uint8)).save(training / "image_2" / "000000.png")
     label = training / "label_2" / "000000.txt"
     label.parent.mkdir()
-    label.write_text("Car 0.00 0 0.00 10.0 10.0 50.0 40.0 1.50 1.60 4.00 1.00 1.50 10.00 0.00\nCar 0.00 0 0.00 10.0 10.0\n")
+    label.write_text(f"{CAR_LABEL}\nCar 0.00 0 0.00 10.0 10.0\n")
     (tmp_path / "ImageSets").mkdir()
     (tmp_path / "ImageSets" / "val.txt").write_text("000000\n")
     with pytest.raises(DataError, match=r"000000.txt: line 2 has 6 fields, expected 15"):
         read_objects(label, np.eye(4))  # the data module's reader
     evaluator = KittiDetectionEvaluator(tmp_path, tmp_path / "eval", split="val")
-    evaluator.update(["000000"], [{"boxes": torch.tensor([CAR]), "scores": torch.ones(1), "labels": torch.zeros(1, dtype=torch.int64)}], [{}])
+    evaluator.update(["000000"], [detections(np.array([CAR]), np.ones(1), np.zeros(1))], [{}])
     with pytest.raises(DataError, match=r"label_2/000000.txt: line 2: 6 fields, a ground-truth label line has 15"):
         evaluator.compute()
 
@@ -170,7 +194,8 @@ def test_kitti_configs_build_a_three_class_head_on_kitti_geometry() -> None:
         head = as_config(DetectionHeadConfig, model["head"])  # the dict form checkpoints keep
         assert head.class_names == KITTI_CLASSES and model["evaluation"] == "kitti"
         assert head.tasks == (TaskGroup(KITTI_CLASSES, "rotated", 0.01),)
-    embedding = EmbeddingNetwork(as_config(EmbeddingConfig, yaml.safe_load((configs / "embedding" / "kitti.yaml").read_text())))
+    embedding_yaml = yaml.safe_load((configs / "embedding" / "kitti.yaml").read_text())
+    embedding = EmbeddingNetwork(as_config(EmbeddingConfig, embedding_yaml))
     assert embedding.geometry() == {"pc_range": [0.0, -40.0, -3.0, 70.4, 40.0, 1.0], "voxel_size": [0.05, 0.05, 0.1],
                                     "num_cameras": 1, "bev_shape": [200, 176]}  # fmt: skip
     assert embedding.config.lidar.sparse_shape == (41, 1600, 1408)
@@ -205,10 +230,12 @@ def logged(run_dir: Path, prefix: str) -> dict[str, float]:
 def test_kitti_fit_with_db_and_test_log_kitti_ap(
     tiny_kitti_world: Path, kitti_pretrain_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    db = "{sample_groups: {Car: 4, Pedestrian: 2, Cyclist: 2}, min_points: {Car: 1, Pedestrian: 1, Cyclist: 1}, exclude_difficulties: []}"
-    run_cli("fit", "kitti/tiny.yaml", tiny_kitti_world, tmp_path, "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
-            "--trainer.num_sanity_val_steps=0", f"--model.init_args.pretrained={kitti_pretrain_checkpoint}",
-            f"--data.init_args.gt_sampler={db}", "--data.init_args.label_ratio=0.5")  # fmt: skip
+    db = "{sample_groups: {Car: 4, Pedestrian: 2, Cyclist: 2}, min_points: {Car: 1, Pedestrian: 1, Cyclist: 1}, " \
+         "exclude_difficulties: []}"  # fmt: skip
+    run_cli("fit", "kitti/tiny.yaml", tiny_kitti_world, tmp_path, "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=1", "--trainer.num_sanity_val_steps=0",
+            f"--model.init_args.pretrained={kitti_pretrain_checkpoint}", f"--data.init_args.gt_sampler={db}",
+            "--data.init_args.label_ratio=0.5")  # fmt: skip
     printed = capsys.readouterr().out
     handoff = printed.split("pretrained embedding", 1)[1].splitlines()[0]
     assert handoff.endswith("missing 0, unexpected 0, shape-skipped 0") and "loaded 0," not in handoff

@@ -28,6 +28,7 @@ import torch
 from nsmae_lightning.data.transforms import RawSample, points_in_boxes
 from nsmae_lightning.models.heads.nms import rotated_iou_bev
 
+
 @dataclass(frozen=True)
 class GTSamplerConfig:
     """What the database keeps and how many objects a frame receives (OpenPCDet's KITTI values).
@@ -49,7 +50,9 @@ class GTSamplerConfig:
         for setting in ("sample_groups", "min_points"):
             unknown = sorted(set(getattr(self, setting)) - set(class_names))
             if unknown:
-                raise ValueError(f"GTSamplerConfig.{setting} names unknown classes {unknown}; expected {list(class_names)}")
+                raise ValueError(
+                    f"GTSamplerConfig.{setting} names unknown classes {unknown}; expected {list(class_names)}"
+                )
         negative = {name: count for name, count in self.sample_groups.items() if count < 0}
         if negative:
             raise ValueError(f"GTSamplerConfig.sample_groups must not be negative, got {negative}")
@@ -151,7 +154,9 @@ def _bev(boxes: np.ndarray) -> torch.Tensor:
 
 
 def collision_free(candidates: np.ndarray, existing: np.ndarray) -> np.ndarray:
-    """Greedily accept candidate boxes whose BEV footprint touches no existing or accepted box.
+    """Greedily accept candidate boxes whose BEV footprint overlaps no existing or accepted box.
+
+    Sharing an edge (zero overlap area) is no collision.
 
     Args:
         candidates: (C, 9) boxes in the order they are tried.
