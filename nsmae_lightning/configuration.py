@@ -44,6 +44,8 @@ def _convert(hint: Any, value: Any) -> Any:
         for option in args:
             if dataclasses.is_dataclass(option) and isinstance(value, Mapping):
                 return as_config(option, value)
+            if typing.get_origin(option) in (tuple, list) and isinstance(value, (list, tuple)):
+                return _convert(option, value)  # e.g. ``tuple[TaskGroup, ...] | None``
         return value
     if origin in (tuple, list) and isinstance(value, (list, tuple)):
         items = args[:1] * len(value) if (origin is list or (len(args) == 2 and args[1] is Ellipsis)) else args

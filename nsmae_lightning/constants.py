@@ -45,6 +45,13 @@ CAMERAS: tuple[str, ...] = (
 )
 
 KITTI_CLASSES: tuple[str, ...] = ("Car", "Pedestrian", "Cyclist")
+# KITTI object types with a 3D box that are not detection targets (DontCare has no 3D box).
+KITTI_OTHER_TYPES: tuple[str, ...] = ("Van", "Truck", "Person_sitting", "Tram", "Misc")
+# KITTI difficulties easy / moderate / hard: an object belongs to the first level whose
+# limits it meets (2D box height >= px, occlusion <= level, truncation <= fraction).
+KITTI_MIN_HEIGHT: tuple[float, ...] = (40.0, 25.0, 25.0)
+KITTI_MAX_OCCLUSION: tuple[int, ...] = (0, 1, 2)
+KITTI_MAX_TRUNCATION: tuple[float, ...] = (0.15, 0.30, 0.50)
 
 # ImageNet statistics used to normalise images (RGB, 0..1 scale).
 IMAGE_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)

@@ -100,7 +100,7 @@ def test_ranks_agree_without_communication(tiny_world: Path, tmp_path: Path, cap
         hashes.append(module.labelled_split.sha256)
     assert hashes[0] == hashes[1]
     printed = capsys.readouterr().out
-    assert f"[rank 0] labelled subset: 2 of 4" in printed and f"[rank 1] labelled subset: 2 of 4" in printed
+    assert "[rank 0] labelled subset: 2 of 4" in printed and "[rank 1] labelled subset: 2 of 4" in printed
     assert hashes[0] in printed
     assert (tmp_path / "r0" / MANIFEST_NAME).is_file() and not (tmp_path / "r1").exists()  # rank 0 writes
 

@@ -174,6 +174,11 @@ def test_same_seed_same_bytes_other_seed_differs(tiny_world: Path, tmp_path: Pat
     assert all(other[name] != reference[name] for name in shared if name.endswith((".bin", ".jpg", "sample.json")))
 
 
+def test_kitti_twin_cast_in_parallel_has_the_same_bytes(tiny_kitti_world: Path, tmp_path: Path) -> None:
+    again = write_kitti(tmp_path / "again", WorldConfig.tiny(seed=0), workers=2)
+    assert _digests(again) == _digests(tiny_kitti_world) and len(_digests(again)) == 4 * 8 + 2
+
+
 def _kitti_box_contains(points_cam: np.ndarray, fields: list[str]) -> np.ndarray:
     """Which camera-rect points (N, 3) lie in a KITTI label's 3D box."""
     height, width, length = map(float, fields[8:11])

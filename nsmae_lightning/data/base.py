@@ -173,6 +173,7 @@ class SensorDataModule(LightningDataModule, ABC):
             dataset.frame_keys(), self.label_ratio, self.split_seed, self.split_by, self.split_manifest
         )
         self.labelled_split = split
+        self.on_labelled_split(dataset, split)
         trainer = self.trainer
         rank = 0 if trainer is None else trainer.global_rank
         # `trainer.log_dir` is a broadcast under DDP: every rank must ask, not only rank 0.
@@ -190,6 +191,9 @@ class SensorDataModule(LightningDataModule, ABC):
             return dataset
         length = len(dataset) if self.repeat_labelled else len(split.indices)
         return RepeatedSubset(dataset, split.indices, length)
+
+    def on_labelled_split(self, dataset: SensorDataset, split: LabelledSplit) -> None:
+        """Hook: the labelled frames of the training set are known (e.g. build a GT database from them)."""
 
     @property
     def num_skipped_samples(self) -> int:

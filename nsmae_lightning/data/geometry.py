@@ -41,3 +41,18 @@ def rotation_z(angle: float) -> np.ndarray:
 def wrap_angle(angle: np.ndarray) -> np.ndarray:
     """Wrap angles (radians) into [-pi, pi)."""
     return (angle + np.pi) % (2.0 * np.pi) - np.pi
+
+
+def box_corners(boxes: np.ndarray) -> np.ndarray:
+    """(M, 8, 3) corners of 9-dof boxes (x, y, z, l, w, h, yaw, ...): l along the heading, z up.
+
+    Corner k has signs ``(+-l/2, +-w/2, +-h/2)`` with the x sign from bit 2, y from bit 1
+    and z from bit 0 of k, rotated by yaw about +z and moved to the centre.
+    """
+    boxes = np.atleast_2d(np.asarray(boxes, dtype=np.float64))
+    signs = np.array([[sx, sy, sz] for sx in (-0.5, 0.5) for sy in (-0.5, 0.5) for sz in (-0.5, 0.5)])  # (8, 3)
+    local = signs[None] * boxes[:, None, 3:6]  # (M, 8, 3)
+    cos_yaw, sin_yaw = np.cos(boxes[:, 6])[:, None], np.sin(boxes[:, 6])[:, None]
+    rotated_x = local[..., 0] * cos_yaw - local[..., 1] * sin_yaw
+    rotated_y = local[..., 0] * sin_yaw + local[..., 1] * cos_yaw
+    return np.stack([rotated_x, rotated_y, local[..., 2]], axis=-1) + boxes[:, None, :3]

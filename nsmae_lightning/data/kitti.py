@@ -8,15 +8,28 @@ where T2 is the offset of camera 2 from the rectified camera 0 encoded in P2, so
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-import numpy as np
 
-from nsmae_lightning.constants import KITTI_CLASSES
+
+import numpy as np
+from lightning.pytorch.utilities import rank_zero_info
+
+from nsmae_lightning.constants import (
+    KITTI_CLASSES,
+    KITTI_MAX_OCCLUSION,
+    KITTI_MAX_TRUNCATION,
+    KITTI_MIN_HEIGHT,
+    KITTI_OTHER_TYPES,
+)
 from nsmae_lightning.data.base import SensorDataModule, SensorDataset
 from nsmae_lightning.data.errors import DataError
-from nsmae_lightning.data.labelled_subset import FrameKey
+from nsmae_lightning.data.gt_sampler import DatabaseFrame, GTDatabase, GTSampler, GTSamplerConfig
+from nsmae_lightning.data.kitti_boxes import camera_to_lidar_boxes
+from nsmae_lightning.data.labelled_subset import FrameKey, LabelledSplit
 from nsmae_lightning.data.splits import SplitBy
-from nsmae_lightning.data.geometry import transform_points
 from nsmae_lightning.data.readers import read_image, read_image_size, read_points
 from nsmae_lightning.data.transforms import (
     ImageAugmentation,
@@ -28,6 +41,9 @@ from nsmae_lightning.data.transforms import (
 
 PC_RANGE_KITTI: tuple[float, float, float, float, float, float] = (0.0, -40.0, -3.0, 70.4, 40.0, 1.0)
 VELODYNE_COLUMNS = 4  # x, y, z, reflectance (0..1)
+LABEL_FIELDS = 15  # a label_2 line; detection files add a score
+
+log = logging.getLogger(__name__)
 
 
 def read_calib(path: Path) -> dict[str, np.ndarray]:
@@ -69,32 +85,85 @@ def read_calib(path: Path) -> dict[str, np.ndarray]:
     }
 
 
+@dataclass(frozen=True)
+class KittiObjects:
+    """The 3D-labelled objects of one label_2 file (DontCare regions left out), LiDAR frame.
+
+    Attributes:
+        names: (M,) KITTI types ("Car", "Van", "Pedestrian", ...).
+        boxes: float32 (M, 9) boxes (velocity 0).
+        difficulty: int64 (M,) 0 easy, 1 moderate, 2 hard, -1 none of them.
+    """
+
+    names: np.ndarray
+    boxes: np.ndarray
+    difficulty: np.ndarray
+
+    def of_types(self, types: tuple[str, ...]) -> np.ndarray:
+        """(M,) bool: objects whose type is one of ``types``."""
+        return np.isin(self.names, types)
+
+    def targets(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The detection targets: boxes (T, 9), KITTI_CLASSES labels (T,) and difficulty (T,)."""
+        mask = self.of_types(KITTI_CLASSES)
+        labels = np.array([KITTI_CLASSES.index(name) for name in self.names[mask]], dtype=np.int64)
+        return self.boxes[mask], labels, self.difficulty[mask]
+
+
+def label_difficulty(height_px: np.ndarray, occluded: np.ndarray, truncated: np.ndarray) -> np.ndarray:
+    """KITTI difficulty per object: the first level (easy, moderate, hard) whose limits it meets, else -1."""
+    difficulty = np.full(len(height_px), -1, dtype=np.int64)
+    for level in reversed(range(len(KITTI_MIN_HEIGHT))):
+        meets = (
+            (height_px >= KITTI_MIN_HEIGHT[level])
+            & (occluded <= KITTI_MAX_OCCLUSION[level])
+            & (truncated <= KITTI_MAX_TRUNCATION[level])
+        )
+        difficulty[meets] = level
+    return difficulty
+
+
+def read_objects(path: Path, rect2lidar: np.ndarray) -> KittiObjects:
+    """Every 3D-labelled object of a label_2 file, as LiDAR-frame boxes with their difficulty.
+
+    Raises:
+        DataError: the file is missing, or a line has the wrong number of fields or a
+            non-numeric value (naming the line).
+    """
+    if not path.is_file():
+        raise DataError(path, "label file not found")
+    names: list[str] = []
+    rows: list[list[float]] = []
+    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) not in (LABEL_FIELDS, LABEL_FIELDS + 1):
+            raise DataError(path, f"line {line_number} has {len(fields)} fields, expected {LABEL_FIELDS}")
+        if fields[0] == "DontCare":
+            continue
+        try:
+            rows.append([float(value) for value in fields[1:LABEL_FIELDS]])
+        except ValueError as error:
+            raise DataError(path, f"line {line_number}: non-numeric field ({error})") from error
+        names.append(fields[0])
+    values = np.asarray(rows, dtype=np.float64).reshape(-1, LABEL_FIELDS - 1)
+    boxes = camera_to_lidar_boxes(values[:, 7:10], values[:, 10:13], values[:, 13], rect2lidar)
+    return KittiObjects(
+        names=np.asarray(names, dtype=str),
+        boxes=boxes.astype(np.float32),
+        difficulty=label_difficulty(values[:, 6] - values[:, 4], values[:, 1], values[:, 0]),
+    )
+
+
 def read_labels(path: Path, rect2lidar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """KITTI_CLASSES boxes of a label_2 file in the LiDAR frame.
-
-    label_2 gives `h w l` and the bottom centre in camera-rect coordinates (y down) and the
-    yaw `ry` about the camera y axis; at ry = 0 the object heads along camera +x.
 
     Returns:
         float32 (M, 9) boxes (velocity 0) and int64 (M,) KITTI_CLASSES labels.
     """
-    if not path.is_file():
-        raise DataError(path, "label file not found")
-    rows: list[list[float]] = []
-    labels: list[int] = []
-    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
-        fields = line.split()
-        if not fields or fields[0] not in KITTI_CLASSES:
-            continue
-        if len(fields) < 15:
-            raise DataError(path, f"line {line_number} has {len(fields)} fields, expected 15")
-        height, width, length, x, y, z, rotation_y = (float(value) for value in fields[8:15])
-        centre_rect = np.array([[x, y - height / 2.0, z]])
-        centre = transform_points(rect2lidar, centre_rect)[0]
-        heading = rect2lidar[:3, :3] @ np.array([np.cos(rotation_y), 0.0, -np.sin(rotation_y)])
-        rows.append([*centre, length, width, height, np.arctan2(heading[1], heading[0]), 0.0, 0.0])
-        labels.append(KITTI_CLASSES.index(fields[0]))
-    return np.asarray(rows, dtype=np.float32).reshape(-1, 9), np.asarray(labels, dtype=np.int64)
+    boxes, labels, _ = read_objects(path, rect2lidar).targets()
+    return boxes, labels
 
 
 def read_split(root: Path, split: str) -> list[str]:
@@ -120,9 +189,10 @@ class KittiDataset(SensorDataset):
 
     Args:
         root: KITTI root (with `training/`).
-        frame_ids: frames of the split.
+        frame_ids: frames of the split (a frame may repeat: label-efficient subsets).
         transform: augmentation and tensorisation.
-        min_lidar_points: drop boxes holding fewer velodyne points.
+        min_lidar_points: boxes holding fewer velodyne points are no targets (they stay
+            obstacles for object pasting).
         load_images: read image_2 (else no `images` key).
         skip_bad_samples: see SensorDataset.
         num_workers: see SensorDataset.
@@ -153,15 +223,37 @@ class KittiDataset(SensorDataset):
         time_order = {frame_id: rank for rank, frame_id in enumerate(sorted(self.frame_ids))}
         return [FrameKey(frame_id, "", time_order[frame_id]) for frame_id in self.frame_ids]
 
-    def load_raw(self, index: int) -> RawSample:
-        """Read calibration, velodyne, labels and image of frame `index`."""
-        frame_id = self.frame_ids[index]
+    def read_frame(self, frame_id: str) -> tuple[dict[str, np.ndarray], np.ndarray, KittiObjects]:
+        """Calibration, float32 (P, 5) points (x, y, z, intensity 0..255, dt 0) and objects of a frame."""
         calib = read_calib(self.training / "calib" / f"{frame_id}.txt")
         points = read_points(self.training / "velodyne" / f"{frame_id}.bin", VELODYNE_COLUMNS)
         # (P, 4) -> (P, 5): reflectance 0..1 -> intensity 0..255, dt = 0 (single scan).
         points = np.concatenate([points[:, :3], points[:, 3:4] * 255.0, np.zeros_like(points[:, :1])], axis=1)
-        boxes, labels = read_labels(self.training / "label_2" / f"{frame_id}.txt", calib["rect2lidar"])
+        objects = read_objects(self.training / "label_2" / f"{frame_id}.txt", calib["rect2lidar"])
+        return calib, points.astype(np.float32), objects
+
+    def database_frames(self, frame_ids: list[str]) -> Iterator[DatabaseFrame]:
+        """Each of ``frame_ids`` once, with its target objects, for the GT database.
+
+        With `skip_bad_samples`, a frame that cannot be read is logged and left out.
+        """
+        for frame_id in sorted(set(frame_ids)):
+            try:
+                _, points, objects = self.read_frame(frame_id)
+            except DataError as error:
+                if not self.skip_bad_samples:
+                    raise
+                log.warning("GT database: skipping frame %s: %s", frame_id, error)
+                continue
+            yield DatabaseFrame(frame_id, points, *objects.targets())
+
+    def load_raw(self, index: int) -> RawSample:
+        """Read calibration, velodyne, labels and image of frame `index`."""
+        frame_id = self.frame_ids[index]
+        calib, points, objects = self.read_frame(frame_id)
+        boxes, labels, _ = objects.targets()
         keep = points_in_boxes(points[:, :3], boxes).sum(axis=0) >= self.min_lidar_points
+        obstacles = np.concatenate([boxes[~keep], objects.boxes[objects.of_types(KITTI_OTHER_TYPES)]])
         path = image_path(self.training, frame_id)
         images = [read_image(path)] if self.load_images else None
         identity = np.eye(4)
@@ -170,7 +262,7 @@ class KittiDataset(SensorDataset):
             image_sizes=[images[0].size if images else read_image_size(path)],
             intrinsics=calib["intrinsics"][None],
             cam2lidar=calib["cam2lidar"][None],
-            points=points.astype(np.float32),
+            points=points,
             boxes=boxes[keep],
             labels=labels[keep],
             meta={
@@ -183,6 +275,7 @@ class KittiDataset(SensorDataset):
                 "lidar2global": identity,
                 "image_paths": [str(path)],
             },
+            obstacle_boxes=obstacles,
         )
 
 
@@ -197,15 +290,18 @@ class KittiDataModule(SensorDataModule):
         image_size: (H, W) of the batch images.
         image_aug: image augmentation ranges (train); the default factors keep KITTI's
             wide 1242x375 images at least `image_size` high after resize.
-        lidar_aug: global LiDAR augmentation ranges (train).
+        lidar_aug: global LiDAR augmentation ranges (train); the default is OpenPCDet's KITTI
+            recipe (rotation +-45 deg, scale 0.95..1.05, flips of y only: the range is forward-only).
         augment: augment the training split.
+        gt_sampler: GT-database sampling ("DB" of Table IV) for training, or None; the
+            database holds only the objects of the labelled training frames.
         point_cloud_range: points (and box centres in x/y) outside are dropped.
         min_lidar_points: drop boxes holding fewer velodyne points.
         load_images: read image_2.
         skip_bad_samples: log, count and skip bad training samples instead of raising.
         label_ratio: labelled fraction of the training split (see SensorDataModule).
         split_seed: seed of the labelled subset (not the training seed).
-        split_by: "frame", "scene" or "interval".
+        split_by: "frame" or "interval" (KITTI object frames have no scenes).
         split_manifest: pin the labelled subset to an earlier run's `label_split.json`.
         repeat_labelled: repeat the subset to the full split's length (same steps as 100 %).
         batch_size: samples per batch.
@@ -222,8 +318,11 @@ class KittiDataModule(SensorDataModule):
         test_split: str = "val",
         image_size: tuple[int, int] = (256, 832),
         image_aug: ImageAugmentation = ImageAugmentation(resize_range=(1.02, 1.3), test_resize=1.1),
-        lidar_aug: LidarAugmentation = LidarAugmentation(),
+        lidar_aug: LidarAugmentation = LidarAugmentation(
+            rotation_range=(-0.785, 0.785), scale_range=(0.95, 1.05), translation_std=0.0, flip_axes=("y",)
+        ),
         augment: bool = True,
+        gt_sampler: GTSamplerConfig | None = None,
         point_cloud_range: tuple[float, float, float, float, float, float] = PC_RANGE_KITTI,
         min_lidar_points: int = 1,
         load_images: bool = True,
@@ -254,14 +353,18 @@ class KittiDataModule(SensorDataModule):
             repeat_labelled=repeat_labelled,
         )
         self.save_hyperparameters()
+        if gt_sampler is not None:
+            gt_sampler.check_classes(KITTI_CLASSES)
         self.dataroot = Path(dataroot)
         self.image_size = tuple(image_size)
         self.image_aug = image_aug
         self.lidar_aug = lidar_aug
         self.augment = augment
+        self.gt_sampler = gt_sampler
         self.point_cloud_range = tuple(point_cloud_range)
         self.min_lidar_points = min_lidar_points
         self.load_images = load_images
+        self.gt_database: GTDatabase | None = None
 
     def make_dataset(self, split: str, train: bool) -> KittiDataset:
         """The dataset of an ImageSets split, augmented when `train` (and `augment`)."""
@@ -269,19 +372,31 @@ class KittiDataModule(SensorDataModule):
             raise DataError(self.dataroot, "dataset root does not exist")
         if not (self.dataroot / "training").is_dir():
             raise DataError(self.dataroot / "training", "KITTI training folder not found")
-        transform = SampleTransform(
+        return KittiDataset(
+            self.dataroot,
+            read_split(self.dataroot, split),
+            self._transform(train, None),
+            self.min_lidar_points,
+            self.load_images,
+            skip_bad_samples=train and self.skip_bad_samples,
+            num_workers=self.num_workers,
+        )
+
+    def on_labelled_split(self, dataset: SensorDataset, split: LabelledSplit) -> None:
+        """With DB sampling, build the GT database from the labelled training frames only."""
+        if not (self.augment and self.gt_sampler is not None and isinstance(dataset, KittiDataset)):
+            return
+        self.gt_database = GTDatabase.build(dataset.database_frames(split.tokens), KITTI_CLASSES, self.gt_sampler)
+        rank_zero_info(f"GT database of the labelled training frames: {self.gt_database.summary(KITTI_CLASSES)}")
+        dataset.transform = self._transform(True, GTSampler(self.gt_database, self.gt_sampler, KITTI_CLASSES))
+
+    def _transform(self, train: bool, gt_sampler: GTSampler | None) -> SampleTransform:
+        """The sample transform of a split (augmented when `train` and `augment`)."""
+        return SampleTransform(
             image_size=self.image_size,
             image_aug=self.image_aug,
             lidar_aug=self.lidar_aug,
             point_cloud_range=self.point_cloud_range,
             train=train and self.augment,
-        )
-        return KittiDataset(
-            self.dataroot,
-            read_split(self.dataroot, split),
-            transform,
-            self.min_lidar_points,
-            self.load_images,
-            skip_bad_samples=train and self.skip_bad_samples,
-            num_workers=self.num_workers,
+            gt_sampler=gt_sampler,
         )

@@ -55,13 +55,21 @@ class LidarAugmentation:
         rotation_range: rotation about +z in radians.
         scale_range: uniform scale factor range.
         translation_std: standard deviation (m) of a Gaussian translation on x, y and z.
-        flip: whether x and y are each negated with probability 0.5.
+        flip: whether the axes of `flip_axes` are each negated with probability 0.5.
+        flip_axes: the axes that may flip: ("x", "y") around the car (nuScenes); ("y",)
+            for a forward-only range such as KITTI's, where an x flip would empty it.
     """
 
     rotation_range: tuple[float, float] = (-0.785, 0.785)
     scale_range: tuple[float, float] = (0.9, 1.1)
     translation_std: float = 0.5
     flip: bool = True
+    flip_axes: tuple[str, ...] = ("x", "y")
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.flip_axes) - {"x", "y"})
+        if unknown:
+            raise ValueError(f"LidarAugmentation.flip_axes may hold 'x' and 'y', got {unknown}")
 
 
 # DataModules save these settings as hyper-parameters, so checkpoints hold them; allow-list
@@ -175,8 +183,10 @@ def sample_lidar_aug(settings: LidarAugmentation, rng: np.random.Generator) -> n
     translation[:3, 3] = rng.normal(0.0, settings.translation_std, size=3)
     flip = np.eye(4)
     if settings.flip:
-        flip[0, 0] = -1.0 if rng.random() < 0.5 else 1.0
-        flip[1, 1] = -1.0 if rng.random() < 0.5 else 1.0
+        # Both draws happen whatever flip_axes says, so the random stream does not depend on it.
+        for axis, name in enumerate(("x", "y")):
+            negate = rng.random() < 0.5
+            flip[axis, axis] = -1.0 if negate and name in settings.flip_axes else 1.0
     return flip @ translation @ scale @ rotation
 
 
@@ -234,6 +244,8 @@ class RawSample:
         meta: the batch's per-sample meta dict (without `lidar_aug`).
         bev_masks: given the 4x4 LiDAR augmentation, the (6, 200, 200) bool masks; None
             when the dataset has none.
+        obstacle_boxes: float (K, 9) labelled boxes that are not targets (other classes,
+            too few points); augmentations that paste objects must not overlap them.
     """
 
     images: list[Image.Image] | None
@@ -245,6 +257,7 @@ class RawSample:
     labels: np.ndarray
     meta: dict[str, Any]
     bev_masks: Callable[[np.ndarray], np.ndarray] | None = field(default=None)
+    obstacle_boxes: np.ndarray | None = field(default=None)
 
 
 @dataclass(frozen=True)
@@ -259,6 +272,8 @@ class SampleTransform:
             boxes whose centre is outside in x/y are dropped.
         train: draw random augmentations (else deterministic resize + centre-bottom crop
             and no LiDAR augmentation).
+        gt_sampler: object pasting (GT-database sampling) applied first when training, in the
+            un-augmented LiDAR frame; None for none.
     """
 
     image_size: tuple[int, int]
@@ -266,9 +281,12 @@ class SampleTransform:
     lidar_aug: LidarAugmentation
     point_cloud_range: tuple[float, ...]
     train: bool
+    gt_sampler: Callable[[RawSample, np.random.Generator], RawSample] | None = None
 
     def __call__(self, raw: RawSample, rng: np.random.Generator) -> dict[str, Any]:
         """Augment and tensorise `raw`; `rng` supplies every random draw."""
+        if self.train and self.gt_sampler is not None:
+            raw = self.gt_sampler(raw, rng)
         lidar_aug = sample_lidar_aug(self.lidar_aug, rng) if self.train else np.eye(4)
         crops = [
             sample_image_crop(self.image_aug, size, self.image_size, rng, self.train) for size in raw.image_sizes

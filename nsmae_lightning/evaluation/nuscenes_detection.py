@@ -42,6 +42,7 @@ from pyquaternion import Quaternion
 
 from nsmae_lightning.constants import DETECTION_CLASSES
 from nsmae_lightning.data.errors import DataError
+from nsmae_lightning.evaluation.detection_evaluator import DetectionEvaluator
 
 log = logging.getLogger(__name__)
 
@@ -223,18 +224,11 @@ def _split_sample_tokens(nusc: NuScenes, eval_set: str) -> set[str]:
     return set(get_samples_of_custom_split(eval_set, nusc))
 
 
-def _distributed() -> bool:
-    """Whether a process group of more than one rank is running."""
-    distributed = torch.distributed
-    return distributed.is_available() and distributed.is_initialized() and distributed.get_world_size() > 1
-
-
-class NuScenesDetectionEvaluator:
+class NuScenesDetectionEvaluator(DetectionEvaluator):
     """Collects decoded detections over an epoch and scores them with the devkit.
 
-    DDP-safe: ``compute`` gathers every rank's detections, drops samples seen twice
-    (distributed samplers pad with duplicates), evaluates on rank 0 and broadcasts
-    the metrics to all ranks.
+    DDP-safe through DetectionEvaluator: rank 0 writes the results JSON and scores it.
+    Records are ``(result dicts, number of non-finite boxes dropped)`` per sample.
 
     Args:
         dataroot: nuScenes dataroot (real or synthetic).
@@ -256,6 +250,7 @@ class NuScenesDetectionEvaluator:
         modalities: Sequence[str] = ("lidar", "camera"),
         verbose: bool = False,
     ) -> None:
+        super().__init__()
         self.dataroot = Path(dataroot)
         self.version = version
         self.output_dir = Path(output_dir)
@@ -264,47 +259,14 @@ class NuScenesDetectionEvaluator:
         self.modalities = tuple(modalities)
         self.verbose = verbose
         self._nusc: NuScenes | None = None
-        # sample token -> (result dicts, number of non-finite boxes dropped)
-        self._results: dict[str, tuple[list[dict[str, Any]], int]] = {}
 
-    def reset(self) -> None:
-        """Forget the collected detections (call at the start of each evaluation epoch)."""
-        self._results = {}
-
-    def update(
-        self,
-        sample_tokens: Sequence[str],
-        decoded: Sequence[Mapping[str, torch.Tensor]],
-        metas: Sequence[Mapping[str, Any]],
-    ) -> None:
-        """Add a batch of detections.
-
-        Args:
-            sample_tokens: the batch's sample tokens.
-            decoded: per sample {"boxes": (K, 9), "scores": (K,), "labels": (K,)} in the LiDAR frame.
-            metas: the batch's ``meta`` dicts (``lidar2global`` is used).
-        """
-        if not (len(sample_tokens) == len(decoded) == len(metas)):
-            raise ValueError(f"update got {len(sample_tokens)} tokens, {len(decoded)} detections, {len(metas)} metas")
-        for token, detections, meta in zip(sample_tokens, decoded, metas):
-            if token in self._results:
-                continue
-            boxes, scores, labels = detections["boxes"], detections["scores"], detections["labels"]
-            nonfinite = int((~finite_box_mask(boxes, scores)).sum())
-            results = to_nuscenes_results(token, boxes, scores, labels, meta["lidar2global"], self.class_names)
-            self._results[token] = (results, nonfinite)
-
-    def _gathered(self) -> dict[str, tuple[list[dict[str, Any]], int]]:
-        """Every rank's detections merged, each sample token once."""
-        if not _distributed():
-            return dict(self._results)
-        per_rank: list[dict[str, tuple[list[dict[str, Any]], int]] | None] = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(per_rank, self._results)
-        merged: dict[str, tuple[list[dict[str, Any]], int]] = {}
-        for rank_results in per_rank:
-            for token, entry in (rank_results or {}).items():
-                merged.setdefault(token, entry)
-        return merged
+    def convert(
+        self, sample_token: str, detections: Mapping[str, torch.Tensor], meta: Mapping[str, Any]
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Devkit result dicts of one sample (``meta["lidar2global"]`` places them) and its non-finite box count."""
+        boxes, scores, labels = detections["boxes"], detections["scores"], detections["labels"]
+        nonfinite = int((~finite_box_mask(boxes, scores)).sum())
+        return to_nuscenes_results(sample_token, boxes, scores, labels, meta["lidar2global"], self.class_names), nonfinite
 
     def nuscenes(self) -> NuScenes:
         """The devkit's database, loaded once."""
@@ -335,10 +297,13 @@ class NuScenesDetectionEvaluator:
                 if token not in split_tokens:
                     raise DataError(token, f"sample is not in eval_set {self.eval_set!r} of {self.version}")
 
-    def _evaluate(self, gathered: Mapping[str, tuple[list[dict[str, Any]], int]]) -> dict[str, float]:
-        """Write the results JSON and score it with the devkit (rank 0)."""
-        if not gathered:
-            raise ValueError("no samples were evaluated: call update() before compute()")
+    def evaluate(self, gathered: Mapping[str, tuple[list[dict[str, Any]], int]]) -> dict[str, float]:
+        """Write the results JSON and score it with the devkit (rank 0).
+
+        Returns:
+            {"mAP", "NDS", "mATE", "mASE", "mAOE", "mAVE", "mAAE", "AP_<class>" per class,
+            "num_samples", "nonfinite_boxes"}; the devkit's metrics_summary.json is in output_dir.
+        """
         sample_tokens = sorted(gathered)
         nusc = self.nuscenes()
         self._check_tokens(nusc, sample_tokens)
@@ -371,29 +336,4 @@ class NuScenesDetectionEvaluator:
         metrics.update({f"AP_{name}": float(value) for name, value in summary["mean_dist_aps"].items()})
         metrics["num_samples"] = float(len(sample_tokens))
         metrics["nonfinite_boxes"] = float(sum(entry[1] for entry in gathered.values()))
-        return metrics
-
-    def compute(self) -> dict[str, float]:
-        """Gather, deduplicate, evaluate on rank 0 and return the metrics on every rank.
-
-        Returns:
-            {"mAP", "NDS", "mATE", "mASE", "mAOE", "mAVE", "mAAE", "AP_<class>" per class,
-            "num_samples", "nonfinite_boxes"}; the devkit's metrics_summary.json is in output_dir.
-        """
-        gathered = self._gathered()
-        distributed = _distributed()
-        if distributed and torch.distributed.get_rank() != 0:
-            outcome: list[Any] = [None]
-            torch.distributed.broadcast_object_list(outcome, src=0)
-            if isinstance(outcome[0], str):
-                raise RuntimeError(f"nuScenes evaluation failed on rank 0: {outcome[0]}")
-            return outcome[0]
-        try:
-            metrics = self._evaluate(gathered)
-        except Exception as error:
-            if distributed:
-                torch.distributed.broadcast_object_list([f"{type(error).__name__}: {error}"], src=0)
-            raise
-        if distributed:
-            torch.distributed.broadcast_object_list([metrics], src=0)
         return metrics

@@ -1,4 +1,9 @@
-"""3D object detection fine-tuning: EmbeddingNetwork + CenterPoint head, scored by the nuScenes devkit."""
+"""3D object detection fine-tuning: EmbeddingNetwork + CenterPoint head, scored by the benchmark's evaluator.
+
+The evaluator is pluggable (``evaluation:`` in the task config): the nuScenes devkit
+(DetectionEval) or our KITTI AP evaluator; both collect the decoded boxes per frame
+through the same DetectionEvaluator interface.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,39 @@ from typing import Any, Literal
 import torch
 
 from nsmae_lightning.configuration import as_config
+from nsmae_lightning.evaluation.detection_evaluator import DetectionEvaluator
+from nsmae_lightning.evaluation.kitti_detection import KittiDetectionEvaluator
 from nsmae_lightning.evaluation.nuscenes_detection import NuScenesDetectionEvaluator
 from nsmae_lightning.models.embedding import EmbeddingConfig, EmbeddingNetwork
 from nsmae_lightning.models.heads.detection import CenterPointHead, DetectionHeadConfig
 from nsmae_lightning.tasks.base import BaseTask, batch_size_of, evaluated_samples, with_modalities
+
+EvaluationKind = Literal["nuscenes", "kitti", "none"]
+
+
+def make_evaluator(
+    kind: EvaluationKind, datamodule: Any, output_dir: Path, stage: str, class_names: tuple[str, ...],
+    modalities: list[str],
+) -> DetectionEvaluator:  # fmt: skip
+    """The evaluator of a benchmark, given the data module that holds its frames.
+
+    Args:
+        kind: "nuscenes" (devkit DetectionEval; needs ``dataroot`` and ``version``) or "kitti"
+            (our KITTI AP; needs ``dataroot`` and the ImageSets split of the stage).
+        datamodule: the trainer's data module.
+        output_dir: where the evaluator writes its files.
+        stage: "val" or "test" (picks the KITTI split the frames must belong to).
+        class_names: the head's label vocabulary.
+        modalities: sensors the model uses (recorded in nuScenes results).
+    """
+    if kind == "nuscenes":
+        return NuScenesDetectionEvaluator(
+            datamodule.dataroot, datamodule.version, output_dir, class_names=class_names, modalities=modalities
+        )
+    if kind == "kitti":
+        split = datamodule.val_split if stage == "val" else datamodule.test_split
+        return KittiDetectionEvaluator(datamodule.dataroot, output_dir, class_names, split=split)
+    raise ValueError(f"unknown evaluation {kind!r}; expected 'nuscenes', 'kitti' or 'none'")
 
 
 class DetectionTask(BaseTask):
@@ -25,7 +59,8 @@ class DetectionTask(BaseTask):
         pretrained: a PretrainTask/any task checkpoint or an ``nsmae export`` file;
             only ``embedding.*`` is loaded (``--ckpt_path`` still means resume).
         modalities: override of ``embedding.modalities`` (camera-only / LiDAR-only / both).
-        evaluation: "nuscenes" (devkit DetectionEval on the validation/test frames) or "none".
+        evaluation: "nuscenes" (devkit DetectionEval), "kitti" (our KITTI AP on label files)
+            or "none"; scores the validation/test frames.
         lr: AdamW peak learning rate.
         weight_decay: AdamW weight decay.
         schedule: "onecycle" or "constant".
@@ -38,7 +73,7 @@ class DetectionTask(BaseTask):
         head: DetectionHeadConfig,
         pretrained: str | None = None,
         modalities: list[str] | None = None,
-        evaluation: Literal["nuscenes", "none"] = "nuscenes",
+        evaluation: EvaluationKind = "nuscenes",
         lr: float = 1e-4,
         weight_decay: float = 0.01,
         schedule: Literal["onecycle", "constant"] = "onecycle",
@@ -52,7 +87,7 @@ class DetectionTask(BaseTask):
         self.embedding = EmbeddingNetwork(with_modalities(as_config(EmbeddingConfig, hp.embedding), hp.modalities))
         head_config = dataclasses.replace(as_config(DetectionHeadConfig, hp.head), in_channels=self.embedding.out_channels, pc_range=self.embedding.pc_range)
         self.head = CenterPointHead(head_config)
-        self.evaluator: NuScenesDetectionEvaluator | None = None
+        self.evaluator: DetectionEvaluator | None = None
 
     def forward(self, batch: dict[str, Any]) -> list[dict[str, torch.Tensor]]:
         """Decoded boxes per sample: {"boxes" (K, 9), "scores" (K,), "labels" (K,)} in the LiDAR frame."""
@@ -65,13 +100,13 @@ class DetectionTask(BaseTask):
 
     # ------------------------------------------------------------------ evaluation
     def _start_evaluation(self, stage: str) -> None:
-        datamodule = self.trainer.datamodule
-        if self.hparams.evaluation == "none" or self.trainer.sanity_checking:
+        kind = self.hparams.evaluation
+        if kind == "none" or self.trainer.sanity_checking:
             self.evaluator = None
             return
-        out = Path(self.log_dir) / "nuscenes_eval" / f"{stage}_epoch_{self.current_epoch:03d}"
-        self.evaluator = NuScenesDetectionEvaluator(
-            datamodule.dataroot, datamodule.version, out, modalities=self.embedding.config.modalities
+        out = Path(self.log_dir) / f"{kind}_eval" / f"{stage}_epoch_{self.current_epoch:03d}"
+        self.evaluator = make_evaluator(
+            kind, self.trainer.datamodule, out, stage, self.head.config.class_names, self.embedding.config.modalities
         )
 
     def _evaluation_step(self, batch: dict[str, Any], stage: str) -> None:

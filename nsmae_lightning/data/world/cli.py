@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="any other WorldConfig field, e.g. --set val_fraction=0.15 clutter_density=8",
     )
     parser.add_argument("--preview", help="also write a preview PNG of the first sample (nuScenes format)")
-    parser.add_argument("--workers", type=int, default=1, help="processes casting scenes in parallel (nuScenes format)")
+    parser.add_argument("--workers", type=int, default=1, help="processes casting scenes in parallel")
     parser.add_argument("--tiny", action="store_true", help="start from WorldConfig.tiny (tests, seconds)")
     return parser
 
@@ -81,7 +81,7 @@ def main(argv: list[str]) -> int:
         if args.format == "nuscenes":
             root = write_nuscenes(args.out, cfg, on_frame=advance, workers=args.workers)
         else:
-            root = write_kitti(args.out, cfg, on_frame=advance)
+            root = write_kitti(args.out, cfg, on_frame=advance, workers=args.workers)
     console.print(f"wrote {cfg.scenes} scenes x {cfg.keyframes} keyframes ({args.format}) to {root}")
     if args.preview:
         console.print(f"wrote preview to {write_preview(root, args.preview)}")

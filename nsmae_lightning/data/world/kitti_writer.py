@@ -10,7 +10,10 @@ DontCare regions.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +22,7 @@ from PIL import Image
 from nsmae_lightning.data.world.config import WorldConfig
 from nsmae_lightning.data.world.frames import camera_at, lidar_at, points_in_objects, to_global
 from nsmae_lightning.data.world.rig import camera_to_ego, lidar_to_ego, pinhole, rotation_z
-from nsmae_lightning.data.world.scene import KEYFRAME_INTERVAL, WorldObject, plan_world
+from nsmae_lightning.data.world.scene import KEYFRAME_INTERVAL, LocationWorld, ScenePlan, WorldObject, plan_world
 
 KITTI_WIDTH = 1242
 KITTI_HEIGHT = 375
@@ -93,22 +96,19 @@ def _label_line(
     )
 
 
-def write_kitti(out_dir: str | Path, cfg: WorldConfig, on_frame: Callable[[], None] | None = None) -> Path:
-    """Generate the world and write every keyframe as a KITTI object frame.
+@dataclass(frozen=True)
+class _Rig:
+    """The KITTI camera and its calibration, the same for every frame."""
 
-    Args:
-        out_dir: root to write ``training/`` and ``ImageSets/`` into.
-        cfg: world config.
-        on_frame: called after each frame (progress reporting).
+    image_size: tuple[int, int]
+    intrinsics: np.ndarray
+    cam2ego: np.ndarray
+    velo2cam: np.ndarray
+    calib: str
 
-    Returns:
-        The root.
-    """
-    root = Path(out_dir)
-    for folder in ("calib", "image_2", "velodyne", "label_2"):
-        (root / "training" / folder).mkdir(parents=True, exist_ok=True)
-    (root / "ImageSets").mkdir(parents=True, exist_ok=True)
-    worlds, plans = plan_world(cfg)
+
+def _rig(cfg: WorldConfig) -> _Rig:
+    """KITTI-like front camera of the world's rig and the calib text every frame shares."""
     image_size = kitti_image_size(cfg)
     intrinsics = pinhole(KITTI_FOCAL, image_size[0], image_size[1], KITTI_HEIGHT, KITTI_WIDTH)
     cam2ego = camera_to_ego("CAM_FRONT")
@@ -122,40 +122,91 @@ def write_kitti(out_dir: str | Path, cfg: WorldConfig, on_frame: Callable[[], No
             _matrix_line("Tr_imu_to_velo", np.linalg.inv(velo_to_ego())[:3]),
         ]
     )
+    return _Rig(image_size, intrinsics, cam2ego, velo2cam, calib)
+
+
+def _write_scene(
+    root: Path, plan: ScenePlan, world: LocationWorld, cfg: WorldConfig, rig: _Rig, first_frame: int,
+    on_frame: Callable[[], None] | None,
+) -> list[str]:  # fmt: skip
+    """Write the keyframes of one scene as frames ``first_frame``, ``first_frame + 1``, ...; returns their ids."""
+    frame_ids = []
+    for k in range(cfg.keyframes):
+        time = k * KEYFRAME_INTERVAL
+        frame_id = f"{first_frame + k:06d}"
+        points, lidar2global = lidar_at(plan, world, cfg, time)
+        image, _ = camera_at(plan, world, cfg, "KITTI_CAM", rig.cam2ego, rig.intrinsics, rig.image_size, time)
+        counts = points_in_objects(to_global(points, lidar2global), plan.objects, time)
+        velo = np.empty((len(points), 4), np.float32)
+        velo[:, :3] = (points[:, :3].astype(np.float64) @ np.linalg.inv(_velo_to_lidar())[:3, :3].T).astype(np.float32)
+        velo[:, 3] = points[:, 3] / 255.0
+        velo.tofile(root / "training" / "velodyne" / f"{frame_id}.bin")
+        Image.fromarray(image.rgb).save(root / "training" / "image_2" / f"{frame_id}.png", format="PNG")
+        (root / "training" / "calib" / f"{frame_id}.txt").write_text(rig.calib + "\n")
+        ego2global = plan.ego2global(time)
+        global2velo = np.linalg.inv(ego2global @ velo_to_ego())
+        ego_xy = ego2global[:2, 3]
+        lines = []
+        for index, obj in enumerate(plan.objects):
+            if np.hypot(*(obj.centre(time)[:2] - ego_xy)) > LABEL_RADIUS:
+                continue
+            if counts[index] == 0 and image.visible_pixels[index] == 0:
+                continue
+            occlusion = _occlusion(int(image.visible_pixels[index]), int(image.alone_pixels[index]))
+            line = _label_line(
+                obj, time, rig.velo2cam, plan.heading, global2velo, rig.intrinsics, rig.image_size, occlusion
+            )
+            if line is not None:
+                lines.append(line)
+        (root / "training" / "label_2" / f"{frame_id}.txt").write_text("".join(f"{line}\n" for line in lines))
+        frame_ids.append(frame_id)
+        if on_frame is not None:
+            on_frame()
+    return frame_ids
+
+
+def write_kitti(
+    out_dir: str | Path, cfg: WorldConfig, on_frame: Callable[[], None] | None = None, workers: int = 1
+) -> Path:
+    """Generate the world and write every keyframe as a KITTI object frame.
+
+    Args:
+        out_dir: root to write ``training/`` and ``ImageSets/`` into.
+        cfg: world config.
+        on_frame: called after each frame (progress reporting; per finished scene when workers > 1).
+        workers: processes casting scenes in parallel (same bytes for any count).
+
+    Returns:
+        The root.
+    """
+    root = Path(out_dir)
+    for folder in ("calib", "image_2", "velodyne", "label_2"):
+        (root / "training" / folder).mkdir(parents=True, exist_ok=True)
+    (root / "ImageSets").mkdir(parents=True, exist_ok=True)
+    worlds, plans = plan_world(cfg)
+    rig = _rig(cfg)
+    first_frames = [index * cfg.keyframes for index in range(len(plans))]
+    if workers <= 1:
+        scene_ids = [
+            _write_scene(root, plan, worlds[plan.location], cfg, rig, first, on_frame)
+            for plan, first in zip(plans, first_frames)
+        ]
+    else:
+        # Every frame draws from its own seeded generators and has a fixed id, so scenes can be
+        # cast in any process: the bytes do not depend on `workers`.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [
+                pool.submit(_write_scene, root, plan, worlds[plan.location], cfg, rig, first, None)
+                for plan, first in zip(plans, first_frames)
+            ]
+            scene_ids = []
+            for future in futures:
+                scene_ids.append(future.result())
+                for _ in range(cfg.keyframes if on_frame else 0):
+                    on_frame()  # type: ignore[misc]
     split_ids: dict[str, list[str]] = {"train": [], "val": []}
-    frame = 0
-    for plan in plans:
-        world = worlds[plan.location]
-        for k in range(cfg.keyframes):
-            time = k * KEYFRAME_INTERVAL
-            frame_id = f"{frame:06d}"
-            points, lidar2global = lidar_at(plan, world, cfg, time)
-            image, _ = camera_at(plan, world, cfg, "KITTI_CAM", cam2ego, intrinsics, image_size, time)
-            counts = points_in_objects(to_global(points, lidar2global), plan.objects, time)
-            velo = np.empty((len(points), 4), np.float32)
-            velo[:, :3] = (points[:, :3].astype(np.float64) @ np.linalg.inv(_velo_to_lidar())[:3, :3].T).astype(np.float32)
-            velo[:, 3] = points[:, 3] / 255.0
-            velo.tofile(root / "training" / "velodyne" / f"{frame_id}.bin")
-            Image.fromarray(image.rgb).save(root / "training" / "image_2" / f"{frame_id}.png", format="PNG")
-            (root / "training" / "calib" / f"{frame_id}.txt").write_text(calib + "\n")
-            ego2global = plan.ego2global(time)
-            global2velo = np.linalg.inv(ego2global @ velo_to_ego())
-            ego_xy = ego2global[:2, 3]
-            lines = []
-            for index, obj in enumerate(plan.objects):
-                if np.hypot(*(obj.centre(time)[:2] - ego_xy)) > LABEL_RADIUS:
-                    continue
-                if counts[index] == 0 and image.visible_pixels[index] == 0:
-                    continue
-                occlusion = _occlusion(int(image.visible_pixels[index]), int(image.alone_pixels[index]))
-                line = _label_line(obj, time, velo2cam, plan.heading, global2velo, intrinsics, image_size, occlusion)
-                if line is not None:
-                    lines.append(line)
-            (root / "training" / "label_2" / f"{frame_id}.txt").write_text("".join(f"{line}\n" for line in lines))
-            split_ids[plan.split].append(frame_id)
-            frame += 1
-            if on_frame is not None:
-                on_frame()
+    for plan, ids in zip(plans, scene_ids):
+        split_ids[plan.split].extend(ids)
     for split, ids in split_ids.items():
         (root / "ImageSets" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
     return root

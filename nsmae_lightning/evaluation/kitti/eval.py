@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nsmae_lightning.constants import KITTI_CLASSES
+from nsmae_lightning.constants import KITTI_CLASSES, KITTI_MAX_OCCLUSION, KITTI_MAX_TRUNCATION, KITTI_MIN_HEIGHT
 from nsmae_lightning.evaluation.kitti import iou, matching
 from nsmae_lightning.evaluation.kitti.labels import (
     KittiLabels,
@@ -40,9 +40,9 @@ from nsmae_lightning.evaluation.kitti.labels import (
 )
 
 DIFFICULTIES: tuple[str, ...] = ("easy", "moderate", "hard")
-MIN_HEIGHT: tuple[float, ...] = (40.0, 25.0, 25.0)
-MAX_OCCLUSION: tuple[int, ...] = (0, 1, 2)
-MAX_TRUNCATION: tuple[float, ...] = (0.15, 0.30, 0.50)
+MIN_HEIGHT: tuple[float, ...] = KITTI_MIN_HEIGHT
+MAX_OCCLUSION: tuple[int, ...] = KITTI_MAX_OCCLUSION
+MAX_TRUNCATION: tuple[float, ...] = KITTI_MAX_TRUNCATION
 METRICS: tuple[str, ...] = ("bbox", "bev", "3d", "aos")
 NEIGHBOUR_CLASS: dict[str, str] = {"car": "van", "pedestrian": "person_sitting"}
 DONTCARE = "dontcare"
@@ -117,6 +117,20 @@ def _concatenate(frames: Sequence[KittiLabels]) -> tuple[KittiLabels, np.ndarray
     return concatenate_labels(frames), offsets
 
 
+def _check_finite_scores(dt_annos: Sequence[KittiLabels]) -> None:
+    """Refuse NaN / inf detection scores, which would make every threshold comparison false.
+
+    (Label files cannot carry them: the reader refuses non-finite fields, naming file and line.)
+    """
+    for frame_index, frame in enumerate(dt_annos):
+        bad = np.flatnonzero(~np.isfinite(frame.score))
+        if len(bad):
+            raise ValueError(
+                f"detection frame {frame_index}, row {bad[0]} ({frame.name[bad[0]]}): score {frame.score[bad[0]]} "
+                f"is not finite ({len(bad)} such rows in the frame)"
+            )
+
+
 def _boxes_for(labels: KittiLabels, metric: str) -> np.ndarray:
     """Box rows in the layout :mod:`iou` expects for a matching metric."""
     if metric == "bbox":
@@ -144,6 +158,7 @@ class _Split:
         """Flatten the frames and compute the detection-over-DontCare 2D overlaps."""
         if len(gt_annos) != len(dt_annos):
             raise ValueError(f"{len(gt_annos)} ground-truth frames but {len(dt_annos)} detection frames")
+        _check_finite_scores(dt_annos)
         gt, gt_offsets = _concatenate(gt_annos)
         det, det_offsets = _concatenate(dt_annos)
         gt_names = np.char.lower(gt.name.astype(str))

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional
 
 from nsmae_lightning.constants import DETECTION_CLASSES, PC_RANGE_NUSCENES
 from nsmae_lightning.models.heads.box_coder import CODE_SIZE, REGRESSION_HEADS, CenterPointBoxCoder, gather_at
