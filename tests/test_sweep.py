@@ -210,6 +210,10 @@ def test_parallel_workers_each_get_one_gpu(tmp_path: Path) -> None:
     shared = worker_environments(5, {"CUDA_VISIBLE_DEVICES": "3,7"}, runs_per_gpu=3)
     assert [env["CUDA_VISIBLE_DEVICES"] for env in shared] == ["3", "3", "3", "7", "7"]
     assert [env["CUDA_VISIBLE_DEVICES"] for env in worker_environments(4, {}, runs_per_gpu=4)] == ["0"] * 4
+    cpus = os.cpu_count() or 1
+    assert {env["OMP_NUM_THREADS"] for env in shared} == {str(max(1, cpus // 5))}  # no OpenMP oversubscription
+    assert worker_environments(2, {"OMP_NUM_THREADS": "7"})[1]["OMP_NUM_THREADS"] == "7"  # the caller's choice wins
+    assert "OMP_NUM_THREADS" not in worker_environments(1, {})[0]
     with pytest.raises(ValueError, match="needs 2 GPUs"):
         worker_environments(5, {"CUDA_VISIBLE_DEVICES": "0"}, runs_per_gpu=4)
     spec = make_spec(tmp_path, seeds=[0])
