@@ -12,9 +12,9 @@ from nsmae_lightning.models.heads import CenterPointHead, DetectionHeadConfig, T
 from nsmae_lightning.models.heads.box_coder import (
     CODE_SIZE,
     REGRESSION_HEADS,
-    draw_gaussian,
-    gaussian_kernel,
+    CenterPointBoxCoder,
     gaussian_radius,
+    gaussian_windows,
 )
 from nsmae_lightning.models.heads.detection import HEATMAP_EPS, gaussian_focal_loss
 from nsmae_lightning.models.heads.nms import circle_nms, rotated_iou_bev, rotated_nms
@@ -133,20 +133,83 @@ def test_bad_boxes_and_labels_raise() -> None:
 
 def test_gaussian_radius_matches_centernet_formula() -> None:
     # 10 x 10 cells, overlap 0.1: the third case wins, (-4 + sqrt(160)) / 2.
-    assert gaussian_radius(10.0, 10.0, 0.1) == pytest.approx((-4.0 + math.sqrt(160.0)) / 2.0, abs=1e-12)
+    radius = gaussian_radius(torch.tensor([10.0], dtype=torch.float64), torch.tensor([10.0], dtype=torch.float64), 0.1)
+    assert radius.item() == pytest.approx((-4.0 + math.sqrt(160.0)) / 2.0, abs=1e-12)
     # 4 x 2 cells, overlap 0.7: r3 = (-8.4 + sqrt(8.4^2 + 4 * 2.8 * 2.4)) / 2.
-    assert gaussian_radius(4.0, 2.0, 0.7) == pytest.approx((-8.4 + math.sqrt(8.4**2 + 4 * 2.8 * 2.4)) / 2.0, abs=1e-12)
+    radius = gaussian_radius(torch.tensor([4.0], dtype=torch.float64), torch.tensor([2.0], dtype=torch.float64), 0.7)
+    assert radius.item() == pytest.approx((-8.4 + math.sqrt(8.4**2 + 4 * 2.8 * 2.4)) / 2.0, abs=1e-12)
 
 
-def test_gaussian_kernel_and_drawing_clip_at_borders() -> None:
-    kernel = gaussian_kernel(2)
-    assert kernel.shape == (5, 5) and kernel[2, 2].item() == 1.0
-    assert kernel[2, 3].item() == pytest.approx(math.exp(-1.0 / (2 * (5 / 6) ** 2)), rel=1e-6)
-    heatmap = torch.zeros(4, 6)
-    draw_gaussian(heatmap, 0, 0, 2)
-    draw_gaussian(heatmap, 1, 0, 2)  # overlapping: the maximum is kept
+def test_gaussian_windows_peak_one_with_per_box_radius() -> None:
+    dx, dy, values = gaussian_windows(torch.tensor([2, 1]))
+    assert dx.shape == (25,) and values.shape == (2, 25)
+    centre = ((dx == 0) & (dy == 0)).nonzero().item()
+    assert values[0, centre].item() == 1.0 and values[1, centre].item() == 1.0
+    right = ((dx == 1) & (dy == 0)).nonzero().item()
+    assert values[0, right].item() == pytest.approx(math.exp(-1.0 / (2 * (5 / 6) ** 2)), rel=1e-6)
+    assert values[1, right].item() == pytest.approx(math.exp(-1.0 / (2 * (3 / 6) ** 2)), rel=1e-6)
+    assert (values[1, (dx.abs() == 2) | (dy.abs() == 2)] == 0).all()  # outside radius 1
+
+
+def reference_targets(coder: CenterPointBoxCoder, boxes: torch.Tensor, class_ids: torch.Tensor, num_classes: int,
+                      grid_shape: tuple[int, int]) -> tuple[torch.Tensor, ...]:  # fmt: skip
+    """Box-by-box CenterPoint targets as mmdet3d's CenterHead.get_targets_single draws them (the reference)."""
+    num_y, num_x = grid_shape
+    cell_x, cell_y = coder.cell_size(grid_shape)
+    heatmap = torch.zeros(num_classes, num_y, num_x)
+    indices = torch.zeros(coder.max_objects, dtype=torch.int64)
+    mask = torch.zeros(coder.max_objects, dtype=torch.bool)
+    box_targets = torch.zeros(coder.max_objects, CODE_SIZE)
+    for slot in range(min(len(boxes), coder.max_objects)):
+        x, y, z, length, width, height, yaw, vx, vy = boxes[slot].double().tolist()
+        coord_x, coord_y = (x - coder.pc_range[0]) / cell_x, (y - coder.pc_range[1]) / cell_y
+        ix, iy = math.floor(coord_x), math.floor(coord_y)
+        if not (0 <= ix < num_x and 0 <= iy < num_y):
+            continue
+        size = torch.tensor([length / cell_x], dtype=torch.float64), torch.tensor([width / cell_y], dtype=torch.float64)
+        radius = max(coder.min_radius, int(gaussian_radius(*size, coder.gaussian_overlap).item()))
+        sigma = (2 * radius + 1) / 6.0
+        offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        kernel = torch.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2.0 * sigma**2))
+        kernel[kernel < torch.finfo(torch.float32).eps] = 0.0
+        for ky in range(-radius, radius + 1):
+            for kx in range(-radius, radius + 1):
+                if 0 <= iy + ky < num_y and 0 <= ix + kx < num_x:
+                    cell = heatmap[int(class_ids[slot]), iy + ky, ix + kx]
+                    heatmap[int(class_ids[slot]), iy + ky, ix + kx] = max(cell, kernel[ky + radius, kx + radius])
+        indices[slot], mask[slot] = iy * num_x + ix, True
+        box_targets[slot] = torch.tensor([coord_x - ix, coord_y - iy, z, math.log(length), math.log(width),
+                                          math.log(height), math.sin(yaw), math.cos(yaw), vx, vy])  # fmt: skip
+    return heatmap, indices, mask, box_targets
+
+
+def test_batched_targets_equal_the_box_by_box_reference() -> None:
+    coder = CenterPointBoxCoder(PC_RANGE, gaussian_overlap=0.1, min_radius=1, max_objects=12)
+    generator = torch.Generator().manual_seed(0)
+    batch_boxes, batch_ids = [], []
+    for count in (15, 0, 6):  # more boxes than slots, an empty sample, overlapping boxes
+        centre = (torch.rand(count, 2, generator=generator) - 0.5) * torch.tensor([40.0, 30.0])  # some off the grid
+        size = 0.4 + 6 * torch.rand(count, 3, generator=generator)
+        rest = torch.randn(count, 4, generator=generator)
+        batch_boxes.append(torch.cat([centre, rest[:, :1], size, rest[:, 1:]], 1))
+        batch_ids.append(torch.randint(0, 3, (count,), generator=generator))
+    batched = coder.encode_batch(batch_boxes, batch_ids, 3, GRID_SHAPE)
+    for index, (boxes, ids) in enumerate(zip(batch_boxes, batch_ids)):
+        heatmap, indices, mask, box_targets = reference_targets(coder, boxes, ids, 3, GRID_SHAPE)
+        assert torch.equal(batched.heatmap[index], heatmap)
+        assert torch.equal(batched.indices[index], indices) and torch.equal(batched.mask[index], mask)
+        torch.testing.assert_close(batched.box_targets[index], box_targets, rtol=0, atol=1e-6)
+    assert batched.mask[0].sum() < 12 and batched.heatmap[0].max() == 1.0  # some of the 12 kept slots are off the grid
+    assert not batched.mask[1].any() and batched.heatmap[1].sum() == 0
+
+
+def test_overlapping_gaussians_keep_the_maximum_and_clip_at_borders() -> None:
+    coder = CenterPointBoxCoder(PC_RANGE, gaussian_overlap=0.1, min_radius=2, max_objects=4)
+    # Two small boxes in neighbouring corner cells (0, 0) and (1, 0): radius = min_radius = 2.
+    boxes = torch.tensor([[-15.5, -11.5, 0, 0.5, 0.5, 1, 0, 0, 0], [-14.5, -11.5, 0, 0.5, 0.5, 1, 0, 0, 0]])
+    heatmap = coder.encode(boxes, torch.zeros(2, dtype=torch.int64), 1, GRID_SHAPE).heatmap[0]
     assert heatmap[0, 0].item() == 1.0 and heatmap[0, 1].item() == 1.0
-    assert heatmap[0, 2].item() == pytest.approx(kernel[2, 3].item())
+    assert heatmap[0, 2].item() == pytest.approx(math.exp(-1.0 / (2 * (5 / 6) ** 2)), rel=1e-6)
     assert heatmap[:, 4:].sum().item() == 0.0
 
 

@@ -13,7 +13,6 @@ point-cloud range, cell size ``(x1 - x0) / Nx`` by ``(y1 - y0) / Ny``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,8 +25,8 @@ REGRESSION_HEADS: tuple[tuple[str, int], ...] = (("reg", 2), ("height", 1), ("di
 CODE_SIZE: int = sum(channels for _, channels in REGRESSION_HEADS)
 
 
-def gaussian_radius(length_cells: float, width_cells: float, min_overlap: float) -> float:
-    """CenterNet's Gaussian radius (in cells) for a box footprint of ``length x width`` cells.
+def gaussian_radius(length_cells: Tensor, width_cells: Tensor, min_overlap: float) -> Tensor:
+    """CenterNet's Gaussian radius (in cells) for box footprints of ``length x width`` cells (elementwise).
 
     The largest corner shift that keeps IoU >= ``min_overlap`` with the true box,
     the smallest over CenterNet's three cases (both corners inside, both outside,
@@ -36,32 +35,36 @@ def gaussian_radius(length_cells: float, width_cells: float, min_overlap: float)
     size_sum = length_cells + width_cells
     area = length_cells * width_cells
     b1, c1 = size_sum, area * (1.0 - min_overlap) / (1.0 + min_overlap)
-    r1 = (b1 + math.sqrt(b1**2 - 4.0 * c1)) / 2.0
+    r1 = (b1 + torch.sqrt(b1**2 - 4.0 * c1)) / 2.0
     b2, c2 = 2.0 * size_sum, (1.0 - min_overlap) * area
-    r2 = (b2 + math.sqrt(b2**2 - 16.0 * c2)) / 2.0
+    r2 = (b2 + torch.sqrt(b2**2 - 16.0 * c2)) / 2.0
     a3, b3, c3 = 4.0 * min_overlap, -2.0 * min_overlap * size_sum, (min_overlap - 1.0) * area
-    r3 = (b3 + math.sqrt(b3**2 - 4.0 * a3 * c3)) / 2.0
-    return min(r1, r2, r3)
+    r3 = (b3 + torch.sqrt(b3**2 - 4.0 * a3 * c3)) / 2.0
+    return torch.minimum(torch.minimum(r1, r2), r3)
 
 
-def gaussian_kernel(radius: int) -> Tensor:
-    """The (2r+1, 2r+1) Gaussian drawn per box: peak exactly 1, sigma = diameter / 6, tiny tails zeroed."""
-    sigma = (2 * radius + 1) / 6.0
-    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel = torch.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2.0 * sigma**2))
-    kernel[kernel < torch.finfo(torch.float32).eps * kernel.max()] = 0.0
-    return kernel
+def gaussian_windows(radius: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Each box's (2r+1)^2 Gaussian as flat offset lists, padded to the largest radius.
 
+    Peak exactly 1, sigma = diameter / 6, tails below float32 eps zeroed (CenterNet's kernel).
 
-def draw_gaussian(heatmap: Tensor, center_ix: int, center_iy: int, radius: int) -> None:
-    """Write a Gaussian into ``heatmap`` (Ny, Nx) in place, keeping the maximum where they overlap."""
-    num_y, num_x = heatmap.shape
-    kernel = gaussian_kernel(radius).to(heatmap)
-    left, right = min(center_ix, radius), min(num_x - center_ix, radius + 1)
-    top, bottom = min(center_iy, radius), min(num_y - center_iy, radius + 1)
-    window = heatmap[center_iy - top : center_iy + bottom, center_ix - left : center_ix + right]
-    kernel_window = kernel[radius - top : radius + bottom, radius - left : radius + right]
-    torch.maximum(window, kernel_window, out=window)
+    Args:
+        radius: (N,) int64 radii in cells.
+
+    Returns:
+        dx, dy: (W,) int64 offsets of the padded (2R+1)^2 window, R = max radius;
+        values: (N, W) float32 kernel values, 0 outside each box's own radius.
+    """
+    largest = int(radius.max()) if radius.numel() else 0
+    offsets = torch.arange(-largest, largest + 1, device=radius.device)
+    dy, dx = (grid.reshape(-1) for grid in torch.meshgrid(offsets, offsets, indexing="ij"))
+    sigma = (2 * radius.double() + 1) / 6.0
+    # float32 numerator over a float32 denominator rounded from double, as the scalar kernel did.
+    squared = (dx**2 + dy**2).float()[None, :]  # (1, W)
+    values = torch.exp(-squared / (2.0 * sigma**2).float()[:, None])  # (N, W)
+    inside = (dx.abs()[None, :] <= radius[:, None]) & (dy.abs()[None, :] <= radius[:, None])
+    values = torch.where(inside & (values >= torch.finfo(torch.float32).eps), values, torch.zeros((), device=values.device))
+    return dx, dy, values
 
 
 def gather_at(feature: Tensor, indices: Tensor) -> Tensor:
@@ -76,7 +79,7 @@ def gather_at(feature: Tensor, indices: Tensor) -> Tensor:
 class TaskTargets:
     """CenterPoint targets of one task group for one sample.
 
-    Attributes:
+    Attributes (``encode_batch`` adds a leading batch dimension to each):
         heatmap: float32 (C, Ny, Nx), one Gaussian per box on its class channel.
         indices: int64 (max_objects,), flat centre cell ``iy * Nx + ix`` per box slot.
         mask: bool (max_objects,), True where the slot holds a box whose centre is on the grid.
@@ -113,44 +116,72 @@ class CenterPointBoxCoder:
         return (self.pc_range[3] - self.pc_range[0]) / num_x, (self.pc_range[4] - self.pc_range[1]) / num_y
 
     def encode(self, boxes: Tensor, class_ids: Tensor, num_classes: int, grid_shape: tuple[int, int]) -> TaskTargets:
-        """Targets of one task group for one sample.
+        """Targets of one task group for one sample (``encode_batch`` of a batch of one, unbatched)."""
+        targets = self.encode_batch([boxes], [class_ids], num_classes, grid_shape)
+        return TaskTargets(*(field[0] for field in (targets.heatmap, targets.indices, targets.mask, targets.box_targets)))
+
+    def encode_batch(
+        self, boxes: Sequence[Tensor], class_ids: Sequence[Tensor], num_classes: int, grid_shape: tuple[int, int]
+    ) -> TaskTargets:
+        """Targets of one task group for a batch, built on the boxes' device in a few batched ops.
+
+        The first ``max_objects`` boxes of each sample get slots; every box's Gaussian is
+        scattered into its class heatmap with a running maximum (mmdet3d's ``draw_heatmap_gaussian``).
 
         Args:
-            boxes: (M, 9) x, y, z, l, w, h, yaw, vx, vy in the LiDAR frame (conventions).
-            class_ids: (M,) int64 class index inside the task group.
+            boxes: per sample (M_i, 9) x, y, z, l, w, h, yaw, vx, vy in the LiDAR frame (conventions).
+            class_ids: per sample (M_i,) int64 class index inside the task group.
             num_classes: classes in the task group (heatmap channels).
             grid_shape: (Ny, Nx) of the head's BEV output.
 
         Returns:
-            The task's TaskTargets; boxes whose centre falls off the grid keep a slot with mask False.
+            TaskTargets with a leading batch dimension: heatmap (B, C, Ny, Nx), indices and
+            mask (B, max_objects), box_targets (B, max_objects, CODE_SIZE); boxes whose centre
+            falls off the grid keep a slot with mask False.
         """
-        if boxes.ndim != 2 or boxes.shape[1] != 9:
-            raise ValueError(f"boxes must be (M, 9), got {tuple(boxes.shape)}")
-        if not torch.isfinite(boxes).all() or (boxes[:, 3:6] <= 0).any():
+        for sample_boxes in boxes:
+            if sample_boxes.ndim != 2 or sample_boxes.shape[1] != 9:
+                raise ValueError(f"boxes must be (M, 9), got {tuple(sample_boxes.shape)}")
+        batch, (num_y, num_x) = len(boxes), grid_shape
+        device = boxes[0].device if batch else torch.device("cpu")
+        all_boxes = torch.cat(list(boxes)) if batch else torch.zeros(0, 9)
+        if not bool(torch.isfinite(all_boxes).all() & (all_boxes[:, 3:6] > 0).all()):  # one sync for the batch
             raise ValueError("boxes must be finite with positive l, w, h")
-        num_y, num_x = grid_shape
         cell_x, cell_y = self.cell_size(grid_shape)
-        boxes = boxes.detach().double().cpu()
-        heatmap = torch.zeros(num_classes, num_y, num_x)
-        indices = torch.zeros(self.max_objects, dtype=torch.int64)
-        mask = torch.zeros(self.max_objects, dtype=torch.bool)
-        box_targets = torch.zeros(self.max_objects, CODE_SIZE)
-        for slot in range(min(boxes.shape[0], self.max_objects)):
-            x, y, z, length, width, height, yaw, vx, vy = boxes[slot].tolist()
-            coord_x = (x - self.pc_range[0]) / cell_x
-            coord_y = (y - self.pc_range[1]) / cell_y
-            ix, iy = math.floor(coord_x), math.floor(coord_y)
-            if not (0 <= ix < num_x and 0 <= iy < num_y):
-                continue
-            radius = gaussian_radius(length / cell_x, width / cell_y, self.gaussian_overlap)
-            draw_gaussian(heatmap[int(class_ids[slot])], ix, iy, max(self.min_radius, int(radius)))
-            indices[slot] = iy * num_x + ix
-            mask[slot] = True
-            box_targets[slot] = torch.tensor(
-                [coord_x - ix, coord_y - iy, z, math.log(length), math.log(width), math.log(height)]
-                + [math.sin(yaw), math.cos(yaw), vx, vy]
-            )
-        return TaskTargets(heatmap=heatmap, indices=indices, mask=mask, box_targets=box_targets)
+        kept = [sample_boxes[: self.max_objects] for sample_boxes in boxes]
+        sample = torch.cat([torch.full((len(b),), i, dtype=torch.int64, device=device) for i, b in enumerate(kept)])
+        slot = torch.cat([torch.arange(len(b), device=device) for b in kept])
+        flat_boxes = torch.cat(kept).detach().double()  # (N, 9); float64 as the reference maths
+        flat_ids = torch.cat([ids[: self.max_objects] for ids in class_ids]).to(device)
+        x, y, z, length, width, height, yaw, vx, vy = flat_boxes.unbind(1)
+        coord_x = (x - self.pc_range[0]) / cell_x
+        coord_y = (y - self.pc_range[1]) / cell_y
+        ix, iy = coord_x.floor().long(), coord_y.floor().long()
+        on_grid = (ix >= 0) & (ix < num_x) & (iy >= 0) & (iy < num_y)
+        radius = gaussian_radius(length / cell_x, width / cell_y, self.gaussian_overlap).long().clamp(min=self.min_radius)
+
+        heatmap = torch.zeros(batch * num_classes * num_y * num_x, device=device)
+        dx, dy, values = gaussian_windows(radius[on_grid])
+        cell_ix = ix[on_grid, None] + dx[None, :]  # (N_on, W)
+        cell_iy = iy[on_grid, None] + dy[None, :]
+        inside = (cell_ix >= 0) & (cell_ix < num_x) & (cell_iy >= 0) & (cell_iy < num_y)
+        plane = (sample[on_grid] * num_classes + flat_ids[on_grid])[:, None]
+        target = ((plane * num_y + cell_iy) * num_x + cell_ix)[inside]
+        heatmap.scatter_reduce_(0, target, values[inside], reduce="amax")  # overlaps keep the maximum
+
+        indices = torch.zeros(batch, self.max_objects, dtype=torch.int64, device=device)
+        mask = torch.zeros(batch, self.max_objects, dtype=torch.bool, device=device)
+        box_targets = torch.zeros(batch, self.max_objects, CODE_SIZE, device=device)
+        codes = torch.stack(
+            [coord_x - ix, coord_y - iy, z, length.log(), width.log(), height.log(), yaw.sin(), yaw.cos(), vx, vy], 1
+        )
+        rows, slots = sample[on_grid], slot[on_grid]
+        indices[rows, slots] = (iy * num_x + ix)[on_grid]
+        mask[rows, slots] = True
+        box_targets[rows, slots] = codes[on_grid].float()
+        return TaskTargets(
+            heatmap=heatmap.reshape(batch, num_classes, num_y, num_x), indices=indices, mask=mask, box_targets=box_targets
+        )
 
     def decode(
         self, heatmap_logits: Tensor, regression: Tensor, top_k: int, score_threshold: float

@@ -246,11 +246,11 @@ class CenterPointHead(nn.Module):
             raise ValueError(
                 f"got {len(gt_boxes)} gt_boxes and {len(gt_labels)} gt_labels for a batch of {preds[0]['heatmap'].shape[0]}"
             )
-        for sample, labels in enumerate(gt_labels):
-            if labels.numel() and (labels.min() < 0 or labels.max() >= len(self.config.class_names)):
-                raise ValueError(
-                    f"gt_labels of sample {sample} must index class_names (0..{len(self.config.class_names) - 1})"
-                )
+        num_names = len(self.config.class_names)
+        flat_labels = torch.cat([labels.reshape(-1) for labels in gt_labels]) if gt_labels else torch.zeros(0)
+        if bool(((flat_labels < 0) | (flat_labels >= num_names)).any()):  # one sync for the batch
+            sample = next(i for i, labels in enumerate(gt_labels) if ((labels < 0) | (labels >= num_names)).any())
+            raise ValueError(f"gt_labels of sample {sample} must index class_names (0..{num_names - 1})")
         grid_shape = tuple(preds[0]["heatmap"].shape[-2:])
         per_sample_groups = [self.split_by_task(boxes, labels) for boxes, labels in zip(gt_boxes, gt_labels)]
         device = preds[0]["heatmap"].device
@@ -258,14 +258,15 @@ class CenterPointHead(nn.Module):
         regression_total = torch.zeros((), device=device)
         for task_index, task_preds in enumerate(preds):
             num_classes = task_preds["heatmap"].shape[1]
-            targets = [
-                self.box_coder.encode(groups[task_index][0], groups[task_index][1], num_classes, grid_shape)
-                for groups in per_sample_groups
-            ]
-            heatmaps = torch.stack([target.heatmap for target in targets]).to(device)  # (B, C_task, Ny, Nx)
-            indices = torch.stack([target.indices for target in targets]).to(device)  # (B, max_objects)
-            mask = torch.stack([target.mask for target in targets]).to(device)  # (B, max_objects)
-            box_targets = torch.stack([target.box_targets for target in targets]).to(device)  # (B, max_objects, CODE_SIZE)
+            targets = self.box_coder.encode_batch(
+                [groups[task_index][0].to(device) for groups in per_sample_groups],
+                [groups[task_index][1] for groups in per_sample_groups],
+                num_classes,
+                grid_shape,
+            )
+            heatmaps = targets.heatmap  # (B, C_task, Ny, Nx)
+            indices, mask = targets.indices, targets.mask  # (B, max_objects)
+            box_targets = targets.box_targets  # (B, max_objects, CODE_SIZE)
             num_objects = mask.sum().float().clamp(min=1.0)
             heatmap_total = heatmap_total + gaussian_focal_loss(task_preds["heatmap"], heatmaps) / num_objects
             predicted_codes = gather_at(self._regression_maps(task_preds).float(), indices)  # (B, max_objects, CODE_SIZE)
