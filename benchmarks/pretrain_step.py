@@ -21,6 +21,37 @@ from bench_common import ROOT, autocast, device_name, load_task, synthetic_batch
 CONFIGS = ("configs/pretrain/nsmae_bevfusion_128x352.yaml", "configs/pretrain/nsmae_bevfusion_256x704.yaml")
 
 
+def bench_config(config: str, args: argparse.Namespace, device: torch.device) -> list[dict[str, float | str]]:
+    """Timed optimiser steps of one pretraining config, per dtype (its GPU memory is freed on return)."""
+    task, data = load_task(ROOT / config)
+    if args.no_compile:
+        task.render_head.config.sampler = "trilinear"
+    task = task.to(device).train()
+    batch = synthetic_batch(args.batch, tuple(data["image_size"]), data["sweeps"], device)
+    rows = []
+    for dtype in args.dtypes.split(","):
+        optimizer = torch.optim.AdamW(task.parameters(), lr=1e-4, weight_decay=0.01)
+        losses: list[float] = []
+
+        def step() -> None:
+            with autocast(device, dtype):
+                outputs = task.embedding(batch, task.image_masker, task.voxel_masker)
+                loss = task.render_head(outputs["bev"], batch).total
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(task.parameters(), 35.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+
+        timed = time_calls(step, device, args.warmup, args.repeats)
+        row = {"config": config, "dtype": dtype, "batch": args.batch, "step_ms": timed["ms"],
+               "samples_per_s": 1000 * args.batch / timed["ms"], "peak_gib": timed["peak_gib"], "loss": losses[-1]}
+        rows.append(row)
+        print(f"{config:52s} {dtype:5s} step {row['step_ms']:8.1f} ms  {row['samples_per_s']:6.2f} samples/s  "
+              f"peak {row['peak_gib']:6.2f} GiB  loss {row['loss']:.3g}", flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -34,34 +65,9 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rows = []
     for config in args.configs:
-        task, data = load_task(ROOT / config)
-        if args.no_compile:
-            task.render_head.config.sampler = "trilinear"
-        task = task.to(device).train()
-        batch = synthetic_batch(args.batch, tuple(data["image_size"]), data["sweeps"], device)
-        for dtype in args.dtypes.split(","):
-            optimizer = torch.optim.AdamW(task.parameters(), lr=1e-4, weight_decay=0.01)
-            losses: list[float] = []
-
-            def step() -> None:
-                with autocast(device, dtype):
-                    outputs = task.embedding(batch, task.image_masker, task.voxel_masker)
-                    loss = task.render_head(outputs["bev"], batch).total
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(task.parameters(), 35.0)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(float(loss))
-
-            timed = time_calls(step, device, args.warmup, args.repeats)
-            row = {"config": config, "dtype": dtype, "batch": args.batch, "step_ms": timed["ms"],
-                   "samples_per_s": 1000 * args.batch / timed["ms"], "peak_gib": timed["peak_gib"], "loss": losses[-1]}
-            rows.append(row)
-            print(f"{config:52s} {dtype:5s} step {row['step_ms']:8.1f} ms  {row['samples_per_s']:6.2f} samples/s  "
-                  f"peak {row['peak_gib']:6.2f} GiB  loss {row['loss']:.3g}", flush=True)
-        del task
+        rows += bench_config(config, args, device)
         if device.type == "cuda":
-            torch.cuda.empty_cache()
+            torch.cuda.empty_cache()  # the config's model is gone; hand its cached blocks back
     payload = {"device": device_name(device), "torch": torch.__version__, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2))

@@ -21,12 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from bench_common import time_calls
 
 from nsmae_lightning.models.rays import RayBundle, clip_to_range
 from nsmae_lightning.models.rendering import NeRFPretrainHead, RenderConfig
@@ -84,21 +84,9 @@ def ray_samples(rays: RayBundle, step: float, grid_size: tuple[int, int, int]) -
 
 
 def time_iterations(step_fn: Callable[[], None], warmup: int, repeats: int, device: torch.device) -> dict[str, float]:
-    """Median seconds per call and peak memory (MiB, CUDA only) of `step_fn`."""
-    for _ in range(warmup):
-        step_fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    durations = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step_fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        durations.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
-    return {"seconds": statistics.median(durations), "peak_mib": peak}
+    """Median seconds per call and peak memory (MiB, CUDA only) of `step_fn` (bench_common.time_calls)."""
+    timed = time_calls(step_fn, device, warmup, repeats)
+    return {"seconds": timed["ms"] / 1000, "peak_mib": timed["peak_gib"] * 1024}
 
 
 def bench_sampler(args: argparse.Namespace, sampler: str, dtype: torch.dtype, device: torch.device) -> dict[str, float]:

@@ -37,6 +37,43 @@ def training_loss(task: Any, batch: dict[str, Any]) -> torch.Tensor:
     return task.head.loss(preds, batch["gt_boxes"], batch["gt_labels"])["loss"]
 
 
+def bench_config(config: str, args: argparse.Namespace, device: torch.device) -> list[dict[str, float | str]]:
+    """Training step and inference latency of one fine-tuning config, per dtype (memory freed on return)."""
+    rows = []
+    task, data = load_task(ROOT / config)
+    task = task.to(device)
+    image_size, sweeps = tuple(data["image_size"]), data["sweeps"]
+    train_batch = synthetic_batch(args.batch, image_size, sweeps, device)
+    frame = synthetic_batch(1, image_size, sweeps, device)
+    for dtype in args.dtypes.split(","):
+        optimizer = torch.optim.AdamW(task.parameters(), lr=1e-4, weight_decay=0.01)
+
+        def train_step() -> None:
+            with autocast(device, dtype):
+                loss = training_loss(task, train_batch)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(task.parameters(), 35.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        def infer_frame() -> None:
+            with torch.no_grad(), autocast(device, dtype):
+                task(frame)
+
+        task.train()
+        trained = time_calls(train_step, device, args.warmup, args.repeats)
+        task.eval()
+        inferred = time_calls(infer_frame, device, args.warmup, args.repeats)
+        row = {"config": config, "dtype": dtype, "batch": args.batch, "train_step_ms": trained["ms"],
+               "train_samples_per_s": 1000 * args.batch / trained["ms"], "train_peak_gib": trained["peak_gib"],
+               "infer_ms_per_frame": inferred["ms"], "infer_peak_gib": inferred["peak_gib"]}
+        rows.append(row)
+        print(f"{config:46s} {dtype:5s} train {row['train_step_ms']:7.1f} ms ({row['train_samples_per_s']:5.1f} "
+              f"samples/s, peak {row['train_peak_gib']:5.1f} GiB)  infer {row['infer_ms_per_frame']:6.1f} ms/frame",
+              flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -49,40 +86,9 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rows = []
     for config in args.configs:
-        task, data = load_task(ROOT / config)
-        task = task.to(device)
-        image_size, sweeps = tuple(data["image_size"]), data["sweeps"]
-        train_batch = synthetic_batch(args.batch, image_size, sweeps, device)
-        frame = synthetic_batch(1, image_size, sweeps, device)
-        for dtype in args.dtypes.split(","):
-            optimizer = torch.optim.AdamW(task.parameters(), lr=1e-4, weight_decay=0.01)
-
-            def train_step() -> None:
-                with autocast(device, dtype):
-                    loss = training_loss(task, train_batch)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(task.parameters(), 35.0)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-
-            def infer_frame() -> None:
-                with torch.no_grad(), autocast(device, dtype):
-                    task(frame)
-
-            task.train()
-            trained = time_calls(train_step, device, args.warmup, args.repeats)
-            task.eval()
-            inferred = time_calls(infer_frame, device, args.warmup, args.repeats)
-            row = {"config": config, "dtype": dtype, "batch": args.batch, "train_step_ms": trained["ms"],
-                   "train_samples_per_s": 1000 * args.batch / trained["ms"], "train_peak_gib": trained["peak_gib"],
-                   "infer_ms_per_frame": inferred["ms"], "infer_peak_gib": inferred["peak_gib"]}
-            rows.append(row)
-            print(f"{config:46s} {dtype:5s} train {row['train_step_ms']:7.1f} ms ({row['train_samples_per_s']:5.1f} "
-                  f"samples/s, peak {row['train_peak_gib']:5.1f} GiB)  infer {row['infer_ms_per_frame']:6.1f} ms/frame",
-                  flush=True)
-        del task, optimizer
+        rows += bench_config(config, args, device)
         if device.type == "cuda":
-            torch.cuda.empty_cache()
+            torch.cuda.empty_cache()  # the config's model is gone; hand its cached blocks back
     payload = {"device": device_name(device), "torch": torch.__version__, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2))
