@@ -6,12 +6,14 @@
 #
 # Stages, all under $WORK (a frozen copy of the checkout in $WORK/src runs everything):
 #   1) the synthetic world (SCENES x FRAMES keyframes, IMAGE cameras, 1 sweep) cast on the CPUs, while
-#   2) benchmarks run on the GPU: the synthetic configs at the experiment's batch (to size the runs),
+#   2) benchmarks run on the GPU: the synthetic configs at the experiment's batch (to size the runs, and
+#      a torch.profiler report of their steps),
 #      then the paper configs (pretrain_step, task_step at batch 2; render_throughput);
 #   3) plan_epochs.py turns the measured step times into epochs for PRETRAIN_SECONDS and SWEEP_SECONDS;
 #   4) NS-MAE pretraining (configs/pretrain/$SUFFIX.yaml) on every training frame, no labels;
 #   5) the sweep experiments/label_efficient/synthetic.yaml (32 runs, PARALLEL at once on the GPU);
 #   6) results.{csv,md,png}, curves, render grids into $WORK/results.
+# STOP_AFTER=bench ends after stage 2 (benchmarks and profile only, a few minutes).
 # CPU rehearsal (tiny sizes, minutes): SUFFIX=tiny ACCEL=cpu PRECISION=32-true SCENES=4 FRAMES=4 \
 #   IMAGE="112 200" BATCH=2 PARALLEL=2 PAPER_BENCH=0 PRETRAIN_SECONDS=60 SWEEP_SECONDS=300 WORK=/tmp/rehearsal \
 #   bash experiments/label_efficient/run_gpu.sh
@@ -60,6 +62,8 @@ if [ ! -f "$RES/bench/task_$SUFFIX.json" ]; then
     --batch "$BATCH" --dtypes fp32,bf16 --warmup 3 --repeats 8
   bench task_step.py --out "$RES/bench/task_$SUFFIX.json" --batch "$BATCH" --dtypes fp32,bf16 --warmup 3 --repeats 8 \
     --configs "configs/detection/$SUFFIX.yaml" "configs/segmentation/$SUFFIX.yaml"
+  bench profile_step.py --out "$RES/bench/profile_$SUFFIX.txt" --batch "$BATCH" --dtype bf16 --warmup 3 --steps 3 \
+    --configs "configs/pretrain/$SUFFIX.yaml" "configs/detection/$SUFFIX.yaml" "configs/segmentation/$SUFFIX.yaml"
   stamp "synthetic-config benchmarks done"
 fi
 if [ "$PAPER_BENCH" = 1 ] && [ ! -f "$RES/bench/render_throughput.json" ]; then
@@ -68,6 +72,7 @@ if [ "$PAPER_BENCH" = 1 ] && [ ! -f "$RES/bench/render_throughput.json" ]; then
   bench render_throughput.py --out "$RES/bench/render_throughput.json" --warmup 2 --repeats 5
   stamp "paper-config benchmarks done"
 fi
+if [ "${STOP_AFTER:-}" = bench ]; then stamp "STOP_AFTER=bench: done"; exit 0; fi
 if [ -n "${world_pid:-}" ]; then wait "$world_pid" || { stamp "world failed"; tail -20 "$RES/world.log"; exit 1; }; fi
 stamp "world: $(tail -2 "$RES/world.log" | head -1)"
 
