@@ -7,11 +7,13 @@ rig, so step times measure the network, not a data loader.
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import json
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +113,31 @@ def autocast(device: torch.device, dtype: str) -> torch.autocast:
 def device_name(device: torch.device) -> str:
     """The GPU's name, or the CPU's."""
     return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+
+
+def config_parser(description: str, configs: Sequence[str], batch: int) -> argparse.ArgumentParser:
+    """The arguments every config benchmark takes: --out, --configs, --batch, --dtypes, --warmup, --repeats."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, required=True, help="JSON file for the results")
+    parser.add_argument("--configs", nargs="+", default=list(configs))
+    parser.add_argument("--batch", type=int, default=batch, help=f"training samples per GPU (default {batch})")
+    parser.add_argument("--dtypes", default="fp32,bf16")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
+    return parser
+
+
+BenchConfig = Callable[[str, argparse.Namespace, torch.device], list[dict[str, Any]]]
+
+
+def run_configs(args: argparse.Namespace, bench_config: BenchConfig) -> None:
+    """``bench_config`` for every config of ``args``, then the rows as JSON in ``args.out``."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    rows = []
+    for config in args.configs:
+        rows += bench_config(config, args, device)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # the config's model is gone; hand its cached blocks back
+    payload = {"device": device_name(device), "torch": torch.__version__, "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=2))

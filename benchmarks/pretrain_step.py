@@ -11,12 +11,10 @@ and bf16 autocast (the render head keeps transmittance and losses in fp32).
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import torch
 
-from bench_common import ROOT, autocast, device_name, load_task, synthetic_batch, time_calls
+from bench_common import ROOT, autocast, config_parser, load_task, run_configs, synthetic_batch, time_calls
 
 CONFIGS = ("configs/pretrain/nsmae_bevfusion_128x352.yaml", "configs/pretrain/nsmae_bevfusion_256x704.yaml")
 
@@ -53,24 +51,9 @@ def bench_config(config: str, args: argparse.Namespace, device: torch.device) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
-    parser.add_argument("--batch", type=int, default=2, help="samples per GPU (paper: 2)")
-    parser.add_argument("--dtypes", default="fp32,bf16")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser = config_parser(__doc__.splitlines()[0], CONFIGS, batch=2)  # paper: 2 per GPU
     parser.add_argument("--no-compile", action="store_true", help="eager sampler instead of the config's compiled one")
-    args = parser.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    rows = []
-    for config in args.configs:
-        rows += bench_config(config, args, device)
-        if device.type == "cuda":
-            torch.cuda.empty_cache()  # the config's model is gone; hand its cached blocks back
-    payload = {"device": device_name(device), "torch": torch.__version__, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2))
+    run_configs(parser.parse_args(), bench_config)
 
 
 if __name__ == "__main__":
