@@ -47,7 +47,7 @@ RES="$WORK/results"
 stamp "start: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo no GPU), $(nproc) CPUs"
 
 # 1) world, in the background
-if [ ! -f data/synthetic-nuscenes/.done ]; then
+if [ ! -f data/synthetic-nuscenes/.done ] && [ "${STOP_AFTER:-}" != bench ]; then
   # shellcheck disable=SC2086
   (python -m nsmae_lightning world --out data/synthetic-nuscenes --scenes "$SCENES" --frames "$FRAMES" \
      --image-size $IMAGE --sweeps 1 --workers "$WORLD_WORKERS" --set val_fraction="$VAL_FRACTION" \
