@@ -403,8 +403,10 @@ def worker_environments(parallel: int, base: Mapping[str, str], runs_per_gpu: in
     ``runs_per_gpu`` > 1 lets that many small runs share a GPU (one large GPU, many
     tiny fine-tunes): worker ``i`` gets GPU ``i // runs_per_gpu``. Parallel workers
     also get an equal share of the CPU threads (unless the caller set them): every
-    process defaulting to all cores oversubscribes OpenMP, whose spinning made CPU-side
-    steps (target encoding, devkit scoring) ten times slower on a shared 16-core machine."""
+    process defaulting to all cores oversubscribes OpenMP, the suspected cause of
+    detection steps taking ~10 s with 8 runs on one 16-core GPU machine (406 ms alone;
+    sharing the GPU 8 ways accounts for 8x at most).
+    """
     if parallel < 1:
         raise ValueError(f"--parallel must be at least 1, got {parallel}")
     if runs_per_gpu < 1:

@@ -2,9 +2,9 @@
 
 Reads the JSON of benchmarks/pretrain_step.py and benchmarks/task_step.py (run on the
 same GPU with the synthetic configs at the experiment's batch size) and prints shell
-assignments, e.g. ``PRETRAIN_EPOCHS=9 FT_EPOCHS=4 FT_MAX_TIME=00:00:03:10``. One-cycle
-schedules need their length up front, so the length comes from measurement rather
-than from a wall-clock stop.
+assignments, e.g. ``PRETRAIN_EPOCHS=9 PRETRAIN_MAX_TIME=00:00:09:48 FT_EPOCHS=4
+FT_MAX_TIME=00:00:03:10``. One-cycle schedules need their length up front, so the
+epochs come from measurement; the max times are only safety caps.
 
     python experiments/label_efficient/plan_epochs.py --pretrain-bench p.json --task-bench t.json \
         --train-frames 1536 --batch 8 --pretrain-seconds 420 --sweep-seconds 960 --runs 32 --parallel 6
@@ -60,7 +60,8 @@ def main() -> None:
     per_run = args.sweep_seconds / waves
     epoch_seconds = shared_ms / 1000 * steps_per_epoch + args.eval_seconds
     ft_epochs = max(1, math.floor((per_run - args.run_overhead) / epoch_seconds))
-    print(f"PRETRAIN_EPOCHS={pretrain_epochs} FT_EPOCHS={ft_epochs} FT_MAX_TIME={clock(per_run * 1.5)} "
+    print(f"PRETRAIN_EPOCHS={pretrain_epochs} PRETRAIN_MAX_TIME={clock(args.pretrain_seconds * 1.4)} "
+          f"FT_EPOCHS={ft_epochs} FT_MAX_TIME={clock(per_run * 1.5)} "
           f"STEPS_PER_EPOCH={steps_per_epoch}")
 
 

@@ -100,7 +100,7 @@ if [ ! -f runs/pretrain_synthetic/.done ]; then
   python -m nsmae_lightning fit --config "configs/pretrain/$SUFFIX.yaml" "${common[@]}" \
     --data.init_args.dataroot data/synthetic-nuscenes --data.init_args.batch_size "$BATCH" \
     --data.init_args.num_workers "$PRETRAIN_WORKERS" --trainer.max_epochs "$PRETRAIN_EPOCHS" \
-    --trainer.max_time "$(python -c "s=int($PRETRAIN_SECONDS*1.4); print(f'00:{s//3600:02d}:{s%3600//60:02d}:{s%60:02d}')")" \
+    --trainer.max_time "$PRETRAIN_MAX_TIME" \
     --trainer.limit_val_batches 4 --trainer.log_every_n_steps 10 \
     --trainer.default_root_dir runs/pretrain_synthetic --trainer.logger.init_args.save_dir runs/pretrain_synthetic \
     > "$RES/pretrain.log" 2>&1 || { stamp "pretraining failed"; tail -40 "$RES/pretrain.log"; exit 1; }

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_info
 
@@ -189,7 +188,7 @@ class KittiDataset(SensorDataset):
 
     Args:
         root: KITTI root (with `training/`).
-        frame_ids: frames of the split (a frame may repeat: label-efficient subsets).
+        frame_ids: frames of the split.
         transform: augmentation and tensorisation.
         min_lidar_points: boxes holding fewer velodyne points are no targets (they stay
             obstacles for object pasting).

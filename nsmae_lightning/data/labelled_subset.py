@@ -9,7 +9,6 @@ as many optimiser steps as an epoch at 100 %, and epoch-based schedules (one-cyc
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,6 @@ from torch.utils.data import Dataset
 from nsmae_lightning.data.errors import DataError
 from nsmae_lightning.data.sampling import SampleKey, key_index, with_index
 from nsmae_lightning.data.splits import SplitBy, read_manifest, select_labelled, tokens_sha256, write_manifest
-
-log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "label_split.json"
 

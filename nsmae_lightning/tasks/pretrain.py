@@ -97,7 +97,7 @@ class PretrainTask(BaseTask):
             self._render_batches.append(batch)
 
     def on_validation_epoch_end(self) -> None:
-        """Write ``renders/epoch_XXX.png``: rendered vs target RGB and depth (PER and BEV)."""
+        """Write ``renders/epoch_{epoch:03d}.png``: rendered vs target RGB and depth (PER and BEV)."""
         batches, self._render_batches = self._render_batches, []
         if not batches or self.trainer.sanity_checking or not self.trainer.is_global_zero:
             return

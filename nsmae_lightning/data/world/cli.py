@@ -46,7 +46,7 @@ def config_from_args(args: argparse.Namespace) -> WorldConfig:
         changes["image_height"], changes["image_width"] = args.image_size
     if args.sweeps is not None:
         changes["sweeps"] = args.sweeps
-    fields = {field.name: field.type for field in dataclasses.fields(WorldConfig)}
+    fields = {field.name for field in dataclasses.fields(WorldConfig)}
     for item in args.set:
         name, sep, value = item.partition("=")
         if not sep or name not in fields:
