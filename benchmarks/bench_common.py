@@ -41,6 +41,16 @@ def load_task(config_path: Path, **model_overrides: Any) -> tuple[LightningModul
     return task_class(**model_args), config["data"]["init_args"]
 
 
+def load_bench_task(config: str, embedding: str | None) -> tuple[LightningModule, dict[str, Any], str]:
+    """``load_task`` of a repo-relative config, its embedding optionally replaced by another YAML.
+
+    Returns the task, its data settings and the label its result rows carry.
+    """
+    overrides = {} if embedding is None else {"embedding": yaml.safe_load((ROOT / embedding).read_text())}
+    task, data = load_task(ROOT / config, **overrides)
+    return task, data, config if embedding is None else f"{config} + {embedding}"
+
+
 def synthetic_batch(batch_size: int, image_size: tuple[int, int], sweeps: int, device: torch.device) -> dict[str, Any]:
     """Paper-sized batch: cameras on a ring looking outwards, points on a ground and walls, boxes around."""
     height, width = image_size
@@ -116,7 +126,7 @@ def device_name(device: torch.device) -> str:
 
 
 def config_parser(description: str, configs: Sequence[str], batch: int) -> argparse.ArgumentParser:
-    """The arguments every config benchmark takes: --out, --configs, --batch, --dtypes, --warmup, --repeats."""
+    """The arguments every config benchmark takes: --out, --configs, --batch, --dtypes, --warmup, --repeats, --embedding."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", type=Path, required=True, help="JSON file for the results")
     parser.add_argument("--configs", nargs="+", default=list(configs))
@@ -124,6 +134,7 @@ def config_parser(description: str, configs: Sequence[str], batch: int) -> argpa
     parser.add_argument("--dtypes", default="fp32,bf16")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--embedding", help="embedding YAML (repo-relative) replacing every config's own")
     return parser
 
 

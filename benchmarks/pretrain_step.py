@@ -14,14 +14,14 @@ import argparse
 
 import torch
 
-from bench_common import ROOT, autocast, config_parser, load_task, run_configs, synthetic_batch, time_calls
+from bench_common import autocast, config_parser, load_bench_task, run_configs, synthetic_batch, time_calls
 
 CONFIGS = ("configs/pretrain/nsmae_bevfusion_128x352.yaml", "configs/pretrain/nsmae_bevfusion_256x704.yaml")
 
 
 def bench_config(config: str, args: argparse.Namespace, device: torch.device) -> list[dict[str, float | str]]:
     """Timed optimiser steps of one pretraining config, per dtype (its GPU memory is freed on return)."""
-    task, data = load_task(ROOT / config)
+    task, data, label = load_bench_task(config, args.embedding)
     if args.no_compile:
         task.render_head.config.sampler = "trilinear"
     task = task.to(device).train()
@@ -42,10 +42,10 @@ def bench_config(config: str, args: argparse.Namespace, device: torch.device) ->
             losses.append(float(loss.detach()))
 
         timed = time_calls(step, device, args.warmup, args.repeats)
-        row = {"config": config, "dtype": dtype, "batch": args.batch, "step_ms": timed["ms"],
+        row = {"config": label, "dtype": dtype, "batch": args.batch, "step_ms": timed["ms"],
                "samples_per_s": 1000 * args.batch / timed["ms"], "peak_gib": timed["peak_gib"], "loss": losses[-1]}
         rows.append(row)
-        print(f"{config:52s} {dtype:5s} step {row['step_ms']:8.1f} ms  {row['samples_per_s']:6.2f} samples/s  "
+        print(f"{label:52s} {dtype:5s} step {row['step_ms']:8.1f} ms  {row['samples_per_s']:6.2f} samples/s  "
               f"peak {row['peak_gib']:6.2f} GiB  loss {row['loss']:.3g}", flush=True)
     return rows
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from bench_common import ROOT, autocast, config_parser, load_task, run_configs, synthetic_batch, time_calls
+from bench_common import autocast, config_parser, load_bench_task, run_configs, synthetic_batch, time_calls
 
 CONFIGS = (
     "configs/detection/bevfusion_128x352.yaml",
@@ -38,7 +38,7 @@ def training_loss(task: Any, batch: dict[str, Any]) -> torch.Tensor:
 def bench_config(config: str, args: argparse.Namespace, device: torch.device) -> list[dict[str, float | str]]:
     """Training step and inference latency of one fine-tuning config, per dtype (memory freed on return)."""
     rows = []
-    task, data = load_task(ROOT / config)
+    task, data, label = load_bench_task(config, args.embedding)
     task = task.to(device)
     image_size, sweeps = tuple(data["image_size"]), data["sweeps"]
     train_batch = synthetic_batch(args.batch, image_size, sweeps, device)
@@ -62,11 +62,11 @@ def bench_config(config: str, args: argparse.Namespace, device: torch.device) ->
         trained = time_calls(train_step, device, args.warmup, args.repeats)
         task.eval()
         inferred = time_calls(infer_frame, device, args.warmup, args.repeats)
-        row = {"config": config, "dtype": dtype, "batch": args.batch, "train_step_ms": trained["ms"],
+        row = {"config": label, "dtype": dtype, "batch": args.batch, "train_step_ms": trained["ms"],
                "train_samples_per_s": 1000 * args.batch / trained["ms"], "train_peak_gib": trained["peak_gib"],
                "infer_ms_per_frame": inferred["ms"], "infer_peak_gib": inferred["peak_gib"]}
         rows.append(row)
-        print(f"{config:46s} {dtype:5s} train {row['train_step_ms']:7.1f} ms ({row['train_samples_per_s']:5.1f} "
+        print(f"{label:46s} {dtype:5s} train {row['train_step_ms']:7.1f} ms ({row['train_samples_per_s']:5.1f} "
               f"samples/s, peak {row['train_peak_gib']:5.1f} GiB)  infer {row['infer_ms_per_frame']:6.1f} ms/frame",
               flush=True)
     return rows

@@ -78,7 +78,7 @@ def test_pixel_ray_passes_through_the_point_that_projects_to_it() -> None:
     camera_point = torch.linalg.solve(cam2lidar, torch.cat([point, torch.ones(1)]))
     uvd = INTRINSICS @ camera_point[:3]
     pixel = IMG_AUG @ torch.tensor([uvd[0] / uvd[2], uvd[1] / uvd[2], camera_point[2], 1.0])
-    origins, directions = pixel_rays(pixel[:2].unsqueeze(0), INTRINSICS[None], cam2lidar[None], IMG_AUG[None])
+    origins, directions = pixel_rays(pixel[:2].unsqueeze(0), torch.zeros(1, dtype=torch.long), INTRINSICS[None], cam2lidar[None], IMG_AUG[None])
     distance = (point - origins[0]).norm()
     torch.testing.assert_close(origins[0] + distance * directions[0], point, atol=1e-5, rtol=0)
     assert directions.norm(dim=-1).item() == pytest.approx(1.0)

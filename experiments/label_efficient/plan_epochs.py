@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--loader-factor", type=float, default=1.3, help="slow-down of real steps over benchmark steps")
     parser.add_argument("--sharing", type=float, default=0.6,
                         help="per-run slow-down when `parallel` runs share the GPU, per extra run (1 = no overlap)")
+    parser.add_argument("--cap-factor", type=float, default=1.5,
+                        help="max_time of a run = its share of the sweep time x this (a safety cap)")
     args = parser.parse_args()
     steps_per_epoch = math.ceil(args.train_frames / args.batch)
     pretrain_ms = bf16_step_ms(args.pretrain_bench, "step_ms", args.config_part) * args.loader_factor
@@ -61,7 +63,7 @@ def main() -> None:
     epoch_seconds = shared_ms / 1000 * steps_per_epoch + args.eval_seconds
     ft_epochs = max(1, math.floor((per_run - args.run_overhead) / epoch_seconds))
     print(f"PRETRAIN_EPOCHS={pretrain_epochs} PRETRAIN_MAX_TIME={clock(args.pretrain_seconds * 1.4)} "
-          f"FT_EPOCHS={ft_epochs} FT_MAX_TIME={clock(per_run * 1.5)} "
+          f"FT_EPOCHS={ft_epochs} FT_MAX_TIME={clock(per_run * args.cap_factor)} "
           f"STEPS_PER_EPOCH={steps_per_epoch}")
 
 

@@ -6,34 +6,42 @@
 #
 # Stages, all under $WORK (a frozen copy of the checkout in $WORK/src runs everything):
 #   1) the synthetic world (SCENES x FRAMES keyframes, IMAGE cameras, 1 sweep) cast on the CPUs, while
-#   2) benchmarks run on the GPU: the synthetic configs at the experiment's batch (to size the runs, and
-#      a torch.profiler report of their steps),
-#      then the paper configs (pretrain_step, task_step at batch 2; render_throughput);
+#   2) benchmarks run on the GPU: the experiment's configs (configs/*/$SUFFIX.yaml with the EMBEDDING
+#      network) at its batch, to size the runs (PROFILE=1 adds a torch.profiler report), then the paper
+#      configs (render_throughput; pretrain_step, task_step at batch 2);
 #   3) plan_epochs.py turns the measured step times into epochs for PRETRAIN_SECONDS and SWEEP_SECONDS;
-#   4) NS-MAE pretraining (configs/pretrain/$SUFFIX.yaml) on every training frame, no labels;
+#   4) NS-MAE pretraining (configs/pretrain/$SUFFIX.yaml + EMBEDDING) on every training frame, no labels;
 #   5) the sweep experiments/label_efficient/synthetic.yaml (32 runs, PARALLEL at once on the GPU);
-#   6) results.{csv,md,png}, curves, render grids into $WORK/results.
+#   6) results.{csv,md,png}, per-class tables (per_class.py), curves, render grids into $WORK/results.
 # STOP_AFTER=bench ends after stage 2 (benchmarks and profile only, a few minutes).
-# CPU rehearsal (tiny sizes, minutes): SUFFIX=tiny ACCEL=cpu PRECISION=32-true SCENES=4 FRAMES=4 \
-#   IMAGE="112 200" BATCH=2 PARALLEL=2 PAPER_BENCH=0 PRETRAIN_SECONDS=60 SWEEP_SECONDS=300 WORK=/tmp/rehearsal \
+# The default EMBEDDING is the one-session headline network (configs/embedding/synthetic_lite.yaml).
+# CPU rehearsal (tiny sizes, minutes): SUFFIX=tiny EMBEDDING=configs/embedding/tiny.yaml ACCEL=cpu PRECISION=32-true SCENES=4 FRAMES=4 \
+#   IMAGE="112 200" BATCH=2 PARALLEL=2 PAPER_BENCH=0 SMOKE_FP16=0 PRETRAIN_SECONDS=60 SWEEP_SECONDS=300 WORK=/tmp/rehearsal \
 #   bash experiments/label_efficient/run_gpu.sh
 set -euo pipefail
 WORK=${WORK:-/tmp/nsmae}
 SUFFIX=${SUFFIX:-synthetic}
 ACCEL=${ACCEL:-gpu}
 PRECISION=${PRECISION:-bf16-mixed}
-SCENES=${SCENES:-150}
+SCENES=${SCENES:-100}
 FRAMES=${FRAMES:-12}
 IMAGE=${IMAGE:-225 400}
 VAL_FRACTION=${VAL_FRACTION:-0.15}
 WORLD_WORKERS=${WORLD_WORKERS:-12}
 BATCH=${BATCH:-8}
-PARALLEL=${PARALLEL:-4}
+PARALLEL=${PARALLEL:-6}
+EMBEDDING=${EMBEDDING:-configs/embedding/synthetic_lite.yaml}
+BENCH_DTYPES=${BENCH_DTYPES:-bf16}
 PAPER_BENCH=${PAPER_BENCH:-1}
-PRETRAIN_SECONDS=${PRETRAIN_SECONDS:-330}
-SWEEP_SECONDS=${SWEEP_SECONDS:-780}
+PROFILE=${PROFILE:-0}
+SMOKE_FP16=${SMOKE_FP16:-1}
+PRETRAIN_SECONDS=${PRETRAIN_SECONDS:-180}
+SWEEP_SECONDS=${SWEEP_SECONDS:-600}
+SHARING=${SHARING:-0.5}
+CAP_FACTOR=${CAP_FACTOR:-1.15}
+RUN_OVERHEAD=${RUN_OVERHEAD:-25}
 PRETRAIN_WORKERS=${PRETRAIN_WORKERS:-12}
-FT_WORKERS=${FT_WORKERS:-3}
+FT_WORKERS=${FT_WORKERS:-2}
 
 stamp() { echo "[$(date +%H:%M:%S)] $*"; }
 mkdir -p "$WORK/results/bench"
@@ -55,23 +63,43 @@ if [ ! -f data/synthetic-nuscenes/.done ] && [ "${STOP_AFTER:-}" != bench ]; the
   world_pid=$!
 fi
 
-# 2) benchmarks (GPU) while the world is cast
+# 2) benchmarks (GPU) while the world is cast: the experiment's configs at its batch (bf16: they size
+#    the runs), then the paper configs; all done before pretraining takes the GPU.
 bench() { python "benchmarks/$1" "${@:2}" >> "$RES/bench/bench.log" 2>&1 || stamp "benchmark $1 failed (see bench.log)"; }
-if [ ! -f "$RES/bench/task_$SUFFIX.json" ]; then
-  bench pretrain_step.py --out "$RES/bench/pretrain_$SUFFIX.json" --configs "configs/pretrain/$SUFFIX.yaml" \
-    --batch "$BATCH" --dtypes fp32,bf16 --warmup 3 --repeats 8
-  bench task_step.py --out "$RES/bench/task_$SUFFIX.json" --batch "$BATCH" --dtypes fp32,bf16 --warmup 3 --repeats 8 \
-    --configs "configs/detection/$SUFFIX.yaml" "configs/segmentation/$SUFFIX.yaml"
-  bench profile_step.py --out "$RES/bench/profile_$SUFFIX.txt" --batch "$BATCH" --dtype bf16 --warmup 3 --steps 3 \
-    --configs "configs/pretrain/$SUFFIX.yaml" "configs/detection/$SUFFIX.yaml" "configs/segmentation/$SUFFIX.yaml"
-  stamp "synthetic-config benchmarks done"
-fi
-if [ "$PAPER_BENCH" = 1 ] && [ ! -f "$RES/bench/render_throughput.json" ]; then
-  bench pretrain_step.py --out "$RES/bench/pretrain_step.json" --warmup 2 --repeats 5
-  bench task_step.py --out "$RES/bench/task_step.json" --warmup 2 --repeats 5
-  bench render_throughput.py --out "$RES/bench/render_throughput.json" --warmup 2 --repeats 5
-  stamp "paper-config benchmarks done"
-fi
+benchmarks() {
+  if [ ! -f "$RES/bench/task_$SUFFIX.json" ]; then
+    bench pretrain_step.py --out "$RES/bench/pretrain_$SUFFIX.json" --configs "configs/pretrain/$SUFFIX.yaml" \
+      --embedding "$EMBEDDING" --batch "$BATCH" --dtypes "$BENCH_DTYPES" --warmup 2 --repeats 5
+    bench task_step.py --out "$RES/bench/task_$SUFFIX.json" --embedding "$EMBEDDING" --batch "$BATCH" \
+      --dtypes "$BENCH_DTYPES" --warmup 2 --repeats 5 \
+      --configs "configs/detection/$SUFFIX.yaml" "configs/segmentation/$SUFFIX.yaml"
+    stamp "experiment-config benchmarks done"
+  fi
+  if [ "$PROFILE" = 1 ] && [ ! -f "$RES/bench/profile_$SUFFIX.txt" ]; then
+    bench profile_step.py --out "$RES/bench/profile_$SUFFIX.txt" --embedding "$EMBEDDING" --batch "$BATCH" \
+      --dtype bf16 --warmup 3 --steps 3 \
+      --configs "configs/pretrain/$SUFFIX.yaml" "configs/detection/$SUFFIX.yaml" "configs/segmentation/$SUFFIX.yaml"
+    stamp "profile done"
+  fi
+  if [ "$PAPER_BENCH" = 1 ] && [ ! -f "$RES/bench/task_step.json" ]; then
+    bench render_throughput.py --out "$RES/bench/render_throughput.json" --warmup 2 --repeats 5
+    [ -f "$RES/bench/pretrain_step.json" ] || bench pretrain_step.py --out "$RES/bench/pretrain_step.json" --warmup 2 --repeats 5
+    bench task_step.py --out "$RES/bench/task_step.json" --dtypes "$BENCH_DTYPES" --warmup 2 --repeats 5
+    stamp "paper-config benchmarks done"
+  fi
+  if [ "$SMOKE_FP16" = 1 ] && [ ! -f "$RES/smoke_fp16.log" ]; then
+    # fp16 (gradient scaler) pretraining through the CLI, two steps on a tiny world
+    smoke=0
+    python -m nsmae_lightning world --out "$WORK/smoke_world" --tiny > /dev/null 2>&1 && \
+      timeout 240 python -m nsmae_lightning fit --config "configs/pretrain/$SUFFIX.yaml" --model.init_args.embedding "$EMBEDDING" \
+        --data.init_args.dataroot "$WORK/smoke_world" --trainer.accelerator "$ACCEL" --trainer.precision 16-mixed \
+        --trainer.fast_dev_run 2 --data.init_args.num_workers 2 --data.init_args.batch_size 2 \
+        --trainer.enable_progress_bar false --trainer.default_root_dir "$WORK/smoke_fp16" \
+        --trainer.logger.init_args.save_dir "$WORK/smoke_fp16" > "$RES/smoke_fp16.log" 2>&1 || smoke=$?
+    stamp "fp16 pretraining smoke: exit $smoke, $(tail -1 "$RES/smoke_fp16.log")"
+  fi
+}
+benchmarks
 if [ "${STOP_AFTER:-}" = bench ]; then stamp "STOP_AFTER=bench: done"; exit 0; fi
 if [ -n "${world_pid:-}" ]; then wait "$world_pid" || { stamp "world failed"; tail -20 "$RES/world.log"; exit 1; }; fi
 stamp "world: $(tail -2 "$RES/world.log" | head -1)"
@@ -88,7 +116,8 @@ PY
 )
 plan=$(python experiments/label_efficient/plan_epochs.py --pretrain-bench "$RES/bench/pretrain_$SUFFIX.json" \
   --task-bench "$RES/bench/task_$SUFFIX.json" --config-part "$SUFFIX" --train-frames "$train_frames" --batch "$BATCH" \
-  --pretrain-seconds "$PRETRAIN_SECONDS" --sweep-seconds "$SWEEP_SECONDS" --runs 32 --parallel "$PARALLEL")
+  --pretrain-seconds "$PRETRAIN_SECONDS" --sweep-seconds "$SWEEP_SECONDS" --runs 32 --parallel "$PARALLEL" \
+  --sharing "$SHARING" --cap-factor "$CAP_FACTOR" --run-overhead "$RUN_OVERHEAD")
 eval "$plan"
 # an explicit FT_EPOCHS / PRETRAIN_EPOCHS file in $WORK wins (set from a later device call)
 [ -f "$WORK/pretrain_epochs" ] && PRETRAIN_EPOCHS=$(cat "$WORK/pretrain_epochs")
@@ -98,6 +127,7 @@ stamp "train frames $train_frames; plan: $plan" | tee "$RES/plan.txt"
 common=(--trainer.accelerator "$ACCEL" --trainer.precision "$PRECISION" --trainer.enable_progress_bar false)
 if [ ! -f runs/pretrain_synthetic/.done ]; then
   python -m nsmae_lightning fit --config "configs/pretrain/$SUFFIX.yaml" "${common[@]}" \
+    --model.init_args.embedding "$EMBEDDING" \
     --data.init_args.dataroot data/synthetic-nuscenes --data.init_args.batch_size "$BATCH" \
     --data.init_args.num_workers "$PRETRAIN_WORKERS" --trainer.max_epochs "$PRETRAIN_EPOCHS" \
     --trainer.max_time "$PRETRAIN_MAX_TIME" \
@@ -122,7 +152,8 @@ for task in spec["tasks"].values():
     task["config"] = task["config"].replace("/synthetic.yaml", "/$SUFFIX.yaml")
 spec["overrides"].update({
     "trainer.accelerator": "$ACCEL", "trainer.precision": "$PRECISION", "trainer.max_epochs": $FT_EPOCHS,
-    "trainer.check_val_every_n_epoch": 1, "trainer.max_time": "$FT_MAX_TIME",
+    "trainer.check_val_every_n_epoch": $FT_EPOCHS, "trainer.max_time": "$FT_MAX_TIME",
+    "model.init_args.embedding": "$EMBEDDING",
     "data.init_args.batch_size": $BATCH, "data.init_args.num_workers": $FT_WORKERS,
 })
 yaml.safe_dump(spec, open(sys.argv[1], "w"), sort_keys=False)
@@ -136,4 +167,6 @@ cp "$WORK/spec.yaml" "$RES/sweep_spec.yaml"
 for name in results.csv results.md results.png; do
   cp "runs/label_efficient_synthetic/$name" "$RES/" 2>/dev/null || true
 done
+python experiments/label_efficient/per_class.py runs/label_efficient_synthetic --detection-out "$RES/detection" \
+  --segmentation-out "$RES/segmentation" > "$RES/per_class.log" 2>&1 || stamp "per-class tables failed"
 stamp "done"

@@ -13,6 +13,10 @@ to float16 while its inference path calls the kernels with the float32 weights
 unchanged. The sparse encoder therefore runs in float32 with autocast switched off
 (features cast to float32 first), and its dense output is cast to the autocast
 dtype, so every caller sees one dtype and no Half/Float mismatch can occur.
+float32 is not slow: like PyTorch's dense convolutions (``torch.backends.cudnn.allow_tf32``,
+on by default) spconv may use TF32 tensor cores, and the encoder mirrors that flag into
+spconv's own switch (off by default there, leaving the H200 on SIMT kernels: the sparse
+convs were ~75 % of a detection step's GPU time).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import spconv.pytorch as spconv
+from spconv import constants as spconv_constants
 import torch
 from torch import nn
 
@@ -322,6 +327,8 @@ class LidarEncoder(nn.Module):
         coords = torch.cat(
             [torch.nn.functional.pad(v.coords, (1, 0), value=index) for index, v in enumerate(voxels)]
         ).int()  # (V, 4) batch, z, y, x
+        # Process-wide, and read again by the backward kernels, so it is set rather than scoped.
+        spconv_constants.SPCONV_ALLOW_TF32 = torch.backends.cudnn.allow_tf32
         with torch.autocast(device_type=device.type, enabled=False):
             bev = self.encoder(features, coords, batch_size)
         return bev.to(out_dtype)

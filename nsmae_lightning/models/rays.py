@@ -122,24 +122,28 @@ def clip_to_range(origins: Tensor, directions: Tensor, pc_range: Sequence[float]
     return near, far
 
 
-def pixel_rays(pixels: Tensor, intrinsics: Tensor, cam2lidar: Tensor, img_aug: Tensor) -> tuple[Tensor, Tensor]:
+def pixel_rays(
+    pixels: Tensor, camera: Tensor, intrinsics: Tensor, cam2lidar: Tensor, img_aug: Tensor
+) -> tuple[Tensor, Tensor]:
     """Rays through pixels of augmented images.
 
     Args:
         pixels: (R, 2) (u', v') pixel coordinates in the augmented image.
-        intrinsics: (R, 3, 3) intrinsics of the original image.
-        cam2lidar: (R, 4, 4) camera -> LiDAR transform.
-        img_aug: (R, 4, 4) original pixel -> augmented pixel transform.
+        camera: (R,) index of each pixel's camera into the per-camera matrices.
+        intrinsics: (N, 3, 3) intrinsics of the original images.
+        cam2lidar: (N, 4, 4) camera -> LiDAR transforms.
+        img_aug: (N, 4, 4) original pixel -> augmented pixel transforms.
 
     Returns:
         origins (R, 3) = camera centres and unit directions (R, 3), LiDAR frame.
     """
-    augmented = torch.cat([pixels, torch.ones_like(pixels)], dim=-1)  # (R, 4): u', v', d = 1, 1
-    original = torch.linalg.solve(img_aug, augmented.unsqueeze(-1)).squeeze(-1)  # (R, 4)
+    # Invert per camera, then gather: a batched solve per ray was ~10 % of a pretraining step's GPU time.
+    augmented = torch.cat([pixels, torch.ones_like(pixels)], dim=-1)  # (R, 4)
+    original = (torch.linalg.inv(img_aug)[camera] @ augmented.unsqueeze(-1)).squeeze(-1)  # (R, 4)
     homogeneous = torch.cat([original[:, :2], torch.ones_like(original[:, :1])], dim=-1)  # (R, 3)
-    camera_dirs = torch.linalg.solve(intrinsics, homogeneous.unsqueeze(-1)).squeeze(-1)  # (R, 3)
-    directions = (cam2lidar[:, :3, :3] @ camera_dirs.unsqueeze(-1)).squeeze(-1)
-    return cam2lidar[:, :3, 3], torch.nn.functional.normalize(directions, dim=-1)
+    pixel_to_lidar = cam2lidar[:, :3, :3] @ torch.linalg.inv(intrinsics)  # (N, 3, 3)
+    directions = (pixel_to_lidar[camera] @ homogeneous.unsqueeze(-1)).squeeze(-1)
+    return cam2lidar[camera, :3, 3], torch.nn.functional.normalize(directions, dim=-1)
 
 
 def distance_image(
@@ -247,7 +251,7 @@ def camera_rays(
     row = (chosen // width) % height
     column = chosen % width
     pixels = torch.stack([column, row], dim=-1).to(distances.dtype)
-    origins, directions = pixel_rays(pixels, intrinsics[camera], cam2lidar[camera], img_aug[camera])
+    origins, directions = pixel_rays(pixels, camera, intrinsics, cam2lidar, img_aug)
     rgb = None if images_rgb is None else images_rgb[camera, :, row, column]  # (R, 3)
     return _finish(origins, directions, flat_distances[chosen], rgb, sample_index, pc_range)
 

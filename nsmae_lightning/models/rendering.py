@@ -482,9 +482,8 @@ class NeRFPretrainHead(nn.Module):
         grid_v, grid_u = torch.meshgrid(rows, columns, indexing="ij")  # (h, w)
         pixels = torch.stack([grid_u, grid_v], dim=-1).reshape(-1, 2).to(images.dtype)
         count = pixels.shape[0]
-        origins, directions = pixel_rays(
-            pixels, intrinsics.expand(count, 3, 3), cam2lidar.expand(count, 4, 4), img_aug.expand(count, 4, 4)
-        )
+        camera = torch.zeros(count, dtype=torch.long, device=bev.device)
+        origins, directions = pixel_rays(pixels, camera, intrinsics[None], cam2lidar[None], img_aug[None])
         per = self._render_chunked(volume, self._full_bundle(origins, directions), self.config.per_step, True)
         xyz = batch["points"][sample_index][:, :3].to(images.dtype)  # type: ignore[index]
         xyz = xyz[points_in_range(xyz, self.pc_range)]
