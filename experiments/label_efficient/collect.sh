@@ -6,7 +6,7 @@ WORK=${WORK:-/tmp/nsmae}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 cd "$WORK/src" 2>/dev/null || { echo "no $WORK/src yet"; exit 0; }
-runs=$(find runs -name metrics.csv -o -name config.yaml -o -name label_split.json -o -name metrics_summary.json \
+runs=$(find runs -name metrics.csv -o -name results.csv -o -name config.yaml -o -name label_split.json -o -name metrics_summary.json \
          -o -name 'run.log' -o -name hparams.yaml 2>/dev/null; find runs -path '*bev*' -name '*.png' 2>/dev/null | sort | tail -4)
 # shellcheck disable=SC2086
 tar czf "$OUT/results.tar.gz" -C "$WORK" results $(cd "$WORK" && for f in $runs; do echo "src/$f"; done) 2>/dev/null

@@ -7,7 +7,7 @@ FT_MAX_TIME=00:00:03:10``. One-cycle schedules need their length up front, so th
 epochs come from measurement; the max times are only safety caps.
 
     python experiments/label_efficient/plan_epochs.py --pretrain-bench p.json --task-bench t.json \
-        --train-frames 1536 --batch 8 --pretrain-seconds 420 --sweep-seconds 960 --runs 32 --parallel 6
+        --train-frames 1020 --batch 8 --pretrain-seconds 300 --sweep-seconds 900 --runs 32 --parallel 4
 """
 
 from __future__ import annotations
@@ -44,27 +44,31 @@ def main() -> None:
     parser.add_argument("--sweep-seconds", type=float, required=True)
     parser.add_argument("--runs", type=int, required=True)
     parser.add_argument("--parallel", type=int, required=True)
-    parser.add_argument("--run-overhead", type=float, default=50.0, help="start-up, data set-up, final checkpoint (s)")
+    parser.add_argument("--run-overhead", type=float, default=25.0, help="start-up, data set-up, final checkpoint (s)")
     parser.add_argument("--eval-seconds", type=float, default=12.0, help="one validation with the devkit (s)")
-    parser.add_argument("--loader-factor", type=float, default=1.3, help="slow-down of real steps over benchmark steps")
-    parser.add_argument("--sharing", type=float, default=0.6,
-                        help="per-run slow-down when `parallel` runs share the GPU, per extra run (1 = no overlap)")
+    parser.add_argument("--pretrain-factor", type=float, default=1.8,
+                        help="real pretraining step / benchmark step (1.8 measured on the H200, 2026-12-01)")
+    parser.add_argument("--loader-factor", type=float, default=1.0, help="real fine-tuning step / benchmark step")
+    parser.add_argument("--sharing", type=float, default=1.0,
+                        help="per-run slow-down per extra run sharing the GPU (1 = processes time-slice the GPU, "
+                             "measured with 6 runs on the H200; 0 = perfect overlap)")
     parser.add_argument("--cap-factor", type=float, default=1.5,
-                        help="max_time of a run = its share of the sweep time x this (a safety cap)")
+                        help="max_time of a run = its planned time x this (a safety cap, not the plan)")
     args = parser.parse_args()
     steps_per_epoch = math.ceil(args.train_frames / args.batch)
-    pretrain_ms = bf16_step_ms(args.pretrain_bench, "step_ms", args.config_part) * args.loader_factor
+    pretrain_ms = bf16_step_ms(args.pretrain_bench, "step_ms", args.config_part) * args.pretrain_factor
     pretrain_epochs = max(1, math.floor(args.pretrain_seconds / (pretrain_ms / 1000 * steps_per_epoch + 5.0)))
     task_ms = [bf16_step_ms(args.task_bench, "train_step_ms", f"{task}/{args.config_part}")
                for task in ("detection", "segmentation")]
     shared_ms = max(task_ms) * args.loader_factor * (1 + args.sharing * (args.parallel - 1))
-    waves = math.ceil(args.runs / args.parallel)
-    per_run = args.sweep_seconds / waves
+    per_run = args.sweep_seconds * args.parallel / args.runs  # the pool keeps `parallel` runs going
     epoch_seconds = shared_ms / 1000 * steps_per_epoch + args.eval_seconds
     ft_epochs = max(1, math.floor((per_run - args.run_overhead) / epoch_seconds))
+    run_seconds = args.run_overhead + ft_epochs * epoch_seconds
+    expected = math.ceil(args.runs / args.parallel) * run_seconds
     print(f"PRETRAIN_EPOCHS={pretrain_epochs} PRETRAIN_MAX_TIME={clock(args.pretrain_seconds * 1.4)} "
-          f"FT_EPOCHS={ft_epochs} FT_MAX_TIME={clock(per_run * args.cap_factor)} "
-          f"STEPS_PER_EPOCH={steps_per_epoch}")
+          f"FT_EPOCHS={ft_epochs} FT_MAX_TIME={clock(run_seconds * args.cap_factor)} "
+          f"STEPS_PER_EPOCH={steps_per_epoch} EXPECTED_SWEEP_SECONDS={expected:.0f}")
 
 
 if __name__ == "__main__":

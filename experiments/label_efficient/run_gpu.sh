@@ -6,17 +6,20 @@
 #
 # Stages, all under $WORK (a frozen copy of the checkout in $WORK/src runs everything):
 #   1) the synthetic world (SCENES x FRAMES keyframes, IMAGE cameras, 1 sweep) cast on the CPUs, while
-#   2) benchmarks run on the GPU: the experiment's configs (configs/*/$SUFFIX.yaml with the EMBEDDING
-#      network) at its batch, to size the runs (PROFILE=1 adds a torch.profiler report), then the paper
-#      configs (render_throughput; pretrain_step, task_step at batch 2);
+#   2) only when asked (BENCH=1, PAPER_BENCH=1, PROFILE=1, SMOKE_FP16=1), benchmarks on the GPU: the
+#      experiment's configs (configs/*/$SUFFIX.yaml with the EMBEDDING network) at its batch, a
+#      torch.profiler report, the paper configs (render_throughput; pretrain_step, task_step at batch 2),
+#      fp16 pretraining through the CLI; by default the runs are sized from the committed H200 numbers
+#      in $PLAN_BENCH;
 #   3) plan_epochs.py turns the measured step times into epochs for PRETRAIN_SECONDS and SWEEP_SECONDS;
 #   4) NS-MAE pretraining (configs/pretrain/$SUFFIX.yaml + EMBEDDING) on every training frame, no labels;
-#   5) the sweep experiments/label_efficient/synthetic.yaml (32 runs, PARALLEL at once on the GPU);
+#   5) the sweep experiments/label_efficient/synthetic.yaml for SEEDS (16 runs per seed, PARALLEL at once
+#      on the GPU; PRIOR_RESULTS=results.csv of an earlier session skips the runs it has);
 #   6) results.{csv,md,png}, per-class tables (per_class.py), curves, render grids into $WORK/results.
-# STOP_AFTER=bench ends after stage 2 (benchmarks and profile only, a few minutes).
+# STOP_AFTER=bench ends after stage 2.
 # The default EMBEDDING is the one-session headline network (configs/embedding/synthetic_lite.yaml).
 # CPU rehearsal (tiny sizes, minutes): SUFFIX=tiny EMBEDDING=configs/embedding/tiny.yaml ACCEL=cpu PRECISION=32-true SCENES=4 FRAMES=4 \
-#   IMAGE="112 200" BATCH=2 PARALLEL=2 PAPER_BENCH=0 SMOKE_FP16=0 PRETRAIN_SECONDS=60 SWEEP_SECONDS=300 WORK=/tmp/rehearsal \
+#   IMAGE="112 200" BATCH=2 PARALLEL=2 BENCH=1 SEEDS=0 PRETRAIN_SECONDS=60 SWEEP_SECONDS=200 WORK=/tmp/rehearsal \
 #   bash experiments/label_efficient/run_gpu.sh
 set -euo pipefail
 WORK=${WORK:-/tmp/nsmae}
@@ -29,19 +32,26 @@ IMAGE=${IMAGE:-225 400}
 VAL_FRACTION=${VAL_FRACTION:-0.15}
 WORLD_WORKERS=${WORLD_WORKERS:-12}
 BATCH=${BATCH:-8}
-PARALLEL=${PARALLEL:-6}
+PARALLEL=${PARALLEL:-4}
+SEEDS=${SEEDS:-0 1}
 EMBEDDING=${EMBEDDING:-configs/embedding/synthetic_lite.yaml}
+# Step times that size the runs: committed H200 measurements of the one-session configs, unless
+# BENCH=1 measures them again here (stage 2, ~3 minutes; PAPER_BENCH=1 adds the paper configs, ~4).
+PLAN_BENCH=${PLAN_BENCH:-benchmarks/results/h200_2026-12-01_session2/7dee01e}
+BENCH=${BENCH:-0}
 BENCH_DTYPES=${BENCH_DTYPES:-bf16}
-PAPER_BENCH=${PAPER_BENCH:-1}
+PAPER_BENCH=${PAPER_BENCH:-0}
 PROFILE=${PROFILE:-0}
-SMOKE_FP16=${SMOKE_FP16:-1}
-PRETRAIN_SECONDS=${PRETRAIN_SECONDS:-180}
-SWEEP_SECONDS=${SWEEP_SECONDS:-600}
-SHARING=${SHARING:-0.5}
-CAP_FACTOR=${CAP_FACTOR:-1.15}
+SMOKE_FP16=${SMOKE_FP16:-0}
+PRETRAIN_SECONDS=${PRETRAIN_SECONDS:-300}
+SWEEP_SECONDS=${SWEEP_SECONDS:-950}
+SHARING=${SHARING:-1.0}
+CAP_FACTOR=${CAP_FACTOR:-1.5}
 RUN_OVERHEAD=${RUN_OVERHEAD:-25}
 PRETRAIN_WORKERS=${PRETRAIN_WORKERS:-12}
 FT_WORKERS=${FT_WORKERS:-2}
+# results.csv of an earlier session (same world, same recipe): its finished runs are skipped
+PRIOR_RESULTS=${PRIOR_RESULTS:-}
 
 stamp() { echo "[$(date +%H:%M:%S)] $*"; }
 mkdir -p "$WORK/results/bench"
@@ -67,7 +77,7 @@ fi
 #    the runs), then the paper configs; all done before pretraining takes the GPU.
 bench() { python "benchmarks/$1" "${@:2}" >> "$RES/bench/bench.log" 2>&1 || stamp "benchmark $1 failed (see bench.log)"; }
 benchmarks() {
-  if [ ! -f "$RES/bench/task_$SUFFIX.json" ]; then
+  if [ "$BENCH" = 1 ] && [ ! -f "$RES/bench/task_$SUFFIX.json" ]; then
     bench pretrain_step.py --out "$RES/bench/pretrain_$SUFFIX.json" --configs "configs/pretrain/$SUFFIX.yaml" \
       --embedding "$EMBEDDING" --batch "$BATCH" --dtypes "$BENCH_DTYPES" --warmup 2 --repeats 5
     bench task_step.py --out "$RES/bench/task_$SUFFIX.json" --embedding "$EMBEDDING" --batch "$BATCH" \
@@ -99,7 +109,12 @@ benchmarks() {
     stamp "fp16 pretraining smoke: exit $smoke, $(tail -1 "$RES/smoke_fp16.log")"
   fi
 }
-benchmarks
+if [ "$BENCH" = 1 ] || [ "$PAPER_BENCH" = 1 ] || [ "$PROFILE" = 1 ] || [ "$SMOKE_FP16" = 1 ]; then benchmarks; fi
+if [ "$BENCH" = 1 ]; then
+  pretrain_bench="$RES/bench/pretrain_$SUFFIX.json" task_bench="$RES/bench/task_$SUFFIX.json"
+else
+  pretrain_bench="$PLAN_BENCH/pretrain_${SUFFIX}_lite.json" task_bench="$PLAN_BENCH/task_${SUFFIX}_lite.json"
+fi
 if [ "${STOP_AFTER:-}" = bench ]; then stamp "STOP_AFTER=bench: done"; exit 0; fi
 if [ -n "${world_pid:-}" ]; then wait "$world_pid" || { stamp "world failed"; tail -20 "$RES/world.log"; exit 1; }; fi
 stamp "world: $(tail -2 "$RES/world.log" | head -1)"
@@ -114,9 +129,11 @@ names = set(get_scenes_of_split("train", nusc))
 print(sum(scene["nbr_samples"] for scene in nusc.scene if scene["name"] in names))
 PY
 )
-plan=$(python experiments/label_efficient/plan_epochs.py --pretrain-bench "$RES/bench/pretrain_$SUFFIX.json" \
-  --task-bench "$RES/bench/task_$SUFFIX.json" --config-part "$SUFFIX" --train-frames "$train_frames" --batch "$BATCH" \
-  --pretrain-seconds "$PRETRAIN_SECONDS" --sweep-seconds "$SWEEP_SECONDS" --runs 32 --parallel "$PARALLEL" \
+read -r -a seeds <<< "$SEEDS"
+runs=$((16 * ${#seeds[@]}))  # 2 tasks x 2 inits x 4 ratios per seed
+plan=$(python experiments/label_efficient/plan_epochs.py --pretrain-bench "$pretrain_bench" \
+  --task-bench "$task_bench" --config-part "$SUFFIX" --train-frames "$train_frames" --batch "$BATCH" \
+  --pretrain-seconds "$PRETRAIN_SECONDS" --sweep-seconds "$SWEEP_SECONDS" --runs "$runs" --parallel "$PARALLEL" \
   --sharing "$SHARING" --cap-factor "$CAP_FACTOR" --run-overhead "$RUN_OVERHEAD")
 eval "$plan"
 # an explicit FT_EPOCHS / PRETRAIN_EPOCHS file in $WORK wins (set from a later device call)
@@ -150,6 +167,7 @@ import sys, yaml
 spec = yaml.safe_load(open("experiments/label_efficient/synthetic.yaml"))
 for task in spec["tasks"].values():
     task["config"] = task["config"].replace("/synthetic.yaml", "/$SUFFIX.yaml")
+spec["seeds"] = [int(seed) for seed in "$SEEDS".split()]
 spec["overrides"].update({
     "trainer.accelerator": "$ACCEL", "trainer.precision": "$PRECISION", "trainer.max_epochs": $FT_EPOCHS,
     "trainer.check_val_every_n_epoch": $FT_EPOCHS, "trainer.max_time": "$FT_MAX_TIME",
@@ -158,7 +176,10 @@ spec["overrides"].update({
 })
 yaml.safe_dump(spec, open(sys.argv[1], "w"), sort_keys=False)
 PY
-stamp "sweep: $FT_EPOCHS epochs per run, $PARALLEL at once"
+if [ -n "$PRIOR_RESULTS" ] && [ ! -f runs/label_efficient_synthetic/results.csv ]; then
+  mkdir -p runs/label_efficient_synthetic && cp "$PRIOR_RESULTS" runs/label_efficient_synthetic/results.csv
+fi
+stamp "sweep: seeds $SEEDS, $FT_EPOCHS epochs per run, $PARALLEL at once"
 python -m nsmae_lightning sweep "$WORK/spec.yaml" --out runs/label_efficient_synthetic --parallel "$PARALLEL" \
   --runs-per-gpu "$PARALLEL" > "$RES/sweep.log" 2>&1 || stamp "sweep finished with failed runs (see sweep.log)"
 
