@@ -213,6 +213,22 @@ def test_bf16_autocast_forward(network: EmbeddingNetwork) -> None:
     assert torch.isfinite(out["bev"].float()).all()
 
 
+@pytest.mark.parametrize("allow_tf32", [False, True])
+def test_sparse_convs_follow_torchs_tf32_switch(network: EmbeddingNetwork, allow_tf32: bool) -> None:
+    # spconv has its own TF32 switch (off by default); the encoder mirrors cudnn's, as dense convs obey it.
+    from spconv import constants
+
+    network.eval()
+    saved = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = allow_tf32
+        with torch.no_grad():
+            network(make_batch(batch_size=1, num_points=200))
+        assert constants.SPCONV_ALLOW_TF32 is allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
+
+
 def test_voxelize_means_caps_and_coords() -> None:
     config = EmbeddingConfig.tiny().lidar  # range +-12.8 m x/y, -5..3 m z, voxels 0.2 m
     points = torch.tensor(

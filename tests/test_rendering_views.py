@@ -78,10 +78,31 @@ def test_pixel_ray_passes_through_the_point_that_projects_to_it() -> None:
     camera_point = torch.linalg.solve(cam2lidar, torch.cat([point, torch.ones(1)]))
     uvd = INTRINSICS @ camera_point[:3]
     pixel = IMG_AUG @ torch.tensor([uvd[0] / uvd[2], uvd[1] / uvd[2], camera_point[2], 1.0])
-    origins, directions = pixel_rays(pixel[:2].unsqueeze(0), torch.zeros(1, dtype=torch.long), INTRINSICS[None], cam2lidar[None], IMG_AUG[None])
+    camera = torch.zeros(1, dtype=torch.long)
+    origins, directions = pixel_rays(pixel[:2].unsqueeze(0), camera, INTRINSICS[None], cam2lidar[None], IMG_AUG[None])
     distance = (point - origins[0]).norm()
     torch.testing.assert_close(origins[0] + distance * directions[0], point, atol=1e-5, rtol=0)
     assert directions.norm(dim=-1).item() == pytest.approx(1.0)
+
+
+def test_pixel_rays_use_each_pixels_own_camera() -> None:
+    # Two cameras with different poses and image scalings; pixels listed out of camera order.
+    cameras = torch.stack([_camera((1.0, -2.0, 0.5)), _camera((-3.0, 1.0, 0.2))])
+    img_aug = torch.stack([IMG_AUG, IMG_AUG.clone()])
+    img_aug[1, 0, 0] = img_aug[1, 1, 1] = 0.5
+    intrinsics = torch.stack([INTRINSICS, INTRINSICS * torch.tensor([[1.2], [1.2], [1.0]])])
+    points = torch.tensor([[3.0, 6.0, 1.2], [-1.0, 7.0, 0.4], [4.0, 9.0, -0.3]])
+    owner = torch.tensor([1, 0, 1])
+    pixels = []
+    for point, index in zip(points, owner):
+        camera_point = torch.linalg.solve(cameras[index], torch.cat([point, torch.ones(1)]))
+        uvd = intrinsics[index] @ camera_point[:3]
+        pixel = img_aug[index] @ torch.tensor([uvd[0] / uvd[2], uvd[1] / uvd[2], camera_point[2], 1.0])
+        pixels.append(pixel[:2])
+    origins, directions = pixel_rays(torch.stack(pixels), owner, intrinsics, cameras, img_aug)
+    torch.testing.assert_close(origins, cameras[owner, :3, 3])
+    hits = origins + (points - origins).norm(dim=-1, keepdim=True) * directions
+    torch.testing.assert_close(hits, points, atol=1e-5, rtol=0)
 
 
 def test_distance_image_keeps_nearest_point_and_ignores_points_behind() -> None:

@@ -1,0 +1,92 @@
+"""The experiment helpers under experiments/label_efficient/: per-class tables and run planning."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+TOOLS = Path(__file__).resolve().parents[1] / "experiments" / "label_efficient"
+
+
+def _module(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _summary(car_ap: float, mean_ap: float) -> dict[str, object]:
+    errors = {"trans_err": 0.5, "scale_err": 0.25, "orient_err": 1.0, "vel_err": 2.0, "attr_err": 0.75}
+    return {"mean_dist_aps": {"car": car_ap, "pedestrian": 0.0}, "tp_errors": errors,
+            "mean_ap": mean_ap, "nd_score": 0.3}
+
+
+def _sweep(tmp_path: Path) -> Path:
+    sweep = tmp_path / "sweep"
+    for seed, car_ap in ((0, 0.2), (1, 0.4)):
+        version = sweep / "detection" / "nsmae" / "r0.01" / f"s{seed}" / "version_0"
+        (version / "nuscenes_eval" / "val_epoch_000").mkdir(parents=True)
+        (version / "nuscenes_eval" / "val_epoch_000" / "metrics_summary.json").write_text(
+            json.dumps(_summary(car_ap, car_ap / 2)))
+    # an unfinished run: a version folder without a summary is left out
+    (sweep / "detection" / "random" / "r1" / "s0" / "version_0").mkdir(parents=True)
+    seg = sweep / "segmentation" / "random" / "r1" / "s0" / "version_0"
+    seg.mkdir(parents=True)
+    (seg / "metrics.csv").write_text(
+        "epoch,step,train/loss,val/iou/divider,val/iou/walkway,val/mIoU\n"
+        "0,10,0.5,,,\n0,127,,0.1,0.3,0.2\n1,200,0.4,,,\n")
+    return sweep
+
+
+def test_per_class_tables_average_seeds_and_copy_the_summaries(tmp_path: Path) -> None:
+    per_class = _module("per_class")
+    sweep = _sweep(tmp_path)
+    detection = per_class.detection_tables(sweep, tmp_path)
+    # car AP of the two seeds: (0.2 + 0.4) / 2 = 30.0 (x100), two seeds; mAP (0.1 + 0.2) / 2 = 15.0
+    assert "| nsmae 0.01 | 30.0 (2) | 0.0 (2) |" in detection
+    assert "| nsmae 0.01 | 15.0 (2) | 30.0 (2) | 0.500 (2) | 0.250 (2) | 1.000 (2) | 2.000 (2) | 0.750 (2) |" in detection
+    assert "random" not in detection
+    assert sorted(path.name for path in tmp_path.glob("metrics_summary_*.json")) == [
+        "metrics_summary_nsmae_r0.01_s0.json", "metrics_summary_nsmae_r0.01_s1.json"]
+    segmentation = per_class.segmentation_tables(sweep)
+    assert "| init, label ratio | divider | walkway | mIoU |" in segmentation
+    assert "| random 1 | 10.0 (1) | 30.0 (1) | 20.0 (1) |" in segmentation
+
+
+def test_per_class_says_when_nothing_finished(tmp_path: Path) -> None:
+    per_class = _module("per_class")
+    (tmp_path / "detection").mkdir()
+    assert per_class.detection_tables(tmp_path, tmp_path).startswith("no detection run")
+    assert per_class.segmentation_tables(tmp_path).startswith("no segmentation run")
+
+
+def _bench(path: Path, key: str, rows: dict[str, float]) -> Path:
+    path.write_text(json.dumps({"rows": [{"config": config, "dtype": "bf16", key: ms} for config, ms in rows.items()]}))
+    return path
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_plan_epochs_from_step_times(tmp_path: Path, parallel: int) -> None:
+    pretrain = _bench(tmp_path / "p.json", "step_ms", {"configs/pretrain/synthetic.yaml + lite": 100.0})
+    task = _bench(tmp_path / "t.json", "train_step_ms",
+                  {"configs/detection/synthetic.yaml": 200.0, "configs/segmentation/synthetic.yaml": 100.0})
+    command = [sys.executable, str(TOOLS / "plan_epochs.py"), "--pretrain-bench", str(pretrain),
+               "--task-bench", str(task), "--train-frames", "800", "--batch", "8", "--pretrain-seconds", "100",
+               "--sweep-seconds", "1000", "--runs", "8", "--parallel", str(parallel)]
+    plan = dict(item.split("=") for item in subprocess.check_output(command, text=True).split())
+    # 100 steps per epoch; pretraining: 100 ms x 1.8 x 100 steps + 5 s = 23 s per epoch -> 4 epochs in 100 s.
+    assert plan["STEPS_PER_EPOCH"] == "100" and plan["PRETRAIN_EPOCHS"] == "4"
+    # Fine-tuning at the slower task, time-sliced: 200 ms x parallel per step -> 20 s x parallel + 12 s per
+    # epoch; each run gets 1000 x parallel / 8 s minus 25 s of start-up.
+    per_run = 1000 * parallel / 8
+    epochs = int((per_run - 25) // (20 * parallel + 12))
+    assert plan["FT_EPOCHS"] == str(epochs)
+    run_seconds = 25 + epochs * (20 * parallel + 12)
+    assert plan["EXPECTED_SWEEP_SECONDS"] == str(round(-(-8 // parallel) * run_seconds))
