@@ -1,6 +1,6 @@
 """Throughput of the NS-MAE render network: ray samples per second, forward + backward.
 
-Two measurements per sampler ("trilinear", "trilinear_compiled", "grid_sample") and
+Two measurements per sampler ("trilinear", "trilinear_compiled", "trilinear_triton", "grid_sample") and
 dtype (fp32, bf16), on a paper-size volume (B = 2, Z = 40, Ny = Nx = 180, 1 + Cf = 33):
 
 - ``sampler``: the trilinear read alone, at ray-ordered samples (random rays through
@@ -30,7 +30,7 @@ from bench_common import time_calls
 
 from nsmae_lightning.models.rays import RayBundle, clip_to_range
 from nsmae_lightning.models.rendering import NeRFPretrainHead, RenderConfig
-from nsmae_lightning.models.trilinear import grid_sample_reference, metric_to_voxel, trilinear_sample
+from nsmae_lightning.models.trilinear import metric_to_voxel, sample_volume
 
 PC_RANGE: tuple[float, ...] = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -46,7 +46,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--embed-channels", type=int, default=256)
     parser.add_argument("--rays", type=int, default=16384, help="rays per batch element")
     parser.add_argument("--step", type=float, default=0.8, help="metres between samples (PER)")
-    parser.add_argument("--samplers", default="trilinear,trilinear_compiled,grid_sample")
+    parser.add_argument("--samplers", default="trilinear,trilinear_compiled,trilinear_triton,grid_sample")
     parser.add_argument("--dtypes", default="fp32,bf16")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
@@ -99,11 +99,7 @@ def bench_sampler(args: argparse.Namespace, sampler: str, dtype: torch.dtype, de
 
     def step_fn() -> None:
         volume.grad = None
-        if sampler == "grid_sample":
-            sampled = grid_sample_reference(volume, coords, batch_index)
-        else:
-            sampled = trilinear_sample(volume, coords, batch_index, compiled=sampler == "trilinear_compiled")
-        sampled.backward(upstream)
+        sample_volume(volume, coords, batch_index, sampler).backward(upstream)
 
     result = time_iterations(step_fn, args.warmup, args.repeats, device)
     return {**result, "samples": float(coords.shape[0]), "samples_per_s": coords.shape[0] / result["seconds"]}

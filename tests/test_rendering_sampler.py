@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from nsmae_lightning.models.rendering import composite
-from nsmae_lightning.models.trilinear import grid_sample_reference, metric_to_voxel, trilinear_sample
+from nsmae_lightning.models.trilinear import grid_sample_reference, metric_to_voxel, sample_volume, trilinear_sample
 
 
 def _random_case(dtype: torch.dtype, samples: int = 200) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -116,3 +119,49 @@ def test_composite_stays_float32_under_autocast() -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         rendered = composite(sigma, t, 0.8, rgb, 0.0, normalize_depth=False)
     assert rendered.depth.dtype == rendered.opacity.dtype == rendered.rgb.dtype == torch.float32
+
+
+TRITON_CHECK = """
+import torch
+from nsmae_lightning.models.trilinear import sample_volume
+torch.manual_seed(0)
+volume = torch.randn(2, 3, 5, 6, 7, requires_grad=True)  # C = 7: a channel block with masked lanes
+# samples inside, on borders and well outside the volume (zeros there), in both batch elements
+coords = (torch.rand(150, 3) * torch.tensor([9.0, 8.0, 6.0]) - 1.5).requires_grad_(True)
+batch_index = torch.randint(0, 2, (150,))
+upstream = torch.randn(150, 7)
+outputs = {}
+for sampler in ("trilinear", "trilinear_triton"):
+    sampled = sample_volume(volume, coords, batch_index, sampler)
+    outputs[sampler] = (sampled, *torch.autograd.grad(sampled, (volume, coords), upstream))
+for reference, triton in zip(outputs["trilinear"], outputs["trilinear_triton"]):
+    torch.testing.assert_close(triton, reference, atol=1e-5, rtol=1e-5)
+# only the volume needs a gradient (the renderer's case), and an empty sample set
+volume_only = sample_volume(volume, coords.detach(), batch_index, "trilinear_triton")
+(grad,) = torch.autograd.grad(volume_only, volume, upstream)
+torch.testing.assert_close(grad, outputs["trilinear"][1], atol=1e-5, rtol=1e-5)
+empty = sample_volume(volume, torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), "trilinear_triton")
+assert empty.shape == (0, 7)
+print("triton sampler ok")
+"""
+
+
+def test_triton_sampler_matches_the_reference_in_the_interpreter() -> None:
+    # Triton's CPU interpreter runs the same kernels the GPU compiles; triton ships with CUDA builds of
+    # PyTorch, not with the CPU wheel, so machines without it skip this check.
+    pytest.importorskip("triton")
+    environment = {**os.environ, "TRITON_INTERPRET": "1"}
+    result = subprocess.run([sys.executable, "-c", TRITON_CHECK], env=environment, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "triton sampler ok" in result.stdout
+
+
+def test_triton_sampler_refuses_what_it_cannot_run() -> None:
+    volume = torch.zeros(1, 2, 2, 2, 3)
+    coords, batch_index = torch.zeros(1, 3), torch.zeros(1, dtype=torch.long)
+    with pytest.raises((ValueError, RuntimeError), match="Triton|triton"):
+        sample_volume(volume, coords, batch_index, "trilinear_triton")
+    with pytest.raises(ValueError, match="float32"):
+        sample_volume(volume.double(), coords, batch_index, "trilinear_triton")
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        sample_volume(volume, coords, batch_index, "nearest")

@@ -43,9 +43,8 @@ from nsmae_lightning.models.rays import (
     random_view_rays,
 )
 from nsmae_lightning.models.render_loss import LossTerm, loss_term
-from nsmae_lightning.models.trilinear import grid_sample_reference, metric_to_voxel, trilinear_sample
+from nsmae_lightning.models.trilinear import SAMPLERS, metric_to_voxel, sample_volume
 
-SAMPLERS: tuple[str, ...] = ("trilinear", "trilinear_compiled", "grid_sample")
 
 # Table VIII rendering targets (colour, D_PER, D_BEV, D_Rand) per setting; masking is the task's.
 TABLE_VIII_TARGETS: dict[str, tuple[bool, bool, bool, bool]] = {
@@ -99,7 +98,8 @@ class RenderConfig:
         rand_height_range: (low, high) z of the virtual camera centres.
         rand_pitch_range_deg: (low, high) pitch of the virtual cameras (up positive).
         sampler: "trilinear" (fused channels-last sampler), "trilinear_compiled" (the
-            same through torch.compile, for GPUs) or "grid_sample" (baseline).
+            same through torch.compile, for GPUs), "trilinear_triton" (Triton kernels,
+            CUDA) or "grid_sample" (baseline).
         render_chunk_rays: rays per chunk when rendering full images for logging.
     """
 
@@ -326,9 +326,7 @@ class NeRFPretrainHead(nn.Module):
     def _sample(self, volume: Tensor, points: Tensor, batch_index: Tensor) -> Tensor:
         """(M, 3) metric points -> (M, C) volume values with the configured sampler."""
         coords = metric_to_voxel(points.float(), self.pc_range, volume.shape[1:4])
-        if self.config.sampler == "grid_sample":
-            return grid_sample_reference(volume, coords, batch_index)
-        return trilinear_sample(volume, coords, batch_index, compiled=self.config.sampler == "trilinear_compiled")
+        return sample_volume(volume, coords, batch_index, self.config.sampler)
 
     def render(self, volume: Tensor, rays: RayBundle, step: float, with_color: bool) -> RenderedRays:
         """March the rays through the volume and composite them.

@@ -189,6 +189,27 @@ def trilinear_sample(volume: Tensor, coords: Tensor, batch_index: Tensor, compil
     return _TrilinearSample.apply(volume.contiguous(), coords, batch_index.to(torch.int64), compiled)
 
 
+SAMPLERS: tuple[str, ...] = ("trilinear", "trilinear_compiled", "trilinear_triton", "grid_sample")
+
+
+def sample_volume(volume: Tensor, coords: Tensor, batch_index: Tensor, sampler: str) -> Tensor:
+    """Sample a (B, Z, Y, X, C) volume at (M, 3) voxel coordinates with the named sampler.
+
+    "trilinear" (eager), "trilinear_compiled" (the same through torch.compile),
+    "trilinear_triton" (hand-written Triton kernels, CUDA) or "grid_sample" (the baseline);
+    all return (M, C) in the volume's dtype.
+    """
+    if sampler == "grid_sample":
+        return grid_sample_reference(volume, coords, batch_index)
+    if sampler == "trilinear_triton":
+        from nsmae_lightning.models.trilinear_triton import triton_trilinear_sample
+
+        return triton_trilinear_sample(volume, coords, batch_index)
+    if sampler in ("trilinear", "trilinear_compiled"):
+        return trilinear_sample(volume, coords, batch_index, compiled=sampler == "trilinear_compiled")
+    raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+
+
 def grid_sample_reference(volume: Tensor, coords: Tensor, batch_index: Tensor) -> Tensor:
     """The same sampling through `F.grid_sample` on a (B, C, Z, Y, X) view (the baseline).
 
