@@ -54,7 +54,8 @@ def main(args: Sequence[str] | None = None) -> int:
         return code
     if argv[:1] in (["-h"], ["--help"]):
         print("plain sub-commands: " + ", ".join(sorted(PLAIN_COMMANDS)))
-    run_lightning_cli(argv)
+    # From the shell LightningCLI reads sys.argv itself (given both, it warns that they may differ).
+    run_lightning_cli(None if args is None else argv)
     return 0
 
 

@@ -6,11 +6,11 @@
 #
 # Stages, all under $WORK (a frozen copy of the checkout in $WORK/src runs everything):
 #   1) the synthetic world (SCENES x FRAMES keyframes, IMAGE cameras, 1 sweep) cast on the CPUs, while
-#   2) only when asked (BENCH=1, PAPER_BENCH=1, PROFILE=1, SMOKE_FP16=1), benchmarks on the GPU: the
-#      experiment's configs (configs/*/$SUFFIX.yaml with the EMBEDDING network) at its batch, a
-#      torch.profiler report, the paper configs (render_throughput; pretrain_step, task_step at batch 2),
-#      fp16 pretraining through the CLI; by default the runs are sized from the committed H200 numbers
-#      in $PLAN_BENCH;
+#   2) only when asked, benchmarks on the GPU: BENCH=1 the experiment's configs (configs/*/$SUFFIX.yaml
+#      with the EMBEDDING network) at its batch, PROFILE=1 a torch.profiler report of them,
+#      RENDER_BENCH=1 render_throughput (bf16), PAPER_BENCH=1 the paper configs (pretrain_step,
+#      task_step at batch 2), SMOKE_FP16=1 fp16 pretraining through the CLI; by default the runs are
+#      sized from the committed H200 numbers in $PLAN_BENCH;
 #   3) plan_epochs.py turns the measured step times into epochs for PRETRAIN_SECONDS and SWEEP_SECONDS;
 #   4) NS-MAE pretraining (configs/pretrain/$SUFFIX.yaml + EMBEDDING) on every training frame, no labels;
 #   5) the sweep experiments/label_efficient/synthetic.yaml for SEEDS (16 runs per seed, PARALLEL at once
@@ -41,6 +41,7 @@ PLAN_BENCH=${PLAN_BENCH:-benchmarks/results/h200_2026-12-01_session2/7dee01e}
 BENCH=${BENCH:-0}
 BENCH_DTYPES=${BENCH_DTYPES:-bf16}
 PAPER_BENCH=${PAPER_BENCH:-0}
+RENDER_BENCH=${RENDER_BENCH:-0}
 PROFILE=${PROFILE:-0}
 SMOKE_FP16=${SMOKE_FP16:-0}
 PRETRAIN_SECONDS=${PRETRAIN_SECONDS:-300}
@@ -91,9 +92,12 @@ benchmarks() {
       --configs "configs/pretrain/$SUFFIX.yaml" "configs/detection/$SUFFIX.yaml" "configs/segmentation/$SUFFIX.yaml"
     stamp "profile done"
   fi
+  if [ "$RENDER_BENCH" = 1 ] && [ ! -f "$RES/bench/render_throughput.json" ]; then
+    bench render_throughput.py --out "$RES/bench/render_throughput.json" --warmup 2 --repeats 5 --dtypes bf16
+    stamp "render throughput done"
+  fi
   if [ "$PAPER_BENCH" = 1 ] && [ ! -f "$RES/bench/task_step.json" ]; then
-    bench render_throughput.py --out "$RES/bench/render_throughput.json" --warmup 2 --repeats 5
-    [ -f "$RES/bench/pretrain_step.json" ] || bench pretrain_step.py --out "$RES/bench/pretrain_step.json" --warmup 2 --repeats 5
+    bench pretrain_step.py --out "$RES/bench/pretrain_step.json" --warmup 2 --repeats 5
     bench task_step.py --out "$RES/bench/task_step.json" --dtypes "$BENCH_DTYPES" --warmup 2 --repeats 5
     stamp "paper-config benchmarks done"
   fi
@@ -109,7 +113,7 @@ benchmarks() {
     stamp "fp16 pretraining smoke: exit $smoke, $(tail -1 "$RES/smoke_fp16.log")"
   fi
 }
-if [ "$BENCH" = 1 ] || [ "$PAPER_BENCH" = 1 ] || [ "$PROFILE" = 1 ] || [ "$SMOKE_FP16" = 1 ]; then benchmarks; fi
+if [ "$BENCH$PAPER_BENCH$RENDER_BENCH$PROFILE$SMOKE_FP16" != 00000 ]; then benchmarks; fi
 if [ "$BENCH" = 1 ]; then
   pretrain_bench="$RES/bench/pretrain_$SUFFIX.json" task_bench="$RES/bench/task_$SUFFIX.json"
 else
