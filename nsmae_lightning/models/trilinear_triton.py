@@ -52,16 +52,22 @@ if triton is not None:
         return row, wx, wy, wz, inside
 
     @triton.jit
-    def _forward_kernel(volume, coords, batch_index, out, samples, size_x, size_y, size_z, channels,
-                       BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
+    def _load_samples(coords, batch_index, samples, channels, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
+        """This program's sample indices and coordinates, and the channel lanes."""
         m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
         valid = m < samples
         c = tl.arange(0, BLOCK_C)
-        channel_ok = c < channels
         cx = tl.load(coords + m * 3, mask=valid, other=0.0).to(tl.float32)
         cy = tl.load(coords + m * 3 + 1, mask=valid, other=0.0).to(tl.float32)
         cz = tl.load(coords + m * 3 + 2, mask=valid, other=0.0).to(tl.float32)
         b = tl.load(batch_index + m, mask=valid, other=0).to(tl.int64)
+        return m, valid, c, c < channels, cx, cy, cz, b
+
+    @triton.jit
+    def _forward_kernel(volume, coords, batch_index, out, samples, size_x, size_y, size_z, channels,
+                       BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
+        m, valid, c, channel_ok, cx, cy, cz, b = _load_samples(coords, batch_index, samples, channels,
+                                                               BLOCK_M, BLOCK_C)
         acc = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
         for index in tl.static_range(8):
             row, wx, wy, wz, inside = _corner(cx, cy, cz, b, size_x, size_y, size_z, valid,
@@ -75,14 +81,8 @@ if triton is not None:
     def _backward_kernel(volume, coords, batch_index, grad_out, grad_volume, grad_coords, samples,
                         size_x, size_y, size_z, channels,
                         NEED_COORDS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
-        m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-        valid = m < samples
-        c = tl.arange(0, BLOCK_C)
-        channel_ok = c < channels
-        cx = tl.load(coords + m * 3, mask=valid, other=0.0).to(tl.float32)
-        cy = tl.load(coords + m * 3 + 1, mask=valid, other=0.0).to(tl.float32)
-        cz = tl.load(coords + m * 3 + 2, mask=valid, other=0.0).to(tl.float32)
-        b = tl.load(batch_index + m, mask=valid, other=0).to(tl.int64)
+        m, valid, c, channel_ok, cx, cy, cz, b = _load_samples(coords, batch_index, samples, channels,
+                                                               BLOCK_M, BLOCK_C)
         out_mask = valid[:, None] & channel_ok[None, :]
         g = tl.load(grad_out + m[:, None] * channels + c[None, :], mask=out_mask, other=0.0).to(tl.float32)
         gx = tl.zeros((BLOCK_M,), dtype=tl.float32)
