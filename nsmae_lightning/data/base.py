@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from nsmae_lightning.data.cbgs import cbgs_indices
 from nsmae_lightning.data.collate import collate_batch
 from nsmae_lightning.data.errors import DataError
 from nsmae_lightning.data.labelled_subset import FrameKey, LabelledSplit, RepeatedSubset, choose_labelled, save_labelled_split
@@ -54,6 +55,10 @@ class SensorDataset(Dataset, ABC):
     @abstractmethod
     def load_raw(self, index: int) -> RawSample:
         """Read sample `index` from disk, raising DataError on bad files."""
+
+    def box_labels(self, index: int) -> np.ndarray:
+        """Class ids of the boxes of frame ``index``, read without its sensor data (for CBGS)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list a frame's box classes, so it has no CBGS")
 
     @abstractmethod
     def frame_keys(self) -> list[FrameKey]:
@@ -107,6 +112,9 @@ class SensorDataModule(LightningDataModule, ABC):
         split_manifest: a `label_split.json` of an earlier run: train on exactly its frames.
         repeat_labelled: cycle the labelled subset up to the full split's length, so every
             ratio runs as many optimiser steps per epoch as 100 % (the paper's protocol).
+        cbgs: resample the labelled frames class-balanced (CBGS, `cbgs.py`; drawn with
+            `split_seed` from the labelled frames only). With `repeat_labelled`, an epoch is
+            the full split's length times the CBGS growth of the labelled frames.
     """
 
     def __init__(
@@ -124,6 +132,7 @@ class SensorDataModule(LightningDataModule, ABC):
         split_by: SplitBy = "frame",
         split_manifest: str | None = None,
         repeat_labelled: bool = True,
+        cbgs: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 < label_ratio <= 1.0:
@@ -143,6 +152,7 @@ class SensorDataModule(LightningDataModule, ABC):
         self.split_by = split_by
         self.split_manifest = split_manifest
         self.repeat_labelled = repeat_labelled
+        self.cbgs = cbgs
         self.labelled_split: LabelledSplit | None = None
         self.train_dataset: SensorDataset | RepeatedSubset | None = None
         self.val_dataset: SensorDataset | None = None
@@ -187,10 +197,16 @@ class SensorDataModule(LightningDataModule, ABC):
         sys.stdout.flush()
         if trainer is not None and trainer.is_global_zero and log_dir:
             save_labelled_split(split, log_dir)
-        if len(split.indices) == len(dataset):
+        indices = split.indices
+        if self.cbgs:
+            indices = cbgs_indices(dataset.box_labels, split.indices, self.split_seed)
+            sys.stdout.write(f"[rank {rank}] CBGS: {len(split.indices)} labelled frames -> {len(indices)} draws\n")
+        elif len(indices) == len(dataset):
             return dataset
-        length = len(dataset) if self.repeat_labelled else len(split.indices)
-        return RepeatedSubset(dataset, split.indices, length)
+        length = len(indices)
+        if self.repeat_labelled:
+            length = max(length, round(len(dataset) * len(indices) / len(split.indices)))
+        return RepeatedSubset(dataset, indices, length)
 
     def on_labelled_split(self, dataset: SensorDataset, split: LabelledSplit) -> None:
         """Hook: the labelled frames of the training set are known (e.g. build a GT database from them)."""

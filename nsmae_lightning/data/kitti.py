@@ -246,6 +246,11 @@ class KittiDataset(SensorDataset):
                 continue
             yield DatabaseFrame(frame_id, points, *objects.targets())
 
+    def box_labels(self, index: int) -> np.ndarray:
+        """Class ids of the frame's target objects, from its label file (before the min-points filter)."""
+        calib = read_calib(self.training / "calib" / f"{self.frame_ids[index]}.txt")
+        return read_objects(self.training / "label_2" / f"{self.frame_ids[index]}.txt", calib["rect2lidar"]).targets()[1]
+
     def load_raw(self, index: int) -> RawSample:
         """Read calibration, velodyne, labels and image of frame `index`."""
         frame_id = self.frame_ids[index]
@@ -303,6 +308,7 @@ class KittiDataModule(SensorDataModule):
         split_by: "frame" or "interval" (KITTI object frames have no scenes).
         split_manifest: pin the labelled subset to an earlier run's `label_split.json`.
         repeat_labelled: repeat the subset to the full split's length (same steps as 100 %).
+        cbgs: class-balanced resampling of the labelled frames (CBGS), off by default.
         batch_size: samples per batch.
         num_workers: DataLoader workers.
         pin_memory: pin batch memory.
@@ -331,6 +337,7 @@ class KittiDataModule(SensorDataModule):
         split_by: SplitBy = "frame",
         split_manifest: str | None = None,
         repeat_labelled: bool = True,
+        cbgs: bool = False,
         batch_size: int = 4,
         num_workers: int = 4,
         pin_memory: bool = False,
@@ -350,6 +357,7 @@ class KittiDataModule(SensorDataModule):
             split_by=split_by,
             split_manifest=split_manifest,
             repeat_labelled=repeat_labelled,
+            cbgs=cbgs,
         )
         self.save_hyperparameters()
         if gt_sampler is not None:

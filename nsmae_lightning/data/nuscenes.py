@@ -219,6 +219,10 @@ class NuScenesDataset(SensorDataset):
         """Sample token, scene token and timestamp of every keyframe."""
         return [FrameKey(info["sample_token"], info["scene_token"], int(info["timestamp"])) for info in self.infos]
 
+    def box_labels(self, index: int) -> np.ndarray:
+        """Class ids of the keyframe's boxes (from the prebuilt infos)."""
+        return self.infos[index]["labels"]
+
     def load_raw(self, index: int) -> RawSample:
         """Read the point clouds and images of keyframe `index`."""
         info = self.infos[index]
@@ -267,6 +271,7 @@ class NuScenesDataModule(SensorDataModule):
         split_by: "frame", "scene" or "interval".
         split_manifest: pin the labelled subset to an earlier run's `label_split.json`.
         repeat_labelled: repeat the subset to the full split's length (same steps as 100 %).
+        cbgs: class-balanced resampling of the labelled frames (CBGS), off by default as in the paper.
         batch_size: samples per batch.
         num_workers: DataLoader workers.
         pin_memory: pin batch memory.
@@ -296,6 +301,7 @@ class NuScenesDataModule(SensorDataModule):
         split_by: SplitBy = "frame",
         split_manifest: str | None = None,
         repeat_labelled: bool = True,
+        cbgs: bool = False,
         batch_size: int = 4,
         num_workers: int = 4,
         pin_memory: bool = False,
@@ -315,6 +321,7 @@ class NuScenesDataModule(SensorDataModule):
             split_by=split_by,
             split_manifest=split_manifest,
             repeat_labelled=repeat_labelled,
+            cbgs=cbgs,
         )
         self.save_hyperparameters()
         if sweeps < 0:
