@@ -170,3 +170,42 @@ def test_overfit_batches_rebuilds_the_loader_in_dataset_order(tiny_world: Path, 
     records = fit(tiny_world, tmp_path, num_workers=0, callbacks=[], max_epochs=2, overfit_batches=1)
     first = (training_tokens(tiny_world)[0],)
     assert [(epoch, index, tokens) for epoch, index, tokens, _ in records] == [(0, 0, first), (1, 0, first)]
+
+
+class StepTokens(Callback):
+    """Appends ``<global step> <sample tokens>`` to a file at every training batch (for CLI runs)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        tokens = ",".join(meta["sample_token"] for meta in batch["meta"])
+        with self.path.open("a") as handle:
+            handle.write(f"{trainer.global_step} {tokens} {float(torch.cat(batch['points']).double().sum()):.6f}\n")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_task_resumed_mid_epoch_through_the_cli_continues_with_the_next_batch(tiny_world: Path, tmp_path: Path) -> None:
+    # The tasks' one-cycle schedule reads trainer.estimated_stepping_batches in configure_optimizers,
+    # which makes Lightning build the training loader before it restores the checkpoint; without
+    # restore_train_loader_position the resumed epoch restarted from its first batch.
+    from nsmae_lightning.cli import main
+
+    def run(name: str, *extra: str) -> list[str]:
+        main([
+            "fit", "--config", str(Path(__file__).resolve().parents[1] / "configs" / "detection" / "tiny.yaml"),
+            f"--data.init_args.dataroot={tiny_world}", f"--trainer.default_root_dir={tmp_path / name}",
+            f"--trainer.logger.init_args.save_dir={tmp_path / name}", "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false", "--data.init_args.num_workers=0", "--data.init_args.batch_size=1",
+            "--trainer.max_steps=6", "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0",
+            "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+            f"--trainer.callbacks.dirpath={tmp_path / name}_ckpt", "--trainer.callbacks.every_n_train_steps=2",
+            "--trainer.callbacks.save_top_k=-1", "--trainer.callbacks+=test_resume.StepTokens",
+            f"--trainer.callbacks.path={tmp_path / name}.txt", *extra,
+        ])  # fmt: skip
+        return (tmp_path / f"{name}.txt").read_text().splitlines()
+
+    straight = run("straight")
+    assert len(straight) == 6 and len({line.split()[1] for line in straight[:4]}) == 4  # 4 frames per epoch
+    (saved,) = (tmp_path / "straight_ckpt").glob("epoch=0-step=2.ckpt")  # mid-epoch
+    assert run("resumed", f"--ckpt_path={saved}") == straight[2:]

@@ -171,3 +171,20 @@ class ResumableDataLoader(DataLoader):
         for batch in super().__iter__():
             self._batches_served += 1
             yield batch
+
+
+def restore_train_loader_position(trainer: Any) -> None:
+    """Hand a resumed checkpoint's loader position to the training loader (call in ``on_train_start``).
+
+    Lightning applies the saved ``state_dict`` of the training loaders only when it
+    builds them, in ``FitLoop.setup_data``. A module that reads
+    ``trainer.estimated_stepping_batches`` in ``configure_optimizers`` (a one-cycle
+    schedule does) makes Lightning build them before the checkpoint is restored, so
+    the position would stay unapplied and the interrupted epoch would restart from
+    its first batch. The loader reads the state at its first batch, so applying it
+    here is in time. A no-op when nothing is pending (fresh runs, or Lightning
+    already applied it).
+    """
+    apply = getattr(trainer.fit_loop, "_load_combined_loader_states", None)
+    if apply is not None:
+        apply()

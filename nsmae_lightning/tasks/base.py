@@ -16,6 +16,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import nn
 
+from nsmae_lightning.data.sampling import restore_train_loader_position
 from nsmae_lightning.models.embedding import EmbeddingConfig
 from nsmae_lightning.tasks.pretrained import GEOMETRY_KEY, LoadReport, load_pretrained_embedding
 
@@ -123,6 +124,10 @@ class BaseTask(LightningModule):
                 "--trainer.sync_batchnorm true needs GPU devices: torch's SyncBatchNorm has no CPU "
                 "implementation; leave it off for CPU (gloo) runs"
             )
+
+    def on_train_start(self) -> None:
+        """A resumed run continues its interrupted epoch at the next unseen batch (see the function)."""
+        restore_train_loader_position(self.trainer)
 
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Multi-GPU DDP on one machine (issue: throughput scaling, metrics on 1 vs N GPUs, the same labelled
+# subset on every rank, kill + resume), all through the real CLI; results into $WORK/results:
+#   source .gpu/activate.sh && bash experiments/ddp/run_gpu.sh          (DEVICES=N, default: every GPU)
+# then `python experiments/ddp/report.py $WORK/results` writes results.md and resume_loss.png there.
+# Stages (STAGES, default all):
+#   world      a synthetic world (SCENES x FRAMES, 1 sweep) cast on the CPUs;
+#   throughput pretraining and detection fine-tuning for STEPS steps on 1 GPU and on N, batch BATCH per
+#              GPU, bf16 (Throughput callback: samples/s, peak memory per rank), label ratio 0.1 (every
+#              rank prints the subset's sha256);
+#   metrics    the N-GPU detection run's checkpoint validated on 1 GPU and on N (devkit mAP / NDS); a
+#              segmentation model fitted on N GPUs, validated on 1 and on N (BEV IoU);
+#   resume     detection on N GPUs for RESUME_STEPS steps (checkpoint every CKPT_EVERY), again killed
+#              (SIGKILL to the whole process group) once the KILL_AT checkpoint exists, then resumed with
+#              --ckpt_path: the continued loss curve against the uninterrupted one.
+# CPU rehearsal (2 gloo processes, tiny configs, minutes):
+#   ACCEL=cpu PRECISION=32-true DEVICES=2 SUFFIX=tiny EMBEDDING=configs/embedding/tiny.yaml SCENES=4 FRAMES=6 \
+#   IMAGE="112 200" BATCH=1 STEPS=6 RESUME_STEPS=8 CKPT_EVERY=2 KILL_AT=4 WORKERS=0 WORK=/tmp/ddp_rehearsal \
+#   bash experiments/ddp/run_gpu.sh
+set -euo pipefail
+WORK=${WORK:-/tmp/nsmae_ddp}
+STAGES=${STAGES:-world throughput metrics resume}
+ACCEL=${ACCEL:-gpu}
+PRECISION=${PRECISION:-bf16-mixed}
+DEVICES=${DEVICES:-$(nvidia-smi --list-gpus 2>/dev/null | wc -l)}
+SUFFIX=${SUFFIX:-synthetic}
+EMBEDDING=${EMBEDDING:-configs/embedding/synthetic_lite.yaml}
+SCENES=${SCENES:-40}
+FRAMES=${FRAMES:-12}
+IMAGE=${IMAGE:-225 400}
+BATCH=${BATCH:-8}
+STEPS=${STEPS:-60}
+RESUME_BATCH=${RESUME_BATCH:-2}
+RESUME_STEPS=${RESUME_STEPS:-40}
+CKPT_EVERY=${CKPT_EVERY:-10}
+KILL_AT=${KILL_AT:-20}
+WORKERS=${WORKERS:-4}
+[ "$DEVICES" -ge 2 ] || { echo "DDP needs 2 or more devices, got DEVICES=$DEVICES"; exit 1; }
+
+stamp() { echo "[$(date +%H:%M:%S)] $*"; }
+RES="$WORK/results"
+WORLD="$WORK/world"
+mkdir -p "$RES"
+export PYTHONUNBUFFERED=1
+gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | sort | uniq -c | xargs || true)
+stamp "start: ${gpus:-no GPU}, $(nproc) CPUs, DEVICES=$DEVICES"
+
+# build_cmd <subcommand> <config> <run folder> <devices> [extra CLI arguments...]: sets CMD
+build_cmd() {
+  local subcommand=$1 config=$2 out=$3 devices=$4
+  shift 4
+  local strategy=auto
+  [ "$devices" -gt 1 ] && strategy=ddp
+  CMD=(python -m nsmae_lightning "$subcommand" --config "$config" --model.init_args.embedding "$EMBEDDING"
+       --data.init_args.dataroot "$WORLD" --data.init_args.num_workers "$WORKERS"
+       --trainer.accelerator "$ACCEL" --trainer.precision "$PRECISION" --trainer.devices "$devices"
+       --trainer.strategy "$strategy" --trainer.enable_progress_bar false
+       --trainer.default_root_dir "$out" --trainer.logger.init_args.save_dir "$out" "$@")
+}
+# nsmae <same arguments>: run it, logging into <run folder>.log
+nsmae() { build_cmd "$@"; mkdir -p "$(dirname "$3")"; "${CMD[@]}" > "$3.log" 2>&1; }
+throughput=(--trainer.callbacks+=nsmae_lightning.tasks.throughput.Throughput --trainer.callbacks.warmup_steps 5)
+short_fit=(--trainer.max_steps "$STEPS" --trainer.limit_val_batches 0 --trainer.num_sanity_val_steps 0
+           --data.init_args.batch_size "$BATCH" --data.init_args.label_ratio 0.1 --trainer.log_every_n_steps 5)
+
+if [[ " $STAGES " == *" world "* ]] && [ ! -f "$WORLD/.done" ]; then
+  # shellcheck disable=SC2086
+  python -m nsmae_lightning world --out "$WORLD" --scenes "$SCENES" --frames "$FRAMES" --image-size $IMAGE \
+    --sweeps 1 --workers "$(nproc)" > "$RES/world.log" 2>&1
+  touch "$WORLD/.done"
+  stamp "world: $(tail -1 "$RES/world.log")"
+fi
+
+if [[ " $STAGES " == *" throughput "* ]]; then
+  for task in pretrain detection; do
+    for devices in 1 "$DEVICES"; do
+      out="$RES/throughput/${task}_${devices}dev"
+      [ -f "$out/version_0/throughput.json" ] && continue
+      nsmae fit "configs/$task/$SUFFIX.yaml" "$out" "$devices" "${short_fit[@]}" "${throughput[@]}" \
+        || { stamp "throughput $task on $devices failed"; tail -30 "$out.log"; exit 1; }
+      stamp "throughput $task on $devices: $(python -c "import json,sys; r=json.load(open(sys.argv[1])); print(f\"{r['samples_per_s']:.1f} samples/s\")" "$out/version_0/throughput.json")"
+    done
+  done
+fi
+
+if [[ " $STAGES " == *" metrics "* ]]; then
+  det_ckpt=$(ls "$RES/throughput/detection_${DEVICES}dev"/version_0/checkpoints/*.ckpt | tail -1)
+  for devices in 1 "$DEVICES"; do
+    nsmae validate "configs/detection/$SUFFIX.yaml" "$RES/metrics/detection_validate_${devices}dev" "$devices" \
+      --ckpt_path "$det_ckpt" --data.init_args.batch_size "$BATCH" || { stamp "detection validate failed"; exit 1; }
+  done
+  seg_fit="$RES/metrics/segmentation_fit_${DEVICES}dev"
+  nsmae fit "configs/segmentation/$SUFFIX.yaml" "$seg_fit" "$DEVICES" "${short_fit[@]}" \
+    || { stamp "segmentation fit failed"; tail -30 "$seg_fit.log"; exit 1; }
+  seg_ckpt=$(ls "$seg_fit"/version_0/checkpoints/*.ckpt | tail -1)
+  for devices in 1 "$DEVICES"; do
+    nsmae validate "configs/segmentation/$SUFFIX.yaml" "$RES/metrics/segmentation_validate_${devices}dev" "$devices" \
+      --ckpt_path "$seg_ckpt" --data.init_args.batch_size "$BATCH" || { stamp "segmentation validate failed"; exit 1; }
+  done
+  stamp "metrics: validated on 1 and $DEVICES devices"
+fi
+
+if [[ " $STAGES " == *" resume "* ]]; then
+  resume_fit=(--trainer.max_steps "$RESUME_STEPS" --trainer.limit_val_batches 0 --trainer.num_sanity_val_steps 0
+              --data.init_args.batch_size "$RESUME_BATCH" --trainer.log_every_n_steps 1
+              --trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint
+              --trainer.callbacks.every_n_train_steps "$CKPT_EVERY" --trainer.callbacks.save_top_k -1)
+  config="configs/detection/$SUFFIX.yaml"
+  nsmae fit "$config" "$RES/resume/uninterrupted" "$DEVICES" "${resume_fit[@]}" \
+    --trainer.callbacks.dirpath "$RES/resume/uninterrupted_ckpt" || { stamp "uninterrupted run failed"; exit 1; }
+  # the interrupted twin, in a session of its own (setsid execs in place: $! leads the group of all ranks)
+  killed="$RES/resume/interrupted"
+  build_cmd fit "$config" "$killed" "$DEVICES" "${resume_fit[@]}" --trainer.callbacks.dirpath "${killed}_ckpt"
+  setsid "${CMD[@]}" > "$killed.log" 2>&1 &
+  leader=$!
+  target="${killed}_ckpt/epoch=*-step=${KILL_AT}.ckpt"
+  for _ in $(seq 1800); do compgen -G "$target" > /dev/null && break; sleep 0.2; done
+  sleep 1  # the checkpoint is written: let it be renamed into place
+  kill -KILL -- "-$leader" 2> /dev/null || true
+  wait "$leader" 2> /dev/null || true
+  saved=$(compgen -G "$target" | head -1) || { stamp "no checkpoint at step $KILL_AT"; exit 1; }
+  stamp "killed the interrupted run after $(basename "$saved")"
+  nsmae fit "$config" "${killed}_resumed" "$DEVICES" "${resume_fit[@]}" --trainer.callbacks.dirpath "${killed}_resumed_ckpt" \
+    --ckpt_path "$saved" || { stamp "resumed run failed"; exit 1; }
+  echo "$saved" > "$RES/resume/killed_at.txt"
+  stamp "resume: done"
+fi
+stamp "done"
