@@ -55,6 +55,17 @@ def validation_values(run: Path) -> dict[str, float]:
     return values
 
 
+def spread(runs: dict[int, dict[str, float]], devices: list[int], key: str) -> str:
+    """"identical", or the largest difference between the device counts (absolute and relative)."""
+    values = [runs[d][key] for d in devices if key in runs[d]]
+    if len(values) < len(devices):
+        return "missing"
+    if len(set(values)) == 1:
+        return "identical"
+    difference = max(values) - min(values)
+    return f"{difference:.3g} ({100 * difference / max(abs(max(values, key=abs)), 1e-12):.2g} %)"
+
+
 def metrics_section(results: Path) -> str:
     """The same checkpoint validated on 1 device and on N: every metric side by side."""
     parts = ["## Validation of one checkpoint on 1 device and on N\n"]
@@ -66,11 +77,11 @@ def metrics_section(results: Path) -> str:
             continue
         devices = sorted(runs)
         shown = [key for key in sorted(set().union(*runs.values())) if key in keys or key.startswith("val/iou/")]
-        rows = [[key] + [f"{runs[d].get(key, float('nan')):.6g}" for d in devices]
-                + ["yes" if len({runs[d].get(key) for d in devices}) == 1 else "NO"] for key in shown]
+        rows = [[key] + [f"{runs[d].get(key, float('nan')):.6g}" for d in devices] + [spread(runs, devices, key)]
+                for key in shown]
         compared = [key for key in set().union(*runs.values()) if key != "val/loss"]
         differing = [key for key in compared if len({runs[d].get(key) for d in devices}) > 1]
-        parts.append(f"### {task}\n\n" + table(["metric", *[f"{d} device(s)" for d in devices], "equal"], rows)
+        parts.append(f"### {task}\n\n" + table(["metric", *[f"{d} device(s)" for d in devices], "difference"], rows)
                      + f"\n\n{len(compared) - len(differing)} of {len(compared)} logged values (all but val/loss) are "
                      + ("identical.\n" if not differing else f"identical; differing: {', '.join(sorted(differing))}.\n"))
     return "\n".join(parts)
@@ -100,19 +111,25 @@ def losses(run: Path) -> dict[int, float]:
     return values
 
 
+def largest_difference(reference: dict[int, float], other: dict[int, float]) -> tuple[int, float, float]:
+    """(steps compared, largest absolute, largest relative difference) over the steps both logged."""
+    common = sorted(set(reference) & set(other))
+    absolute = [abs(reference[step] - other[step]) for step in common]
+    relative = [a / max(abs(reference[step]), 1e-12) for a, step in zip(absolute, common)]
+    return len(common), max(absolute, default=float("nan")), max(relative, default=float("nan"))
+
+
 def resume_section(results: Path) -> str:
-    """The resumed run's losses against the uninterrupted run's, and the plot."""
+    """The resumed run's losses against the uninterrupted run's (and two uninterrupted runs against each other)."""
     resume = results / "resume"
     if not (resume / "killed_at.txt").exists():
         return "## Kill and resume\n\nnot run\n"
-    straight, before, after = (losses(resume / name) for name in ("uninterrupted", "interrupted", "interrupted_resumed"))
-    common = sorted(set(straight) & set(after))
-    differences = [abs(straight[step] - after[step]) for step in common]
-    relative = [d / max(abs(straight[step]), 1e-12) for d, step in zip(differences, common)]
+    runs = {name: losses(resume / name)
+            for name in ("uninterrupted", "uninterrupted_again", "interrupted", "interrupted_resumed")}
     figure, axis = plt.subplots(figsize=(7, 4))
-    axis.plot(sorted(straight), [straight[s] for s in sorted(straight)], label="uninterrupted", linewidth=3, alpha=0.5)
-    axis.plot(sorted(before), [before[s] for s in sorted(before)], "o", label="interrupted (killed)", markersize=3)
-    axis.plot(sorted(after), [after[s] for s in sorted(after)], "x", label="resumed with --ckpt_path", markersize=4)
+    styles = {"uninterrupted": "-", "uninterrupted_again": "--", "interrupted": "o", "interrupted_resumed": "x"}
+    for name, values in runs.items():
+        axis.plot(sorted(values), [values[step] for step in sorted(values)], styles[name], label=name, markersize=4)
     axis.set_xlabel("optimiser step")
     axis.set_ylabel(LOSS)
     axis.legend()
@@ -120,11 +137,16 @@ def resume_section(results: Path) -> str:
     figure.savefig(results / "resume_loss.png", dpi=120)
     plt.close(figure)
     killed_at = Path((resume / "killed_at.txt").read_text().strip()).name
-    summary = (f"The interrupted run was killed (SIGKILL to every rank) after writing `{killed_at}` and resumed from it. "
-               f"Over the {len(common)} steps both runs logged after the resume point, the largest loss difference is "
-               f"{max(differences, default=float('nan')):.3g} ({100 * max(relative, default=float('nan')):.2g} % of the "
-               "loss). `resume_loss.png` shows the curves.\n")
-    return "## Kill and resume\n\n" + summary
+    rows = []
+    for label, other in (("resumed vs uninterrupted", "interrupted_resumed"),
+                         ("uninterrupted twice (run-to-run spread)", "uninterrupted_again")):
+        steps, absolute, relative = largest_difference(runs["uninterrupted"], runs[other])
+        rows.append([label, str(steps), f"{absolute:.3g}", f"{100 * relative:.2g} %"])
+    return ("## Kill and resume\n\n"
+            f"The interrupted run was killed (SIGKILL to every rank) once `{killed_at}` was complete and resumed "
+            "from it with `--ckpt_path`; its losses after the resume point against the uninterrupted run's, next "
+            "to two uninterrupted runs against each other (`resume_loss.png`):\n\n"
+            + table(["comparison", "steps", "largest loss difference (absolute)", "relative"], rows) + "\n")
 
 
 def main() -> None:

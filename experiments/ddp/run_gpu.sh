@@ -10,9 +10,10 @@
 #              rank prints the subset's sha256);
 #   metrics    the N-GPU detection run's checkpoint validated on 1 GPU and on N (devkit mAP / NDS); a
 #              segmentation model fitted on N GPUs, validated on 1 and on N (BEV IoU);
-#   resume     detection on N GPUs for RESUME_STEPS steps (checkpoint every CKPT_EVERY), again killed
-#              (SIGKILL to the whole process group) once the KILL_AT checkpoint exists, then resumed with
-#              --ckpt_path: the continued loss curve against the uninterrupted one.
+#   resume     detection on N GPUs for RESUME_STEPS steps (checkpoint every CKPT_EVERY), twice (the
+#              run-to-run spread), again killed (SIGKILL to the whole process group) once its KILL_AT
+#              checkpoint is complete, then resumed with --ckpt_path: the continued loss curve against
+#              the uninterrupted ones.
 # CPU rehearsal (2 gloo processes, tiny configs, minutes):
 #   ACCEL=cpu PRECISION=32-true DEVICES=2 SUFFIX=tiny EMBEDDING=configs/embedding/tiny.yaml SCENES=4 FRAMES=6 \
 #   IMAGE="112 200" BATCH=1 STEPS=6 RESUME_STEPS=8 CKPT_EVERY=2 KILL_AT=4 WORKERS=0 WORK=/tmp/ddp_rehearsal \
@@ -106,20 +107,24 @@ if [[ " $STAGES " == *" resume "* ]]; then
               --trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint
               --trainer.callbacks.every_n_train_steps "$CKPT_EVERY" --trainer.callbacks.save_top_k -1)
   config="configs/detection/$SUFFIX.yaml"
-  nsmae fit "$config" "$RES/resume/uninterrupted" "$DEVICES" "${resume_fit[@]}" \
-    --trainer.callbacks.dirpath "$RES/resume/uninterrupted_ckpt" || { stamp "uninterrupted run failed"; exit 1; }
+  # twice uninterrupted: the run-to-run spread (GPU kernels are not bitwise deterministic) is the yardstick
+  for name in uninterrupted uninterrupted_again; do
+    nsmae fit "$config" "$RES/resume/$name" "$DEVICES" "${resume_fit[@]}" \
+      --trainer.callbacks.dirpath "$RES/resume/${name}_ckpt" || { stamp "$name run failed"; exit 1; }
+  done
   # the interrupted twin, in a session of its own (setsid execs in place: $! leads the group of all ranks)
   killed="$RES/resume/interrupted"
   build_cmd fit "$config" "$killed" "$DEVICES" "${resume_fit[@]}" --trainer.callbacks.dirpath "${killed}_ckpt"
   setsid "${CMD[@]}" > "$killed.log" 2>&1 &
   leader=$!
   target="${killed}_ckpt/epoch=*-step=${KILL_AT}.ckpt"
-  for _ in $(seq 1800); do compgen -G "$target" > /dev/null && break; sleep 0.2; done
-  sleep 1  # the checkpoint is written: let it be renamed into place
+  # Lightning writes checkpoints in place: once the next one appears, the KILL_AT one is complete.
+  next_one="${killed}_ckpt/epoch=*-step=$((KILL_AT + CKPT_EVERY)).ckpt"
+  for _ in $(seq 3000); do compgen -G "$next_one" > /dev/null && break; kill -0 "$leader" 2> /dev/null || break; sleep 0.1; done
   kill -KILL -- "-$leader" 2> /dev/null || true
   wait "$leader" 2> /dev/null || true
   saved=$(compgen -G "$target" | head -1) || { stamp "no checkpoint at step $KILL_AT"; exit 1; }
-  stamp "killed the interrupted run after $(basename "$saved")"
+  stamp "killed the interrupted run after $(basename "$saved") ($(grep -c . "$killed.log") log lines)"
   nsmae fit "$config" "${killed}_resumed" "$DEVICES" "${resume_fit[@]}" --trainer.callbacks.dirpath "${killed}_resumed_ckpt" \
     --ckpt_path "$saved" || { stamp "resumed run failed"; exit 1; }
   echo "$saved" > "$RES/resume/killed_at.txt"
