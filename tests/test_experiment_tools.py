@@ -90,3 +90,47 @@ def test_plan_epochs_from_step_times(tmp_path: Path, parallel: int) -> None:
     assert plan["FT_EPOCHS"] == str(epochs)
     run_seconds = 25 + epochs * (20 * parallel + 12)
     assert plan["EXPECTED_SWEEP_SECONDS"] == str(round(-(-8 // parallel) * run_seconds))
+
+
+def _csv(path: Path, header: str, *rows: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "metrics.csv").write_text("\n".join([header, *rows]) + "\n")
+
+
+def test_ddp_report_from_a_hand_built_results_folder(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("ddp_report", TOOLS.parent / "ddp" / "report.py")
+    assert spec is not None and spec.loader is not None
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    results = tmp_path / "results"
+    for devices, samples_per_s in ((1, 10.0), (2, 16.0)):
+        folder = results / "throughput" / f"detection_{devices}dev" / "version_0"
+        folder.mkdir(parents=True)
+        (folder / "throughput.json").write_text(json.dumps({
+            "batch_per_rank": 8, "steps_timed": 50, "median_step_s": 8 * devices / samples_per_s,
+            "samples_per_s": samples_per_s, "peak_gib_per_rank": [5.0] * devices}))
+    sha = "ab" * 32
+    (results / "throughput" / "detection_2dev.log").write_text(
+        "".join(f"[rank {rank}] labelled subset: 5 of 50 training frames (frame, ratio 0.1) sha256 {sha}\n"
+                for rank in (0, 1)))
+    for devices, mean_ap in ((1, 0.25), (2, 0.25)):
+        _csv(results / "metrics" / f"detection_validate_{devices}dev" / "version_0", "epoch,val/mAP,val/NDS,val/loss",
+             f"0,{mean_ap},0.3,{devices}")
+    resume = results / "resume"
+    for name, losses in (("uninterrupted", "5,4,3,2"), ("uninterrupted_again", "5,4,3,2.5"),
+                         ("interrupted", "5,4"), ("interrupted_resumed", ",,3,2")):
+        _csv(resume / name / "version_0", "step,train/loss_step",
+             *(f"{step},{loss}" for step, loss in enumerate(losses.split(",")) if loss))
+    (resume / "killed_at.txt").write_text("/x/epoch=0-step=2.ckpt\n")
+
+    throughput = report.throughput_section(results)
+    assert "| detection | 2 | 8 | 50 | 1000.0 | 16.0 | 0.80 | 5.00, 5.00 |" in throughput  # 16 / (2 x 10)
+    metrics = report.metrics_section(results)
+    assert "| val/mAP | 0.25 | 0.25 | identical |" in metrics and "2 of 2 logged values" in metrics
+    assert "segmentation: not run" in metrics
+    subsets = report.subsets_section(results)
+    assert "| throughput/detection_2dev.log | 2 | 5 of 50 | abababababababab... | yes |" in subsets
+    resumed = report.resume_section(results)
+    assert "| resumed vs uninterrupted | 2 | 0 | 0 % |" in resumed
+    assert "| uninterrupted twice (run-to-run spread) | 4 | 0.5 | 25 % |" in resumed
+    assert (results / "resume_loss.png").stat().st_size > 0
