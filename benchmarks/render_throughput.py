@@ -1,10 +1,12 @@
 """Throughput of the NS-MAE render network: ray samples per second, forward + backward.
 
-Two measurements per sampler ("trilinear", "trilinear_compiled", "trilinear_triton", "grid_sample") and
-dtype (fp32, bf16), on a paper-size volume (B = 2, Z = 40, Ny = Nx = 180, 1 + Cf = 33):
+Three measurements per sampler ("trilinear", "trilinear_compiled", "trilinear_triton", "grid_sample")
+and dtype (fp32, bf16), on a paper-size volume (B = 2, Z = 40, Ny = Nx = 180, 1 + Cf = 33):
 
 - ``sampler``: the trilinear read alone, at ray-ordered samples (random rays through
   the range, fixed step) as the renderer produces them;
+- ``march``: the render network after its volume decoder: ray marching -> sampling ->
+  colour MLP -> compositing -> loss -> backward into the volume;
 - ``render``: the whole render head for PER-like rays: BEV embedding -> conv volume ->
   ray marching -> sampling -> colour MLP -> compositing -> loss -> backward.
 
@@ -105,24 +107,42 @@ def bench_sampler(args: argparse.Namespace, sampler: str, dtype: torch.dtype, de
     return {**result, "samples": float(coords.shape[0]), "samples_per_s": coords.shape[0] / result["seconds"]}
 
 
-def bench_render(args: argparse.Namespace, sampler: str, dtype: torch.dtype, device: torch.device) -> dict[str, float]:
-    """The whole render head on PER-like rays with colour: conv volume to loss, forward + backward."""
+def bench_head(
+    args: argparse.Namespace, sampler: str, dtype: torch.dtype, device: torch.device, with_decoder: bool
+) -> dict[str, float]:
+    """The render head fwd + bwd from the BEV embedding (``with_decoder``) or from a fixed volume."""
     config = RenderConfig(z_bins=args.z_bins, feature_channels=args.feature_channels, per_step=args.step, sampler=sampler)
     head = NeRFPretrainHead(config, args.embed_channels, PC_RANGE).to(device)
-    bev = torch.randn(args.batch, args.embed_channels, args.grid, args.grid, device=device, requires_grad=True)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    bev = torch.randn(args.batch, args.embed_channels, args.grid, args.grid, device=device, requires_grad=with_decoder)
+    if not with_decoder:
+        with torch.no_grad(), autocast:
+            fixed_volume = head.network.volume(bev)
+        fixed_volume.requires_grad_()
     rays = random_rays(args.batch, args.rays, device)
     samples = ray_samples(rays, args.step, (args.z_bins, args.grid, args.grid))[0].shape[0]
 
     def step_fn() -> None:
         head.zero_grad(set_to_none=True)
         bev.grad = None
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            rendered = head.render(head.network.volume(bev), rays, args.step, with_color=True)
+        with autocast:
+            volume = head.network.volume(bev) if with_decoder else fixed_volume
+            rendered = head.render(volume, rays, args.step, with_color=True)
             loss = ((rendered.rgb - rays.rgb_target) ** 2).sum(-1).mean() + rendered.depth.abs().mean()
         loss.backward()
 
     result = time_iterations(step_fn, args.warmup, args.repeats, device)
     return {**result, "samples": float(samples), "samples_per_s": samples / result["seconds"]}
+
+
+def bench_render(args: argparse.Namespace, sampler: str, dtype: torch.dtype, device: torch.device) -> dict[str, float]:
+    """The whole render head: volume decoder, marching, sampling, MLP, compositing."""
+    return bench_head(args, sampler, dtype, device, with_decoder=True)
+
+
+def bench_march(args: argparse.Namespace, sampler: str, dtype: torch.dtype, device: torch.device) -> dict[str, float]:
+    """The render head after its volume decoder (gradients stop at the volume)."""
+    return bench_head(args, sampler, dtype, device, with_decoder=False)
 
 
 def main() -> None:
@@ -132,7 +152,7 @@ def main() -> None:
     rows = []
     for dtype_name in args.dtypes.split(","):
         for sampler in args.samplers.split(","):
-            for kind, bench in (("sampler", bench_sampler), ("render", bench_render)):
+            for kind, bench in (("sampler", bench_sampler), ("march", bench_march), ("render", bench_render)):
                 try:
                     measured = bench(args, sampler, DTYPES[dtype_name], device)
                 except (RuntimeError, torch.OutOfMemoryError) as error:  # keep the other rows
