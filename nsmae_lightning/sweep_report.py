@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from nsmae_lightning.atomic import atomic_savefig, atomic_write_bytes
 
 RESULT_COLUMNS: tuple[str, ...] = ("task", "init", "ratio", "seed", "metric", "value", "run_dir", "seconds", "status")
 STATUS_OK = "ok"
@@ -72,17 +73,6 @@ class CellStats:
 def format_ratio(ratio: float) -> str:
     """A ratio as a short, exact-enough string (``0.01``, ``1``) for folders and CSV cells."""
     return f"{ratio:g}"
-
-
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to a temporary file next to ``path``, then move it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def read_results(path: Path) -> list[ResultRow]:
@@ -213,10 +203,8 @@ def plot_results(rows: Sequence[ResultRow], out_png: Path, scale: float = 100.0)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
+    atomic_savefig(figure, out_png, dpi=110)
     plt.close(figure)
-    atomic_write_bytes(out_png, buffer.getvalue())
     return out_png
 
 

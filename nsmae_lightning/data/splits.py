@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from nsmae_lightning.atomic import atomic_write_text
 from nsmae_lightning.data.errors import DataError
 
 SplitBy = Literal["frame", "scene", "interval"]
@@ -170,13 +170,7 @@ def write_manifest(path: str | Path, tokens: Iterable[str], info: Mapping[str, A
         "info": dict(info),
         "tokens": sorted_tokens,
     }
-    text = json.dumps(manifest, indent=1)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)  # atomic: a reader never sees half a file
-    return path
+    return atomic_write_text(path, json.dumps(manifest, indent=1))
 
 
 def read_manifest(path: str | Path) -> SplitManifest:

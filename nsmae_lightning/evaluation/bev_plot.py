@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from torch import Tensor
 
+from nsmae_lightning.atomic import atomic_savefig
 from nsmae_lightning.constants import MAP_BOUND, MAP_CLASSES
 
 # One fixed RGB colour per map class (MAP_CLASSES order); later classes are painted over earlier ones.
@@ -94,11 +93,4 @@ def plot_bev_predictions(
     handles = [Patch(facecolor=colour, edgecolor="grey", label=name) for name, colour in zip(classes, colours)]
     figure.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
 
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(buffer.getvalue())
-    temporary.replace(path)  # atomic: a reader never sees half a file
-    return path
+    return atomic_savefig(figure, path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -13,6 +12,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from nsmae_lightning.atomic import atomic_savefig
 
 
 def read_series(metrics_csv: Path, prefix: str) -> dict[str, list[tuple[int, float]]]:
@@ -52,11 +53,8 @@ def plot_curves(metrics_csv: str | Path, out_png: str | Path, prefixes: tuple[st
     for axis in list(axes.flat)[len(names):]:
         axis.axis("off")
     figure.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_png.with_name(out_png.name + ".tmp.png")
-    figure.savefig(tmp, dpi=100)
+    atomic_savefig(figure, out_png, dpi=100)
     plt.close(figure)
-    os.replace(tmp, out_png)
     return out_png
 
 

@@ -26,7 +26,7 @@ from nsmae_lightning.data.kitti_boxes import image_boxes, lidar_to_camera_boxes,
 from nsmae_lightning.data.readers import read_image_size
 from nsmae_lightning.data.transforms import transform_boxes
 from nsmae_lightning.evaluation.detection_evaluator import DetectionEvaluator
-from nsmae_lightning.evaluation.kitti.atomic import atomic_write_text
+from nsmae_lightning.atomic import atomic_write_text
 from nsmae_lightning.evaluation.kitti.cli import results_to_json
 from nsmae_lightning.evaluation.kitti.eval import DIFFICULTIES, METRICS, Results, evaluate, format_results
 from nsmae_lightning.evaluation.kitti.labels import KittiLabels, read_gt_and_detections, write_label_file

@@ -40,6 +40,7 @@ from nuscenes.eval.detection.evaluate import DetectionEval
 from nuscenes.utils.splits import create_splits_scenes, is_predefined_split
 from pyquaternion import Quaternion
 
+from nsmae_lightning.atomic import atomic_write_text
 from nsmae_lightning.constants import DETECTION_CLASSES
 from nsmae_lightning.data.errors import DataError
 from nsmae_lightning.evaluation.detection_evaluator import DetectionEvaluator
@@ -163,14 +164,6 @@ def to_nuscenes_results(
             }
         )
     return results
-
-
-def _write_json_atomically(path: Path, payload: Mapping[str, Any]) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it into place."""
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(temporary, "w") as handle:
-        json.dump(payload, handle)
-    os.replace(temporary, path)
 
 
 class _SampleTokenDetectionEval(DetectionEval):
@@ -319,7 +312,7 @@ class NuScenesDetectionEvaluator(DetectionEvaluator):
             },
             "results": {token: gathered[token][0] for token in sample_tokens},
         }
-        _write_json_atomically(result_path, submission)
+        atomic_write_text(result_path, json.dumps(submission))
         with self._quiet():
             evaluation = _SampleTokenDetectionEval(
                 nusc,

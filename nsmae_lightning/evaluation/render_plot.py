@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -11,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from nsmae_lightning.atomic import atomic_savefig
 
 
 def _depth_panel(depth: torch.Tensor, vmax: float) -> np.ndarray:
@@ -58,8 +59,6 @@ def plot_render_grid(views: list[dict[str, torch.Tensor]], path: str | Path, tit
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    figure.savefig(tmp, dpi=90)
+    atomic_savefig(figure, path, dpi=90)
     plt.close(figure)
-    os.replace(tmp, path)
     return path

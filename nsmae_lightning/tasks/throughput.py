@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from nsmae_lightning.evaluation.kitti.atomic import atomic_write_text
+from nsmae_lightning.atomic import atomic_write_text
 
 
 class Throughput(Callback):

@@ -23,6 +23,7 @@ from nuscenes.utils.data_classes import LidarPointCloud  # noqa: E402
 from nuscenes.utils.geometry_utils import transform_matrix  # noqa: E402
 from pyquaternion import Quaternion  # noqa: E402
 
+from nsmae_lightning.atomic import atomic_savefig
 from nsmae_lightning.data.errors import DataError  # noqa: E402
 
 BEV_RANGE = 50.0
@@ -126,8 +127,6 @@ def write_preview(
     ax.set_ylim(-BEV_RANGE, BEV_RANGE)
     ax.set_aspect("equal")
     ax.set_title(f"BEV, LiDAR frame (+y forward): {location}, {len(boxes)} boxes", fontsize=9)
-    out_path = Path(out_png)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out_path, dpi=80, bbox_inches="tight")
+    out_path = atomic_savefig(figure, out_png, dpi=80, bbox_inches="tight")
     plt.close(figure)
     return out_path

@@ -10,7 +10,7 @@ import sys
 from rich.console import Console
 
 from nsmae_lightning.data.errors import DataError
-from nsmae_lightning.evaluation.kitti.atomic import atomic_write_text
+from nsmae_lightning.atomic import atomic_write_text
 from nsmae_lightning.evaluation.kitti.eval import Results, evaluate_dirs, format_results
 
 

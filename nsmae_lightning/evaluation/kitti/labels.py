@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from nsmae_lightning.data.errors import DataError
-from nsmae_lightning.evaluation.kitti.atomic import atomic_write_text
+from nsmae_lightning.atomic import atomic_write_text
 
 GT_FIELDS = 15
 DETECTION_FIELDS = 16

@@ -1,0 +1,51 @@
+"""Atomic file writes: a reader (or a crash) never sees half a file, and the old file stays until the new one is whole.
+
+Every result, manifest, checkpoint-side report and plot of the package goes through
+these: the payload is written to a temporary file beside the destination, flushed to
+disk, then renamed over it (``os.replace`` is atomic within a file system).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_bytes(path: str | Path, payload: bytes) -> Path:
+    """Write ``payload`` to ``path`` through a temporary file in the same folder and a rename.
+
+    Args:
+        path: destination file; its parent folder is created when missing.
+        payload: the whole file content.
+
+    Returns:
+        The destination path.
+    """
+    destination = Path(path)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(payload)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary_name, destination)
+    except BaseException:
+        Path(temporary_name).unlink(missing_ok=True)
+        raise
+    return destination
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """``atomic_write_bytes`` of UTF-8 text."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_savefig(figure: Any, path: str | Path, **savefig_options: Any) -> Path:
+    """Render a matplotlib figure in memory (PNG unless ``format`` says otherwise) and write it atomically."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, **{"format": "png", **savefig_options})
+    return atomic_write_bytes(path, buffer.getvalue())

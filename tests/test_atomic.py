@@ -1,0 +1,37 @@
+"""Atomic writes: whole files or the old file, never half of one, and no temporaries left behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from nsmae_lightning.atomic import atomic_savefig, atomic_write_bytes, atomic_write_text  # noqa: E402
+
+
+def test_writes_replace_whole_files_and_create_folders(tmp_path: Path) -> None:
+    target = tmp_path / "new" / "folder" / "results.json"
+    assert atomic_write_text(target, '{"a": 1}') == target
+    atomic_write_bytes(target, b'{"a": 2}')
+    assert target.read_text() == '{"a": 2}'
+    assert sorted(path.name for path in target.parent.iterdir()) == ["results.json"]
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "plot.png"
+    atomic_write_text(target, "old")
+    figure = plt.figure()
+    with pytest.raises(ValueError):
+        atomic_savefig(figure, target, format="not-a-format")  # fails while rendering, before any write
+    plt.close(figure)
+    assert target.read_text() == "old"
+    figure, axis = plt.subplots()
+    axis.plot([0, 1], [1, 0])
+    atomic_savefig(figure, target, dpi=30)
+    plt.close(figure)
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["plot.png"]
