@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import nsmae_lightning  # noqa: F401  (imports Lightning before any test module imports the nuscenes devkit)
+
 
 @pytest.fixture(autouse=True)
 def _no_leftover_run_seed(monkeypatch: pytest.MonkeyPatch) -> None:

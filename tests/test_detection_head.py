@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -268,3 +269,30 @@ def test_rotated_iou_and_nms_on_hand_built_boxes() -> None:
     scores = torch.tensor([0.5, 0.9, 0.8, 0.7, 0.6])
     # box 1 first; suppresses 0 (1/3 > 0.3) and 4 (1/3); box 2 kept (IoU with 1 is 0.296); 3 kept.
     assert rotated_nms(boxes, scores, iou_threshold=0.3, post_max_size=10).tolist() == [1, 2, 3]
+
+
+def _one_box_at_a_time(scores: torch.Tensor, suppresses_pair: Any, post_max_size: int) -> list[int]:
+    """Reference greedy NMS: take the best remaining box, drop what it suppresses, repeat."""
+    remaining = scores.argsort(descending=True, stable=True).tolist()
+    kept: list[int] = []
+    while remaining and len(kept) < post_max_size:
+        best = remaining.pop(0)
+        kept.append(best)
+        remaining = [other for other in remaining if not suppresses_pair(best, other)]
+    return kept
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matrix_nms_equals_one_box_at_a_time(seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    count = 300  # more than one row chunk of the pairwise test
+    boxes = torch.cat([torch.rand(count, 2, generator=generator) * 30, 0.5 + torch.rand(count, 2, generator=generator) * 4,
+                       torch.rand(count, 1, generator=generator) * 6.3], dim=1)
+    scores = torch.rand(count, generator=generator).round(decimals=2)  # ties, resolved by the stable sort
+    iou = rotated_iou_bev(boxes, boxes)
+    for post_max_size in (500, 17):
+        expected = _one_box_at_a_time(scores, lambda a, b: bool(iou[a, b] > 0.2), post_max_size)
+        assert rotated_nms(boxes, scores, 0.2, post_max_size).tolist() == expected
+        distance = ((boxes[:, None, :2] - boxes[None, :, :2]) ** 2).sum(-1).double()
+        expected = _one_box_at_a_time(scores, lambda a, b: bool(distance[a, b] <= 4.0), post_max_size)
+        assert circle_nms(boxes[:, :2], scores, 4.0, post_max_size).tolist() == expected

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -90,40 +91,58 @@ def rotated_iou_bev(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
     return (intersection / union).to(boxes_a.dtype)
 
 
-def _greedy_nms(scores: Tensor, suppresses: Callable[[Tensor, Tensor], Tensor], post_max_size: int) -> Tensor:
+# Rows of the pairwise test computed at once (rotated IoU holds (rows, N, 24, 2) float64 points).
+_ROW_CHUNK = 128
+
+
+def _greedy_nms(scores: Tensor, suppression: Callable[[Tensor, Tensor], Tensor], post_max_size: int) -> Tensor:
     """Greedy NMS: keep the best remaining box, drop those it suppresses, repeat.
+
+    The pairwise test runs once on the device for all candidates (in row chunks); the
+    greedy pass then walks that boolean matrix on the host, one sync in all instead of
+    one per kept box. Same result as testing each kept box against the rest in turn.
 
     Args:
         scores: (N,) detection scores.
-        suppresses: (kept index (), candidate indices (R,)) -> bool (R,), True where suppressed.
+        suppression: (rows (R,), columns (C,)) candidate indices -> bool (R, C), True where
+            the row box suppresses the column box.
         post_max_size: at most this many boxes are kept.
 
     Returns:
         int64 indices of the kept boxes, by descending score.
     """
-    remaining = scores.argsort(descending=True, stable=True)
-    kept: list[Tensor] = []
-    while remaining.numel() > 0 and len(kept) < post_max_size:
-        best, rest = remaining[0], remaining[1:]
-        kept.append(best)
-        remaining = rest[~suppresses(best, rest)]
-    return torch.stack(kept) if kept else torch.zeros(0, dtype=torch.int64, device=scores.device)
+    order = scores.argsort(descending=True, stable=True)
+    count = order.numel()
+    if count == 0 or post_max_size <= 0:
+        return torch.zeros(0, dtype=torch.int64, device=scores.device)
+    matrix = torch.cat([suppression(order[start : start + _ROW_CHUNK], order) for start in range(0, count, _ROW_CHUNK)])
+    suppressed = matrix.cpu().numpy()  # (N, N) in score order
+    alive = np.ones(count, dtype=bool)
+    kept: list[int] = []
+    for position in range(count):
+        if not alive[position]:
+            continue
+        kept.append(position)
+        if len(kept) == post_max_size:
+            break
+        alive[position + 1 :] &= ~suppressed[position, position + 1 :]
+    return order[torch.as_tensor(kept, device=order.device)]
 
 
 def circle_nms(centers_xy: Tensor, scores: Tensor, squared_distance_threshold: float, post_max_size: int) -> Tensor:
     """CenterPoint's circle NMS on BEV centres (N, 2): suppress where squared distance <= threshold (m^2)."""
     centers = centers_xy.double()
 
-    def suppresses(best: Tensor, rest: Tensor) -> Tensor:
-        return ((centers[rest] - centers[best]) ** 2).sum(-1) <= squared_distance_threshold
+    def suppression(rows: Tensor, columns: Tensor) -> Tensor:
+        return ((centers[rows][:, None] - centers[columns][None]) ** 2).sum(-1) <= squared_distance_threshold
 
-    return _greedy_nms(scores, suppresses, post_max_size)
+    return _greedy_nms(scores, suppression, post_max_size)
 
 
 def rotated_nms(boxes_bev: Tensor, scores: Tensor, iou_threshold: float, post_max_size: int) -> Tensor:
     """NMS on rotated BEV footprints (N, 5) = x, y, l, w, yaw: suppress where IoU > threshold."""
 
-    def suppresses(best: Tensor, rest: Tensor) -> Tensor:
-        return rotated_iou_bev(boxes_bev[best][None], boxes_bev[rest])[0] > iou_threshold
+    def suppression(rows: Tensor, columns: Tensor) -> Tensor:
+        return rotated_iou_bev(boxes_bev[rows], boxes_bev[columns]) > iou_threshold
 
-    return _greedy_nms(scores, suppresses, post_max_size)
+    return _greedy_nms(scores, suppression, post_max_size)
