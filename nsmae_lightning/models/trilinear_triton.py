@@ -8,19 +8,19 @@ gradient into a float32 volume gradient with atomic adds, and (when asked)
 differentiates the weights for the coordinates from the same corner reads.
 
 `triton` is optional (CUDA builds of PyTorch ship it); without it only choosing this
-sampler fails, with a clear error. On a CPU, ``TRITON_INTERPRET=1`` runs the kernels in Triton's interpreter,
-which is how the tests check them against the reference sampler.
+sampler fails, with a clear error. On a GPU the rows per program and the warp count are
+autotuned; on a CPU, ``TRITON_INTERPRET=1`` runs the plain kernels in Triton's
+interpreter, which is how the tests check them against the reference sampler.
 """
 
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
 
 import torch
 from torch import Tensor
 
-BLOCK = 64  # samples per program
+BLOCK = 64  # samples per program in the interpreter (tuned on a GPU)
 
 
 try:
@@ -106,21 +106,39 @@ if triton is not None:
             tl.store(grad_coords + m * 3 + 1, gy, mask=valid)
             tl.store(grad_coords + m * 3 + 2, gz, mask=valid)
 
+    # On a GPU, rows per program and warps are tuned once per channel count (the interpreter runs the
+    # plain kernels). The backward accumulates with atomics, so its trials start from zeroed gradients.
+    _TUNING = [triton.Config({"BLOCK_M": rows}, num_warps=warps) for rows in (32, 64, 128) for warps in (2, 4, 8)]
+    _forward_tuned = triton.autotune(_TUNING, key=["channels"])(_forward_kernel)
+    _backward_tuned = triton.autotune(
+        _TUNING, key=["channels", "NEED_COORDS"], reset_to_zero=["grad_volume", "grad_coords"]
+    )(_backward_kernel)
 
-def _kernels() -> SimpleNamespace:
-    """The kernels, or a clear error where triton is missing."""
+
+def _launch(kernel: str, samples: int, *args: object, **constants: object) -> None:
+    """Run the ``kernel`` ("forward" / "backward") over ``samples`` samples: tuned on a GPU, plain when interpreted."""
     if triton is None:  # pragma: no cover - depends on the machine
         raise RuntimeError(
             "RenderConfig.sampler 'trilinear_triton' needs the `triton` package (shipped with CUDA builds "
             "of PyTorch); use 'trilinear_compiled' or 'trilinear' without it"
         )
-    return SimpleNamespace(forward=_forward_kernel, backward=_backward_kernel, next_power_of_2=triton.next_power_of_2)
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        plain = _forward_kernel if kernel == "forward" else _backward_kernel
+        plain[(triton.cdiv(samples, BLOCK),)](*args, **constants, BLOCK_M=BLOCK)
+        return
+    tuned = _forward_tuned if kernel == "forward" else _backward_tuned
+    tuned[lambda meta: (triton.cdiv(samples, meta["BLOCK_M"]),)](*args, **constants)
 
 
-def _launch_args(volume: Tensor) -> tuple[int, int, int, int, int]:
-    """(size_x, size_y, size_z, channels, BLOCK_C) of a (B, Z, Y, X, C) volume."""
+def _shape_args(volume: Tensor) -> tuple[int, int, int, int]:
+    """(size_x, size_y, size_z, channels) of a (B, Z, Y, X, C) volume."""
     _, size_z, size_y, size_x, channels = volume.shape
-    return size_x, size_y, size_z, channels, _kernels().next_power_of_2(channels)
+    return size_x, size_y, size_z, channels
+
+
+def _channel_block(channels: int) -> int:
+    """Channel lanes of a program: the next power of two."""
+    return 1 << max(0, channels - 1).bit_length()
 
 
 class _TritonTrilinear(torch.autograd.Function):
@@ -130,14 +148,12 @@ class _TritonTrilinear(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, volume: Tensor, coords: Tensor, batch_index: Tensor
     ) -> Tensor:
-        kernels = _kernels()
-        size_x, size_y, size_z, channels, block_c = _launch_args(volume)
+        shape = _shape_args(volume)
         samples = coords.shape[0]
-        out = torch.empty(samples, channels, device=volume.device, dtype=volume.dtype)
+        out = torch.empty(samples, shape[-1], device=volume.device, dtype=volume.dtype)
         if samples:
-            grid = (-(-samples // BLOCK),)
-            kernels.forward[grid](volume, coords, batch_index, out, samples, size_x, size_y, size_z, channels,
-                                  BLOCK_M=BLOCK, BLOCK_C=block_c)
+            _launch("forward", samples, volume, coords, batch_index, out, samples, *shape,
+                    BLOCK_C=_channel_block(shape[-1]))
         ctx.save_for_backward(volume, coords, batch_index)
         return out
 
@@ -146,17 +162,14 @@ class _TritonTrilinear(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor
     ) -> tuple[Tensor | None, Tensor | None, None]:
         volume, coords, batch_index = ctx.saved_tensors  # type: ignore[attr-defined]
-        kernels = _kernels()
-        size_x, size_y, size_z, channels, block_c = _launch_args(volume)
+        shape = _shape_args(volume)
         samples = coords.shape[0]
         need_coords = bool(ctx.needs_input_grad[1])  # type: ignore[attr-defined]
         grad_volume = torch.zeros(volume.shape, device=volume.device, dtype=torch.float32)
         grad_coords = torch.zeros(samples, 3, device=coords.device, dtype=torch.float32)
         if samples:
-            grid = (-(-samples // BLOCK),)
-            kernels.backward[grid](volume, coords, batch_index, grad_out.contiguous(), grad_volume, grad_coords,
-                                   samples, size_x, size_y, size_z, channels,
-                                   NEED_COORDS=need_coords, BLOCK_M=BLOCK, BLOCK_C=block_c)
+            _launch("backward", samples, volume, coords, batch_index, grad_out.contiguous(), grad_volume, grad_coords,
+                    samples, *shape, NEED_COORDS=need_coords, BLOCK_C=_channel_block(shape[-1]))
         grad_volume_out = grad_volume.to(volume.dtype) if ctx.needs_input_grad[0] else None  # type: ignore[attr-defined]
         return grad_volume_out, grad_coords.to(coords.dtype) if need_coords else None, None
 
