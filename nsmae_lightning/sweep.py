@@ -53,6 +53,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nsmae_lightning.sweep_report import STATUS_OK, ResultRow, format_ratio, read_results, write_report, write_results
+from nsmae_lightning.sweep_per_class import write_per_class
 
 # Thread-pool sizes that every parallel run gets a share of (torch/OpenMP, MKL, OpenBLAS, numba).
 THREAD_VARIABLES: tuple[str, ...] = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -489,13 +490,14 @@ def print_summary(summary: SweepSummary, console: Console) -> None:
 
 
 def report(spec: SweepSpec, console: Console) -> None:
-    """Write results.md and results.png from results.csv and print the table (if any run finished)."""
+    """Write results.md, results.png and per_class.md from the runs and print the table (if any run finished)."""
     if not any(row.status == STATUS_OK for row in read_results(spec.results_csv)):
         console.print(f"no finished run in {spec.results_csv}: no table or plot written")
         return
     table_path, plot_path = write_report(spec.results_csv)
+    per_class_path = write_per_class(spec.results_csv.parent)
     console.print(table_path.read_text(), markup=False, highlight=False, soft_wrap=True)
-    console.print(f"results: {spec.results_csv}\ntable:   {table_path}\nplot:    {plot_path}")
+    console.print(f"results: {spec.results_csv}\ntable:   {table_path}\nplot:    {plot_path}\nper class: {per_class_path}")
 
 
 def sweep_and_report(

@@ -1,4 +1,4 @@
-"""The experiment helpers under experiments/label_efficient/: per-class tables and run planning."""
+"""Experiment helpers: per-class sweep tables, run planning (experiments/label_efficient/), the DDP report."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from types import ModuleType
 
 import pytest
 
+from nsmae_lightning import sweep_per_class as per_class
+
 TOOLS = Path(__file__).resolve().parents[1] / "experiments" / "label_efficient"
 
 
-def _module(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+def _module(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -46,7 +48,6 @@ def _sweep(tmp_path: Path) -> Path:
 
 
 def test_per_class_tables_average_seeds_and_copy_the_summaries(tmp_path: Path) -> None:
-    per_class = _module("per_class")
     sweep = _sweep(tmp_path)
     detection = per_class.detection_tables(sweep, tmp_path)
     # car AP of the two seeds: (0.2 + 0.4) / 2 = 30.0 (x100), two seeds; mAP (0.1 + 0.2) / 2 = 15.0
@@ -58,10 +59,11 @@ def test_per_class_tables_average_seeds_and_copy_the_summaries(tmp_path: Path) -
     segmentation = per_class.segmentation_tables(sweep)
     assert "| init, label ratio | divider | walkway | mIoU |" in segmentation
     assert "| random 1 | 10.0 (1) | 30.0 (1) | 20.0 (1) |" in segmentation
+    written = per_class.write_per_class(sweep).read_text()  # what `nsmae sweep` writes beside results.md
+    assert detection.split("\n")[4] in written and segmentation.split("\n")[4] in written  # first rows
 
 
 def test_per_class_says_when_nothing_finished(tmp_path: Path) -> None:
-    per_class = _module("per_class")
     (tmp_path / "detection").mkdir()
     assert per_class.detection_tables(tmp_path, tmp_path).startswith("no detection run")
     assert per_class.segmentation_tables(tmp_path).startswith("no segmentation run")
@@ -98,10 +100,7 @@ def _csv(path: Path, header: str, *rows: str) -> None:
 
 
 def test_ddp_report_from_a_hand_built_results_folder(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("ddp_report", TOOLS.parent / "ddp" / "report.py")
-    assert spec is not None and spec.loader is not None
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    report = _module(TOOLS.parent / "ddp" / "report.py")
     results = tmp_path / "results"
     for devices, samples_per_s in ((1, 10.0), (2, 16.0)):
         folder = results / "throughput" / f"detection_{devices}dev" / "version_0"

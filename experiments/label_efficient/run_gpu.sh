@@ -15,7 +15,7 @@
 #   4) NS-MAE pretraining (configs/pretrain/$SUFFIX.yaml + EMBEDDING) on every training frame, no labels;
 #   5) the sweep experiments/label_efficient/synthetic.yaml for SEEDS (16 runs per seed, PARALLEL at once
 #      on the GPU; PRIOR_RESULTS=results.csv of an earlier session skips the runs it has);
-#   6) results.{csv,md,png}, per-class tables (per_class.py), curves, render grids into $WORK/results.
+#   6) results.{csv,md,png}, per-class tables (sweep_per_class.py), curves, render grids into $WORK/results.
 # STOP_AFTER=bench ends after stage 2.
 # The default EMBEDDING is the one-session headline network (configs/embedding/synthetic_lite.yaml).
 # CPU rehearsal (tiny sizes, minutes): SUFFIX=tiny EMBEDDING=configs/embedding/tiny.yaml ACCEL=cpu PRECISION=32-true SCENES=4 FRAMES=4 \
@@ -189,9 +189,9 @@ python -m nsmae_lightning sweep "$WORK/spec.yaml" --out runs/label_efficient_syn
 
 # 6) results
 cp "$WORK/spec.yaml" "$RES/sweep_spec.yaml"
-for name in results.csv results.md results.png; do
+for name in results.csv results.md results.png per_class.md; do
   cp "runs/label_efficient_synthetic/$name" "$RES/" 2>/dev/null || true
 done
-python experiments/label_efficient/per_class.py runs/label_efficient_synthetic --detection-out "$RES/detection" \
+python -m nsmae_lightning.sweep_per_class runs/label_efficient_synthetic --detection-out "$RES/detection" \
   --segmentation-out "$RES/segmentation" > "$RES/per_class.log" 2>&1 || stamp "per-class tables failed"
 stamp "done"

@@ -2,10 +2,11 @@
 
 Reads every run folder of ``nsmae sweep`` (``<out>/<task>/<init>/r<ratio>/s<seed>/version_*``): the
 devkit's ``metrics_summary.json`` of the last detection validation and the last ``val/iou/*`` row of
-the segmentation runs' ``metrics.csv``. Writes markdown tables (mean over seeds, seed count in
-brackets) and copies the devkit summaries, so that the numbers can be checked against their source:
+the segmentation runs' ``metrics.csv``; markdown tables, mean over seeds with the seed count in
+brackets. ``nsmae sweep`` writes them to ``per_class.md`` beside ``results.md``; the command below
+also copies the devkit summaries, so that published numbers can be checked against their source:
 
-    python experiments/label_efficient/per_class.py runs/label_efficient_synthetic \\
+    python -m nsmae_lightning.sweep_per_class runs/label_efficient_synthetic \\
         --detection-out experiments/detection/synthetic_h200 --segmentation-out experiments/segmentation/synthetic_h200
 """
 
@@ -19,6 +20,8 @@ import shutil
 import statistics
 from collections import defaultdict
 from pathlib import Path
+
+from nsmae_lightning.atomic import atomic_write_text
 
 RUN_PATTERN = re.compile(r"(?P<task>[^/]+)/(?P<init>[^/]+)/r(?P<ratio>[0-9.]+)/s(?P<seed>\d+)$")
 TP_ERRORS = ("trans_err", "scale_err", "orient_err", "vel_err", "attr_err")
@@ -48,8 +51,8 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
-def detection_tables(sweep: Path, out: Path) -> str:
-    """Per-class AP and the mean TP errors per (init, ratio); the summaries are copied into ``out``."""
+def detection_tables(sweep: Path, copy_to: Path | None = None) -> str:
+    """Per-class AP and the mean TP errors per (init, ratio); the summaries are copied into ``copy_to``."""
     ap: dict[Cell, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     errors: dict[Cell, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for init, ratio, seed, version in run_folders(sweep, "detection"):
@@ -57,7 +60,8 @@ def detection_tables(sweep: Path, out: Path) -> str:
         if not summaries:
             continue
         summary = json.loads(summaries[-1].read_text())
-        shutil.copy(summaries[-1], out / f"metrics_summary_{init}_r{ratio:g}_s{seed}.json")
+        if copy_to is not None:
+            shutil.copy(summaries[-1], copy_to / f"metrics_summary_{init}_r{ratio:g}_s{seed}.json")
         for name, value in summary["mean_dist_aps"].items():
             ap[(init, ratio)][name].append(value)
         for name in TP_ERRORS:
@@ -108,6 +112,11 @@ def segmentation_tables(sweep: Path) -> str:
             + table(["init, label ratio", *classes], rows) + "\n")
 
 
+def write_per_class(sweep: Path) -> Path:
+    """``per_class.md`` (detection and segmentation tables) in the sweep's folder."""
+    return atomic_write_text(sweep / "per_class.md", detection_tables(sweep) + "\n" + segmentation_tables(sweep))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep", type=Path, help="the sweep's out folder")
@@ -117,9 +126,9 @@ def main() -> None:
     args.detection_out.mkdir(parents=True, exist_ok=True)
     args.segmentation_out.mkdir(parents=True, exist_ok=True)
     detection = detection_tables(args.sweep, args.detection_out)
-    (args.detection_out / "per_class.md").write_text(detection)
+    atomic_write_text(args.detection_out / "per_class.md", detection)
     segmentation = segmentation_tables(args.sweep)
-    (args.segmentation_out / "per_class.md").write_text(segmentation)
+    atomic_write_text(args.segmentation_out / "per_class.md", segmentation)
     print(detection + "\n" + segmentation)
 
 
