@@ -56,9 +56,9 @@ class SensorDataset(Dataset, ABC):
     def load_raw(self, index: int) -> RawSample:
         """Read sample `index` from disk, raising DataError on bad files."""
 
+    @abstractmethod
     def box_labels(self, index: int) -> np.ndarray:
         """Class ids of the boxes of frame ``index``, read without its sensor data (for CBGS)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot list a frame's box classes, so it has no CBGS")
 
     @abstractmethod
     def frame_keys(self) -> list[FrameKey]:

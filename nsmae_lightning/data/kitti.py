@@ -222,13 +222,17 @@ class KittiDataset(SensorDataset):
         time_order = {frame_id: rank for rank, frame_id in enumerate(sorted(self.frame_ids))}
         return [FrameKey(frame_id, "", time_order[frame_id]) for frame_id in self.frame_ids]
 
+    def read_annotations(self, frame_id: str) -> tuple[dict[str, np.ndarray], KittiObjects]:
+        """Calibration and objects of a frame (its label file in the LiDAR frame), without the points."""
+        calib = read_calib(self.training / "calib" / f"{frame_id}.txt")
+        return calib, read_objects(self.training / "label_2" / f"{frame_id}.txt", calib["rect2lidar"])
+
     def read_frame(self, frame_id: str) -> tuple[dict[str, np.ndarray], np.ndarray, KittiObjects]:
         """Calibration, float32 (P, 5) points (x, y, z, intensity 0..255, dt 0) and objects of a frame."""
-        calib = read_calib(self.training / "calib" / f"{frame_id}.txt")
+        calib, objects = self.read_annotations(frame_id)
         points = read_points(self.training / "velodyne" / f"{frame_id}.bin", VELODYNE_COLUMNS)
         # (P, 4) -> (P, 5): reflectance 0..1 -> intensity 0..255, dt = 0 (single scan).
         points = np.concatenate([points[:, :3], points[:, 3:4] * 255.0, np.zeros_like(points[:, :1])], axis=1)
-        objects = read_objects(self.training / "label_2" / f"{frame_id}.txt", calib["rect2lidar"])
         return calib, points.astype(np.float32), objects
 
     def database_frames(self, frame_ids: list[str]) -> Iterator[DatabaseFrame]:
@@ -248,8 +252,7 @@ class KittiDataset(SensorDataset):
 
     def box_labels(self, index: int) -> np.ndarray:
         """Class ids of the frame's target objects, from its label file (before the min-points filter)."""
-        calib = read_calib(self.training / "calib" / f"{self.frame_ids[index]}.txt")
-        return read_objects(self.training / "label_2" / f"{self.frame_ids[index]}.txt", calib["rect2lidar"]).targets()[1]
+        return self.read_annotations(self.frame_ids[index])[1].targets()[1]
 
     def load_raw(self, index: int) -> RawSample:
         """Read calibration, velodyne, labels and image of frame `index`."""
