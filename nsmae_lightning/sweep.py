@@ -31,7 +31,6 @@ goes on. Spec format (paths relative to the working directory)::
 from __future__ import annotations
 
 import argparse
-import csv
 import fcntl
 import json
 import os
@@ -52,7 +51,15 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from nsmae_lightning.sweep_report import STATUS_OK, ResultRow, format_ratio, read_results, write_report, write_results
+from nsmae_lightning.sweep_report import (
+    STATUS_OK,
+    ResultRow,
+    format_ratio,
+    read_final_metrics,
+    read_results,
+    write_report,
+    write_results,
+)
 from nsmae_lightning.sweep_per_class import write_per_class
 
 # Thread-pool sizes that every parallel run gets a share of (torch/OpenMP, MKL, OpenBLAS, numba).
@@ -298,28 +305,6 @@ def build_command(spec: SweepSpec, run: Run, resume_from: Path | None) -> list[s
         *run.task.overrides,
     ]
     return fit_command(run.task.config, run.run_dir(spec.out), arguments, resume_from)
-
-
-def last_values(metrics_csv: Path, names: Sequence[str]) -> dict[str, float]:
-    """The value of each metric in the last row of a metrics.csv that has one (absent if none has)."""
-    values: dict[str, float] = {}
-    with metrics_csv.open(newline="") as handle:
-        for record in csv.DictReader(handle):
-            values.update({name: float(record[name]) for name in names if record.get(name) not in (None, "")})
-    return values
-
-
-def read_final_metrics(run_dir: Path, names: Sequence[str]) -> dict[str, float]:
-    """The final value of each metric, from the newest metrics.csv under ``run_dir`` that has it.
-
-    A resumed run writes a new ``version_N`` folder; when it had nothing left to
-    train, its final values are still those of the version before.
-    """
-    found: dict[str, float] = {}
-    for metrics_csv in sorted(run_dir.rglob("metrics.csv"), key=lambda path: path.stat().st_mtime, reverse=True):
-        for name, value in last_values(metrics_csv, names).items():
-            found.setdefault(name, value)
-    return {name: found[name] for name in names if name in found}
 
 
 def log_tail(log_path: Path, lines: int = LOG_TAIL_LINES) -> str:

@@ -22,6 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from nsmae_lightning.atomic import atomic_write_text
+from nsmae_lightning.sweep_report import read_final_metrics
 
 RUN_PATTERN = re.compile(r"(?P<task>[^/]+)/(?P<init>[^/]+)/r(?P<ratio>[0-9.]+)/s(?P<seed>\d+)$")
 TP_ERRORS = ("trans_err", "scale_err", "orient_err", "vel_err", "attr_err")
@@ -84,25 +85,23 @@ def detection_tables(sweep: Path, copy_to: Path | None = None) -> str:
             + table(["init, label ratio", *metric_names], error_rows) + "\n")
 
 
-def last_row_with(metrics_csv: Path, prefix: str) -> dict[str, float]:
-    """The last CSV row that has a value in a column starting with ``prefix``."""
-    with metrics_csv.open(newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if any(k.startswith(prefix) and v for k, v in row.items())]
-    return {} if not rows else {k: float(v) for k, v in rows[-1].items() if k.startswith(prefix) and v}
+def logged_names(run_dir: Path, prefix: str) -> list[str]:
+    """Metric columns starting with ``prefix`` in any metrics.csv of a run."""
+    names: set[str] = set()
+    for metrics_csv in run_dir.rglob("metrics.csv"):
+        with metrics_csv.open(newline="") as handle:
+            names.update(name for name in next(csv.reader(handle), []) if name.startswith(prefix))
+    return sorted(names)
 
 
 def segmentation_tables(sweep: Path) -> str:
     """IoU per class and mIoU per (init, ratio)."""
     iou: dict[Cell, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for init, ratio, _, version in run_folders(sweep, "segmentation"):
-        metrics = version / "metrics.csv"
-        if not metrics.exists():
-            continue
-        for name, value in last_row_with(metrics, "val/iou/").items():
-            iou[(init, ratio)][name.removeprefix("val/iou/")].append(value)
-        miou = last_row_with(metrics, "val/mIoU")
-        if miou:
-            iou[(init, ratio)]["mIoU"].append(miou["val/mIoU"])
+        run_dir = version.parent  # the final values, as the sweep reads them (a resume adds versions)
+        final = read_final_metrics(run_dir, [*logged_names(run_dir, "val/iou/"), "val/mIoU"])
+        for name, value in final.items():
+            iou[(init, ratio)][name.removeprefix("val/iou/").removeprefix("val/")].append(value)
     if not iou:
         return "no segmentation run has validation IoUs\n"
     cells = sorted(iou)

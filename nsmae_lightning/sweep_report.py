@@ -75,6 +75,28 @@ def format_ratio(ratio: float) -> str:
     return f"{ratio:g}"
 
 
+def last_values(metrics_csv: Path, names: Sequence[str]) -> dict[str, float]:
+    """The value of each metric in the last row of a metrics.csv that has one (absent if none has)."""
+    values: dict[str, float] = {}
+    with metrics_csv.open(newline="") as handle:
+        for record in csv.DictReader(handle):
+            values.update({name: float(record[name]) for name in names if record.get(name) not in (None, "")})
+    return values
+
+
+def read_final_metrics(run_dir: Path, names: Sequence[str]) -> dict[str, float]:
+    """The final value of each metric, from the newest metrics.csv under ``run_dir`` that has it.
+
+    A resumed run writes a new ``version_N`` folder; when it had nothing left to
+    train, its final values are still those of the version before.
+    """
+    found: dict[str, float] = {}
+    for metrics_csv in sorted(run_dir.rglob("metrics.csv"), key=lambda path: path.stat().st_mtime, reverse=True):
+        for name, value in last_values(metrics_csv, names).items():
+            found.setdefault(name, value)
+    return {name: found[name] for name in names if name in found}
+
+
 def read_results(path: Path) -> list[ResultRow]:
     """Rows of a results CSV (empty list when it does not exist yet).
 
