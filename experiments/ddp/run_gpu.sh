@@ -84,20 +84,20 @@ if [[ " $STAGES " == *" throughput "* ]]; then
   done
 fi
 
-if [[ " $STAGES " == *" metrics "* ]]; then
-  det_ckpt=$(ls "$RES/throughput/detection_${DEVICES}dev"/version_0/checkpoints/*.ckpt | tail -1)
+# validate_both <task> <checkpoint>: the checkpoint validated on 1 device and on DEVICES
+validate_both() {
   for devices in 1 "$DEVICES"; do
-    nsmae validate "configs/detection/$SUFFIX.yaml" "$RES/metrics/detection_validate_${devices}dev" "$devices" \
-      --ckpt_path "$det_ckpt" --data.init_args.batch_size "$BATCH" || { stamp "detection validate failed"; exit 1; }
+    nsmae validate "configs/$1/$SUFFIX.yaml" "$RES/metrics/$1_validate_${devices}dev" "$devices" \
+      --ckpt_path "$2" --data.init_args.batch_size "$BATCH" || { stamp "$1 validate on $devices failed"; exit 1; }
   done
+}
+
+if [[ " $STAGES " == *" metrics "* ]]; then
+  validate_both detection "$(ls "$RES/throughput/detection_${DEVICES}dev"/version_0/checkpoints/*.ckpt | tail -1)"
   seg_fit="$RES/metrics/segmentation_fit_${DEVICES}dev"
   nsmae fit "configs/segmentation/$SUFFIX.yaml" "$seg_fit" "$DEVICES" "${short_fit[@]}" \
     || { stamp "segmentation fit failed"; tail -30 "$seg_fit.log"; exit 1; }
-  seg_ckpt=$(ls "$seg_fit"/version_0/checkpoints/*.ckpt | tail -1)
-  for devices in 1 "$DEVICES"; do
-    nsmae validate "configs/segmentation/$SUFFIX.yaml" "$RES/metrics/segmentation_validate_${devices}dev" "$devices" \
-      --ckpt_path "$seg_ckpt" --data.init_args.batch_size "$BATCH" || { stamp "segmentation validate failed"; exit 1; }
-  done
+  validate_both segmentation "$(ls "$seg_fit"/version_0/checkpoints/*.ckpt | tail -1)"
   stamp "metrics: validated on 1 and $DEVICES devices"
 fi
 
