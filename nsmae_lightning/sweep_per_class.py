@@ -79,7 +79,7 @@ def detection_tables(sweep: Path, copy_to: Path | None = None) -> str:
                   + [mean_cell(errors[(init, ratio)][name], *((100.0, 1) if name in ("mAP", "NDS") else (1.0, 3)))
                      for name in metric_names]
                   for init, ratio in cells]
-    return ("## AP per class (x100, mean over seeds (seeds)), devkit DetectionEval\n\n"
+    return ("## AP per class (x100, mean over seeds, number of seeds in brackets), devkit DetectionEval\n\n"
             + table(["init, label ratio", *classes], ap_rows)
             + "\n\n## mAP, NDS (x100) and mean TP errors (m, 1-IoU, rad, m/s, 1-acc)\n\n"
             + table(["init, label ratio", *metric_names], error_rows) + "\n")
@@ -107,7 +107,7 @@ def segmentation_tables(sweep: Path) -> str:
     cells = sorted(iou)
     classes = sorted({name for cell in cells for name in iou[cell]} - {"mIoU"}) + ["mIoU"]
     rows = [[f"{init} {ratio:g}"] + [mean_cell(iou[(init, ratio)][name]) for name in classes] for init, ratio in cells]
-    return ("## BEV IoU per class (x100, max over thresholds 0.35..0.65; mean over seeds (seeds))\n\n"
+    return ("## BEV IoU per class (x100, max over thresholds 0.35..0.65; mean over seeds, number of seeds in brackets)\n\n"
             + table(["init, label ratio", *classes], rows) + "\n")
 
 

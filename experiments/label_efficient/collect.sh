@@ -6,8 +6,12 @@ WORK=${WORK:-/tmp/nsmae}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 cd "$WORK/src" 2>/dev/null || { echo "no $WORK/src yet"; exit 0; }
+# BEV plots: the newest of each (task folder, init) pair, so both inits' predictions come back
 runs=$(find runs -name metrics.csv -o -name results.csv -o -name config.yaml -o -name label_split.json -o -name metrics_summary.json \
-         -o -name 'run.log' -o -name hparams.yaml 2>/dev/null; find runs -path '*bev*' -name '*.png' 2>/dev/null | sort | tail -4)
+         -o -name 'run.log' -o -name hparams.yaml 2>/dev/null
+       for init in $(find runs -path '*/bev/*.png' 2>/dev/null | sed -E 's#/r[^/]+/s[0-9]+/.*##' | sort -u); do
+         find "$init" -path '*/bev/*.png' | sort | tail -1
+       done)
 # shellcheck disable=SC2086
 tar czf "$OUT/results.tar.gz" -C "$WORK" results $(cd "$WORK" && for f in $runs; do echo "src/$f"; done) 2>/dev/null
 for name in results.md results.png pretrain_curves.png world_preview.png; do
