@@ -94,6 +94,22 @@ def test_plan_epochs_from_step_times(tmp_path: Path, parallel: int) -> None:
     assert plan["EXPECTED_SWEEP_SECONDS"] == str(round(-(-8 // parallel) * run_seconds))
 
 
+def test_plan_epochs_for_one_task_and_a_fixed_schedule(tmp_path: Path) -> None:
+    pretrain = _bench(tmp_path / "p.json", "step_ms", {"configs/pretrain/synthetic.yaml + lite": 100.0})
+    task = _bench(tmp_path / "t.json", "train_step_ms",
+                  {"configs/detection/synthetic.yaml": 200.0, "configs/segmentation/synthetic.yaml": 100.0})
+    command = [sys.executable, str(TOOLS / "plan_epochs.py"), "--pretrain-bench", str(pretrain),
+               "--task-bench", str(task), "--train-frames", "800", "--batch", "8", "--pretrain-seconds", "100",
+               "--sweep-seconds", "1000", "--runs", "4", "--parallel", "2", "--tasks", "segmentation",
+               "--ft-epochs", "3"]
+    plan = dict(item.split("=") for item in subprocess.check_output(command, text=True).split())
+    # segmentation alone sizes the runs: 100 ms x 2 (time-sliced) x 100 steps + 12 s = 32 s per epoch
+    assert plan["FT_EPOCHS"] == "3"
+    run_seconds = 25 + 3 * 32
+    assert plan["EXPECTED_SWEEP_SECONDS"] == str(2 * run_seconds)
+    assert plan["FT_MAX_TIME"] == "00:00:03:01"  # 121 s x 1.5
+
+
 def _csv(path: Path, header: str, *rows: str) -> None:
     path.mkdir(parents=True, exist_ok=True)
     (path / "metrics.csv").write_text("\n".join([header, *rows]) + "\n")

@@ -20,3 +20,6 @@ done
 ls -la "$OUT"
 echo "--- pipeline.log"; tail -25 "$WORK/pipeline.log" 2>/dev/null
 echo "--- sweep.log"; grep -v '^\s*$' "$WORK/results/sweep.log" 2>/dev/null | tail -15
+for table in "$WORK"/results/*/results.md; do
+  [ -f "$table" ] && { echo "--- $table"; cat "$table"; }
+done

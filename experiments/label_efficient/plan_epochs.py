@@ -43,6 +43,10 @@ def main() -> None:
     parser.add_argument("--pretrain-seconds", type=float, required=True)
     parser.add_argument("--sweep-seconds", type=float, required=True)
     parser.add_argument("--runs", type=int, required=True)
+    parser.add_argument("--tasks", nargs="+", default=["detection", "segmentation"],
+                        help="the sweep's tasks (the slowest one's step time sizes every run)")
+    parser.add_argument("--ft-epochs", type=int, default=None,
+                        help="fix the fine-tuning epochs (an ablation of the schedule) instead of fitting the budget")
     parser.add_argument("--parallel", type=int, required=True)
     parser.add_argument("--run-overhead", type=float, default=25.0, help="start-up, data set-up, final checkpoint (s)")
     parser.add_argument("--eval-seconds", type=float, default=12.0, help="one validation with the devkit (s)")
@@ -59,11 +63,11 @@ def main() -> None:
     pretrain_ms = bf16_step_ms(args.pretrain_bench, "step_ms", args.config_part) * args.pretrain_factor
     pretrain_epochs = max(1, math.floor(args.pretrain_seconds / (pretrain_ms / 1000 * steps_per_epoch + 5.0)))
     task_ms = [bf16_step_ms(args.task_bench, "train_step_ms", f"{task}/{args.config_part}")
-               for task in ("detection", "segmentation")]
+               for task in args.tasks]
     shared_ms = max(task_ms) * args.loader_factor * (1 + args.sharing * (args.parallel - 1))
     per_run = args.sweep_seconds * args.parallel / args.runs  # the pool keeps `parallel` runs going
     epoch_seconds = shared_ms / 1000 * steps_per_epoch + args.eval_seconds
-    ft_epochs = max(1, math.floor((per_run - args.run_overhead) / epoch_seconds))
+    ft_epochs = args.ft_epochs or max(1, math.floor((per_run - args.run_overhead) / epoch_seconds))
     run_seconds = args.run_overhead + ft_epochs * epoch_seconds
     expected = math.ceil(args.runs / args.parallel) * run_seconds
     print(f"PRETRAIN_EPOCHS={pretrain_epochs} PRETRAIN_MAX_TIME={clock(args.pretrain_seconds * 1.4)} "

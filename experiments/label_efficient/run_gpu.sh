@@ -16,7 +16,10 @@
 #   5) the sweep experiments/label_efficient/synthetic.yaml for SEEDS (16 runs per seed, PARALLEL at once
 #      on the GPU; PRIOR_RESULTS=results.csv of an earlier session skips the runs it has);
 #   6) results.{csv,md,png}, per-class tables (sweep_per_class.py), curves, render grids into $WORK/results.
-# STOP_AFTER=bench ends after stage 2.
+# STOP_AFTER=bench ends after stage 2. A follow-up sweep on the same world and pretraining (stages 1 and 4
+# are skipped once done in $WORK) takes SWEEP_TASKS / SWEEP_RATIOS (subsets of the spec's), SEEDS,
+# FT_EPOCHS_FIXED (a schedule ablation instead of fitting SWEEP_SECONDS), SWEEP_OUT and SWEEP_RES
+# (its run folder and results folder); see followup_gpu.sh.
 # The default EMBEDDING is the one-session headline network (configs/embedding/synthetic_lite.yaml).
 # CPU rehearsal (tiny sizes, minutes): SUFFIX=tiny EMBEDDING=configs/embedding/tiny.yaml ACCEL=cpu PRECISION=32-true SCENES=4 FRAMES=4 \
 #   IMAGE="112 200" BATCH=2 PARALLEL=2 BENCH=1 SEEDS=0 PRETRAIN_SECONDS=60 SWEEP_SECONDS=200 WORK=/tmp/rehearsal \
@@ -53,6 +56,11 @@ PRETRAIN_WORKERS=${PRETRAIN_WORKERS:-12}
 FT_WORKERS=${FT_WORKERS:-2}
 # results.csv of an earlier session (same world, same recipe): its finished runs are skipped
 PRIOR_RESULTS=${PRIOR_RESULTS:-}
+SWEEP_SPEC=${SWEEP_SPEC:-experiments/label_efficient/synthetic.yaml}
+SWEEP_TASKS=${SWEEP_TASKS:-}
+SWEEP_RATIOS=${SWEEP_RATIOS:-}
+SWEEP_OUT=${SWEEP_OUT:-runs/label_efficient_synthetic}
+FT_EPOCHS_FIXED=${FT_EPOCHS_FIXED:-}
 
 stamp() { echo "[$(date +%H:%M:%S)] $*"; }
 mkdir -p "$WORK/results/bench"
@@ -63,6 +71,7 @@ fi
 cd "$WORK/src"
 export PYTHONPATH="$WORK/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 RES="$WORK/results"
+SWEEP_RES=${SWEEP_RES:-$RES}
 stamp "start: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo no GPU), $(nproc) CPUs"
 
 # 1) world, in the background
@@ -133,16 +142,29 @@ names = set(get_scenes_of_split("train", nusc))
 print(sum(scene["nbr_samples"] for scene in nusc.scene if scene["name"] in names))
 PY
 )
+# the sweep's grid: the spec's tasks and ratios, or the SWEEP_TASKS / SWEEP_RATIOS subsets of them
+read -r tasks ratios <<< "$(python - <<PY
+import yaml
+spec = yaml.safe_load(open("$SWEEP_SPEC"))
+tasks = "$SWEEP_TASKS".split() or list(spec["tasks"])
+ratios = "$SWEEP_RATIOS".split() or [str(ratio) for ratio in spec["ratios"]]
+unknown = [task for task in tasks if task not in spec["tasks"]]
+assert not unknown, f"SWEEP_TASKS {unknown} are not tasks of $SWEEP_SPEC"
+print(",".join(tasks), ",".join(ratios))
+PY
+)"
 read -r -a seeds <<< "$SEEDS"
-runs=$((16 * ${#seeds[@]}))  # 2 tasks x 2 inits x 4 ratios per seed
+runs=$(( $(tr ',' '\n' <<< "$tasks" | wc -l) * 2 * $(tr ',' '\n' <<< "$ratios" | wc -l) * ${#seeds[@]} ))  # x 2 inits
 plan=$(python experiments/label_efficient/plan_epochs.py --pretrain-bench "$pretrain_bench" \
   --task-bench "$task_bench" --config-part "$SUFFIX" --train-frames "$train_frames" --batch "$BATCH" \
   --pretrain-seconds "$PRETRAIN_SECONDS" --sweep-seconds "$SWEEP_SECONDS" --runs "$runs" --parallel "$PARALLEL" \
-  --sharing "$SHARING" --cap-factor "$CAP_FACTOR" --run-overhead "$RUN_OVERHEAD")
+  --sharing "$SHARING" --cap-factor "$CAP_FACTOR" --run-overhead "$RUN_OVERHEAD" --tasks ${tasks//,/ } \
+  ${FT_EPOCHS_FIXED:+--ft-epochs "$FT_EPOCHS_FIXED"})
 eval "$plan"
 # an explicit FT_EPOCHS / PRETRAIN_EPOCHS file in $WORK wins (set from a later device call)
 [ -f "$WORK/pretrain_epochs" ] && PRETRAIN_EPOCHS=$(cat "$WORK/pretrain_epochs")
-stamp "train frames $train_frames; plan: $plan" | tee "$RES/plan.txt"
+mkdir -p "$SWEEP_RES"
+stamp "train frames $train_frames; $runs runs ($tasks; ratios $ratios; seeds $SEEDS); plan: $plan" | tee "$SWEEP_RES/plan.txt"
 
 # 4) NS-MAE pretraining
 common=(--trainer.accelerator "$ACCEL" --trainer.precision "$PRECISION" --trainer.enable_progress_bar false)
@@ -166,12 +188,16 @@ stamp "pretraining done: $(grep -E 'max_epochs|Time limit' "$RES/pretrain.log" |
 
 # 5) the sweep
 [ -f "$WORK/ft_epochs" ] && FT_EPOCHS=$(cat "$WORK/ft_epochs")
-python - "$WORK/spec.yaml" <<PY
+spec_file="$SWEEP_RES/sweep_spec.yaml"
+python - "$spec_file" <<PY
 import sys, yaml
-spec = yaml.safe_load(open("experiments/label_efficient/synthetic.yaml"))
+spec = yaml.safe_load(open("$SWEEP_SPEC"))
+spec["tasks"] = {name: spec["tasks"][name] for name in "$tasks".split(",")}
 for task in spec["tasks"].values():
     task["config"] = task["config"].replace("/synthetic.yaml", "/$SUFFIX.yaml")
+spec["ratios"] = [float(ratio) for ratio in "$ratios".split(",")]
 spec["seeds"] = [int(seed) for seed in "$SEEDS".split()]
+spec["out"] = "$SWEEP_OUT"
 spec["overrides"].update({
     "trainer.accelerator": "$ACCEL", "trainer.precision": "$PRECISION", "trainer.max_epochs": $FT_EPOCHS,
     "trainer.check_val_every_n_epoch": $FT_EPOCHS, "trainer.max_time": "$FT_MAX_TIME",
@@ -180,18 +206,17 @@ spec["overrides"].update({
 })
 yaml.safe_dump(spec, open(sys.argv[1], "w"), sort_keys=False)
 PY
-if [ -n "$PRIOR_RESULTS" ] && [ ! -f runs/label_efficient_synthetic/results.csv ]; then
-  mkdir -p runs/label_efficient_synthetic && cp "$PRIOR_RESULTS" runs/label_efficient_synthetic/results.csv
+if [ -n "$PRIOR_RESULTS" ] && [ ! -f "$SWEEP_OUT/results.csv" ]; then
+  mkdir -p "$SWEEP_OUT" && cp "$PRIOR_RESULTS" "$SWEEP_OUT/results.csv"
 fi
-stamp "sweep: seeds $SEEDS, $FT_EPOCHS epochs per run, $PARALLEL at once"
-python -m nsmae_lightning sweep "$WORK/spec.yaml" --out runs/label_efficient_synthetic --parallel "$PARALLEL" \
-  --runs-per-gpu "$PARALLEL" > "$RES/sweep.log" 2>&1 || stamp "sweep finished with failed runs (see sweep.log)"
+stamp "sweep: seeds $SEEDS, $FT_EPOCHS epochs per run, $PARALLEL at once -> $SWEEP_OUT"
+python -m nsmae_lightning sweep "$spec_file" --out "$SWEEP_OUT" --parallel "$PARALLEL" \
+  --runs-per-gpu "$PARALLEL" > "$SWEEP_RES/sweep.log" 2>&1 || stamp "sweep finished with failed runs (see sweep.log)"
 
 # 6) results
-cp "$WORK/spec.yaml" "$RES/sweep_spec.yaml"
 for name in results.csv results.md results.png per_class.md; do
-  cp "runs/label_efficient_synthetic/$name" "$RES/" 2>/dev/null || true
+  cp "$SWEEP_OUT/$name" "$SWEEP_RES/" 2>/dev/null || true
 done
-python -m nsmae_lightning.sweep_per_class runs/label_efficient_synthetic --detection-out "$RES/detection" \
-  --segmentation-out "$RES/segmentation" > "$RES/per_class.log" 2>&1 || stamp "per-class tables failed"
-stamp "done"
+python -m nsmae_lightning.sweep_per_class "$SWEEP_OUT" --detection-out "$SWEEP_RES/detection" \
+  --segmentation-out "$SWEEP_RES/segmentation" > "$SWEEP_RES/per_class.log" 2>&1 || stamp "per-class tables failed"
+stamp "done: $SWEEP_OUT"
