@@ -10,8 +10,13 @@
 #    epochs each (DET_SECONDS is a safety cap; no validation while fitting, so the checkpoint is written at
 #    each epoch end), then `nsmae validate` of the final checkpoint (our KITTI evaluator on the val frames);
 # 4) report: Table IV shaped Markdown (AP_BEV / AP_3D, easy / moderate / hard, R40 and R11) into $OUT.
-# A GPU command may run 10 minutes: split the stages over calls on the same warm machine (same $WORK), e.g.
-#   STAGES="world pretrain" bash experiments/kitti/synthetic_gpu.sh; STAGES="finetune report" bash ...
+# A GPU command may run 10 minutes and the whole run takes ~17: run it detached and poll, each call within
+# 30 s of the last (the results folder lives in $WORK; a call's own $OUT is what comes back):
+#   source .gpu/activate.sh && mkdir -p /tmp/nsmae_kitti && (OUT=/tmp/nsmae_kitti/out setsid nohup \
+#     bash experiments/kitti/synthetic_gpu.sh > /tmp/nsmae_kitti/pipeline.log 2>&1 < /dev/null &) && sleep 560; \
+#     cp -r /tmp/nsmae_kitti/out /tmp/nsmae_kitti/*.log "$OUT"/; tail -30 /tmp/nsmae_kitti/pipeline.log
+#   (later calls: sleep 570; the same cp and tail), or split the stages over calls on the same warm machine
+#   (same $WORK): STAGES="world pretrain" bash experiments/kitti/synthetic_gpu.sh; STAGES="finetune report" ...
 # Everything that sizes the run is an environment variable; the CPU check of the whole pipeline:
 #   ACCELERATOR=cpu PRECISION=32-true TINY=1 SCENES=2 FRAMES=4 WORLD_WORKERS=2 SMOKE=0 BATCH=2 NUM_WORKERS=0 \
 #   PRETRAIN_CONFIG=configs/kitti/pretrain_tiny.yaml DET_CONFIG=configs/kitti/tiny.yaml PRETRAIN_EPOCHS=1 \
