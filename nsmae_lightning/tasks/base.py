@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from lightning.pytorch import LightningModule
 from torch import nn
 
+from nsmae_lightning.configuration import as_config
 from nsmae_lightning.data.sampling import restore_train_loader_position
-from nsmae_lightning.models.embedding import EmbeddingConfig
-from nsmae_lightning.tasks.pretrained import GEOMETRY_KEY, LoadReport, load_pretrained_embedding
+from nsmae_lightning.models.embedding import EmbeddingConfig, EmbeddingNetwork
+from nsmae_lightning.tasks.pretrained import (
+    GEOMETRY_KEY,
+    LoadReport,
+    load_pretrained_embedding,
+)
 
 log = logging.getLogger(__name__)
+HeadConfig = TypeVar("HeadConfig")
 
 
 class BaseTask(LightningModule):
@@ -163,3 +169,18 @@ def evaluated_samples(batch: dict[str, Any]) -> list[int]:
 def with_modalities(config: EmbeddingConfig, modalities: list[str] | None) -> EmbeddingConfig:
     """``config`` with its modalities replaced (camera-only / LiDAR-only models from one embedding)."""
     return config if modalities is None else dataclasses.replace(config, modalities=list(modalities))
+
+
+def embedding_and_head_config(
+    embedding: Any, modalities: list[str] | None, head: Any, head_type: type[HeadConfig]
+) -> tuple[EmbeddingNetwork, HeadConfig]:
+    """A fine-tuning task's embedding (with the modality override) and its head config sized to it.
+
+    The head reads the embedding's output channels and point-cloud range, so a config never states
+    them twice.
+    """
+    network = EmbeddingNetwork(with_modalities(as_config(EmbeddingConfig, embedding), modalities))
+    sized = dataclasses.replace(  # type: ignore[type-var]
+        as_config(head_type, head), in_channels=network.out_channels, pc_range=network.pc_range
+    )
+    return network, sized

@@ -7,19 +7,22 @@ through the same DetectionEvaluator interface.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from nsmae_lightning.configuration import as_config
 from nsmae_lightning.evaluation.detection_evaluator import DetectionEvaluator
 from nsmae_lightning.evaluation.kitti_detection import KittiDetectionEvaluator
 from nsmae_lightning.evaluation.nuscenes_detection import NuScenesDetectionEvaluator
-from nsmae_lightning.models.embedding import EmbeddingConfig, EmbeddingNetwork
+from nsmae_lightning.models.embedding import EmbeddingConfig
 from nsmae_lightning.models.heads.detection import CenterPointHead, DetectionHeadConfig
-from nsmae_lightning.tasks.base import BaseTask, batch_size_of, evaluated_samples, with_modalities
+from nsmae_lightning.tasks.base import (
+    BaseTask,
+    batch_size_of,
+    embedding_and_head_config,
+    evaluated_samples,
+)
 
 EvaluationKind = Literal["nuscenes", "kitti", "none"]
 
@@ -84,8 +87,7 @@ class DetectionTask(BaseTask):
     def configure_models(self) -> None:
         """Embedding (with the modality override) and the head sized to it."""
         hp = self.hparams
-        self.embedding = EmbeddingNetwork(with_modalities(as_config(EmbeddingConfig, hp.embedding), hp.modalities))
-        head_config = dataclasses.replace(as_config(DetectionHeadConfig, hp.head), in_channels=self.embedding.out_channels, pc_range=self.embedding.pc_range)
+        self.embedding, head_config = embedding_and_head_config(hp.embedding, hp.modalities, hp.head, DetectionHeadConfig)
         self.head = CenterPointHead(head_config)
         self.evaluator: DetectionEvaluator | None = None
 

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from nsmae_lightning.configuration import as_config
 from nsmae_lightning.evaluation.bev_iou import BEVIoU
 from nsmae_lightning.evaluation.bev_plot import plot_bev_predictions
-from nsmae_lightning.models.embedding import EmbeddingConfig, EmbeddingNetwork
-from nsmae_lightning.models.heads.segmentation import SegmentationHead, SegmentationHeadConfig
-from nsmae_lightning.tasks.base import BaseTask, batch_size_of, evaluated_samples, with_modalities
+from nsmae_lightning.models.embedding import EmbeddingConfig
+from nsmae_lightning.models.heads.segmentation import (
+    SegmentationHead,
+    SegmentationHeadConfig,
+)
+from nsmae_lightning.tasks.base import (
+    BaseTask,
+    batch_size_of,
+    embedding_and_head_config,
+    evaluated_samples,
+)
 
 
 class SegmentationTask(BaseTask):
@@ -48,8 +54,7 @@ class SegmentationTask(BaseTask):
     def configure_models(self) -> None:
         """Embedding (with the modality override) and the map head sized to it."""
         hp = self.hparams
-        self.embedding = EmbeddingNetwork(with_modalities(as_config(EmbeddingConfig, hp.embedding), hp.modalities))
-        head_config = dataclasses.replace(as_config(SegmentationHeadConfig, hp.head), in_channels=self.embedding.out_channels, pc_range=self.embedding.pc_range)
+        self.embedding, head_config = embedding_and_head_config(hp.embedding, hp.modalities, hp.head, SegmentationHeadConfig)
         self.head = SegmentationHead(head_config)
 
     def configure_metrics(self) -> None:
