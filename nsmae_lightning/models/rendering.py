@@ -291,10 +291,17 @@ class RenderNetwork(nn.Module):
         fused = torch.cat([density, projected[:, 1:]], dim=1)  # (B, 1 + Cf, Z, Ny, Nx)
         return fused.permute(0, 2, 3, 4, 1).contiguous()  # (B, Z, Ny, Nx, 1 + Cf)
 
-    def color(self, features: Tensor, directions: Tensor) -> Tensor:
-        """(M, Cf) sampled features + (M, 3) unit view directions -> (M, 3) RGB in [0, 1]."""
+    def color(self, features: Tensor, directions: Tensor, ray_index: Tensor | None = None) -> Tensor:
+        """(M, Cf) sampled features + unit view directions -> (M, 3) RGB in [0, 1].
+
+        ``directions`` are (M, 3) per sample, or (R, 3) per ray with ``ray_index`` (M,)
+        naming each sample's ray: then each ray's direction is encoded once, not once per
+        sample (the same values, a fraction of the sin / cos work).
+        """
         if self.use_view_dir:
             encoded = encode_directions(directions, self.view_dir_frequencies).to(features.dtype)
+            if ray_index is not None:
+                encoded = encoded[ray_index]
             features = torch.cat([features, encoded], dim=-1)
         return torch.sigmoid(self.color_mlp(features))
 
@@ -347,7 +354,7 @@ class NeRFPretrainHead(nn.Module):
             ray_index, sample_t = packed.ray_index, packed.t
         points = rays.origins[ray_index] + sample_t.unsqueeze(-1) * rays.directions[ray_index]
         values = self._sample(volume, points, rays.batch_index[ray_index])  # (M, C)
-        colors = self.network.color(values[:, 1:], rays.directions[ray_index]) if with_color else None  # (M, 3)
+        colors = self.network.color(values[:, 1:], rays.directions, ray_index) if with_color else None  # (M, 3)
         if config.march == "packed":
             return composite_packed(values[:, 0], packed, step, colors, config.background, config.normalize_depth)
         if config.march == "packed_triton":
