@@ -13,8 +13,14 @@ gather / index_add on an H200):
 - channels are split into exact power-of-two blocks (C = 33 -> 32 + 1) instead of one
   block padded to the next power of two (64 lanes, half of them masked, masked atomics
   included);
-- the atomics are ``sem="relaxed"``: Triton's default (acq_rel) orders every add with
-  fences, which an order-free sum does not need (Inductor's scatter uses relaxed too);
+- the atomics are ``sem="relaxed"``: Triton's default (acq_rel) makes every add a
+  returning ``atom.acq_rel``, where an order-free sum needs only a ``red`` (Inductor's
+  scatter uses relaxed too);
+- each channel block accumulates into its own float32 buffer with rows of exactly its
+  width (N x 32 for the features), so rows are 16-byte aligned and the adds compile to
+  vector reductions (``red.global.add.v4.f32``: 4 channels per instruction), which the
+  volume's own 33-channel rows cannot allow; the blocks are cast into the volume's
+  dtype and layout once at the end;
 - offsets are 32-bit unless the volume has 2^31 elements or more.
 
 `triton` is optional (CUDA builds of PyTorch ship it); without it only choosing this
@@ -123,12 +129,14 @@ if triton is not None:
                           HEAD, TAIL, TAIL_LANES, WIDE)
 
     @triton.jit
-    def _scatter_block(volume, grad_out, grad_volume, m, valid, cx, cy, cz, b, size_x, size_y, size_z, channels,
+    def _scatter_block(volume, grad_out, grad_block, m, valid, cx, cy, cz, b, size_x, size_y, size_z, channels,
                        NEED_COORDS: tl.constexpr, FIRST: tl.constexpr, WIDTH: tl.constexpr, LANES: tl.constexpr,
                        WIDE: tl.constexpr):
-        """Scatter channels FIRST .. FIRST + WIDTH of the output gradient; their share of the coordinate gradient."""
-        c = FIRST + tl.arange(0, LANES)
-        channel_ok = c < FIRST + WIDTH
+        """Scatter channels FIRST .. FIRST + WIDTH of the output gradient into ``grad_block`` (rows of WIDTH
+        channels); return their share of the coordinate gradient."""
+        lane = tl.arange(0, LANES)
+        c = FIRST + lane
+        channel_ok = lane < WIDTH
         out_offsets = m.to(tl.int64 if WIDE else tl.int32)[:, None] * channels + c[None, :]
         g = tl.load(grad_out + out_offsets, mask=valid[:, None] & channel_ok[None, :], other=0.0).to(tl.float32)
         gx = tl.zeros((m.shape[0],), dtype=tl.float32)
@@ -138,10 +146,10 @@ if triton is not None:
             row, wx, wy, wz, inside = _corner(cx, cy, cz, b, size_x, size_y, size_z, valid,
                                              index & 1, (index >> 1) & 1, (index >> 2) & 1, WIDE)
             mask = inside[:, None] & channel_ok[None, :]
-            offsets = row[:, None] * channels + c[None, :]
-            tl.atomic_add(grad_volume + offsets, (wx * wy * wz)[:, None] * g, mask=mask, sem="relaxed")
+            tl.atomic_add(grad_block + row[:, None] * WIDTH + lane[None, :], (wx * wy * wz)[:, None] * g, mask=mask,
+                          sem="relaxed")
             if NEED_COORDS:
-                values = tl.load(volume + offsets, mask=mask, other=0.0).to(tl.float32)
+                values = tl.load(volume + row[:, None] * channels + c[None, :], mask=mask, other=0.0).to(tl.float32)
                 dot = tl.where(inside, tl.sum(values * g, axis=1), 0.0)
                 # d(weight)/d(coordinate) = +-1 times the other two axis factors
                 gx += dot * (wy * wz if index & 1 else -(wy * wz))
@@ -150,15 +158,15 @@ if triton is not None:
         return gx, gy, gz
 
     @triton.jit
-    def _backward_kernel(volume, coords, batch_index, grad_out, grad_volume, grad_coords, samples,
+    def _backward_kernel(volume, coords, batch_index, grad_out, grad_head, grad_tail, grad_coords, samples,
                          size_x, size_y, size_z, channels,
                          NEED_COORDS: tl.constexpr, HEAD: tl.constexpr, TAIL: tl.constexpr,
                          TAIL_LANES: tl.constexpr, WIDE: tl.constexpr, BLOCK_M: tl.constexpr):
         m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, samples, BLOCK_M)
-        gx, gy, gz = _scatter_block(volume, grad_out, grad_volume, m, valid, cx, cy, cz, b, size_x, size_y, size_z,
+        gx, gy, gz = _scatter_block(volume, grad_out, grad_head, m, valid, cx, cy, cz, b, size_x, size_y, size_z,
                                     channels, NEED_COORDS, 0, HEAD, HEAD, WIDE)
         if TAIL > 0:
-            tx, ty, tz = _scatter_block(volume, grad_out, grad_volume, m, valid, cx, cy, cz, b, size_x, size_y,
+            tx, ty, tz = _scatter_block(volume, grad_out, grad_tail, m, valid, cx, cy, cz, b, size_x, size_y,
                                         size_z, channels, NEED_COORDS, HEAD, TAIL, TAIL_LANES, WIDE)
             gx += tx
             gy += ty
@@ -170,12 +178,14 @@ if triton is not None:
 
     # On a GPU, rows per program and warps are tuned once per channel split (the interpreter runs the
     # plain kernels). The backward accumulates with atomics, so its trials start from zeroed gradients.
+    # Up to ~16 rows x channels per thread: compiled for sm_90, larger tiles spill registers.
     _TUNING = [
-        triton.Config({"BLOCK_M": rows}, num_warps=warps) for rows in (32, 64, 128, 256) for warps in (2, 4, 8)
+        triton.Config({"BLOCK_M": rows}, num_warps=warps)
+        for rows, warps in ((32, 2), (32, 4), (32, 8), (64, 4), (64, 8), (128, 4), (128, 8), (256, 8))
     ]
     _forward_tuned = triton.autotune(_TUNING, key=["channels", "WIDE"])(_forward_kernel)
     _backward_tuned = triton.autotune(
-        _TUNING, key=["channels", "NEED_COORDS", "WIDE"], reset_to_zero=["grad_volume", "grad_coords"]
+        _TUNING, key=["channels", "NEED_COORDS", "WIDE"], reset_to_zero=["grad_head", "grad_tail", "grad_coords"]
     )(_backward_kernel)
 
 
@@ -214,6 +224,17 @@ def _wide(*tensors: Tensor) -> bool:
     return any(tensor.numel() >= 2**31 for tensor in tensors)
 
 
+def _join_channels(head: Tensor, tail: Tensor, volume: Tensor) -> Tensor:
+    """The float32 (N, HEAD) and (N, TAIL) gradient blocks as one gradient of the volume's shape and dtype."""
+    if tail.shape[1] == 0:
+        return head.view(volume.shape).to(volume.dtype)
+    joined = torch.empty(volume.shape, device=volume.device, dtype=volume.dtype)
+    flat = joined.view(-1, volume.shape[-1])
+    flat[:, : head.shape[1]].copy_(head)
+    flat[:, head.shape[1] :].copy_(tail)
+    return joined
+
+
 class _TritonTrilinear(torch.autograd.Function):
     """Autograd wrapper of the two kernels."""
 
@@ -238,13 +259,18 @@ class _TritonTrilinear(torch.autograd.Function):
         shape = _shape_args(volume)
         samples = coords.shape[0]
         need_coords = bool(ctx.needs_input_grad[1])  # type: ignore[attr-defined]
-        grad_volume = torch.zeros(volume.shape, device=volume.device, dtype=torch.float32)
+        split = channel_split(shape[-1])
+        voxels = volume.numel() // shape[-1]
+        grad_head = torch.zeros(voxels, split["HEAD"], device=volume.device, dtype=torch.float32)
+        grad_tail = torch.zeros(voxels, split["TAIL"], device=volume.device, dtype=torch.float32)
         grad_coords = torch.zeros(samples if need_coords else 0, 3, device=coords.device, dtype=torch.float32)
         if samples:
-            _launch("backward", samples, volume, coords, batch_index, grad_out.contiguous(), grad_volume, grad_coords,
-                    samples, *shape, NEED_COORDS=need_coords, **channel_split(shape[-1]), WIDE=_wide(volume, grad_out))
-        grad_volume_out = grad_volume.to(volume.dtype) if ctx.needs_input_grad[0] else None  # type: ignore[attr-defined]
-        return grad_volume_out, grad_coords.to(coords.dtype) if need_coords else None, None
+            _launch("backward", samples, volume, coords, batch_index, grad_out.contiguous(), grad_head, grad_tail,
+                    grad_coords, samples, *shape, NEED_COORDS=need_coords, **split, WIDE=_wide(volume, grad_out))
+        grad_volume = None
+        if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
+            grad_volume = _join_channels(grad_head, grad_tail, volume)
+        return grad_volume, grad_coords.to(coords.dtype) if need_coords else None, None
 
 
 def triton_trilinear_sample(volume: Tensor, coords: Tensor, batch_index: Tensor) -> Tensor:
