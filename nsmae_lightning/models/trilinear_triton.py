@@ -183,7 +183,9 @@ if triton is not None:
         triton.Config({"BLOCK_M": rows}, num_warps=warps)
         for rows, warps in ((32, 2), (32, 4), (32, 8), (64, 4), (64, 8), (128, 4), (128, 8), (256, 8))
     ]
-    _forward_tuned = triton.autotune(_TUNING, key=["channels", "WIDE"])(_forward_kernel)
+    # The forward holds all 8 corner rows in registers: at more than 16 rows per warp it spills.
+    _FORWARD_TUNING = [config for config in _TUNING if config.kwargs["BLOCK_M"] <= 16 * config.num_warps]
+    _forward_tuned = triton.autotune(_FORWARD_TUNING, key=["channels", "WIDE"])(_forward_kernel)
     _backward_tuned = triton.autotune(
         _TUNING, key=["channels", "NEED_COORDS", "WIDE"], reset_to_zero=["grad_head", "grad_tail", "grad_coords"]
     )(_backward_kernel)
