@@ -1,14 +1,21 @@
 """Throughput of the NS-MAE render network: ray samples per second, forward + backward.
 
-Three measurements per sampler ("trilinear", "trilinear_compiled", "trilinear_triton", "grid_sample")
-and dtype (fp32, bf16), on a paper-size volume (B = 2, Z = 40, Ny = Nx = 180, 1 + Cf = 33):
+Measurements per sampler ("trilinear", "trilinear_compiled", "trilinear_triton", "grid_sample"),
+march (`RenderConfig.march`: "dense", "packed", "packed_triton") and dtype (fp32, bf16), on a
+paper-size volume (B = 2, Z = 40, Ny = Nx = 180, 1 + Cf = 33):
 
 - ``sampler``: the trilinear read alone, at ray-ordered samples (random rays through
-  the range, fixed step) as the renderer produces them;
+  the range, fixed step) as the renderer produces them (no march);
+- ``composite``: the compositor alone (per-sample sigma and rgb -> depth, opacity,
+  colour -> loss -> backward), the dense one including its scatter into (R, S) (no sampler);
 - ``march``: the render network after its volume decoder: ray marching -> sampling ->
   colour MLP -> compositing -> loss -> backward into the volume;
 - ``render``: the whole render head for PER-like rays: BEV embedding -> conv volume ->
   ray marching -> sampling -> colour MLP -> compositing -> loss -> backward.
+
+``--kinds`` picks the measurements, ``--samplers`` x ``--marches`` the variants (or
+``--pairs sampler:march,...`` exactly the listed ones), so a short GPU session can time
+only the promising rows.
 
 Timing: warm-up iterations first (compilation, allocator), then `--repeats` timed
 iterations bracketed by `torch.cuda.synchronize()`; the median is reported with the
@@ -16,6 +23,8 @@ peak memory of the timed iterations. Runs on CUDA when present, else on CPU (use
 `--rays` there). Prints a table and writes JSON to ``--out``.
 
     python benchmarks/render_throughput.py --out runs/render_throughput.json
+    python benchmarks/render_throughput.py --out runs/quick.json --dtypes bf16 --kinds march \
+        --pairs trilinear_compiled:dense,trilinear_triton:packed_triton
 """
 
 from __future__ import annotations
@@ -30,12 +39,16 @@ import torch
 
 from bench_common import time_calls
 
+from nsmae_lightning.models.composite_packed import composite_packed
+from nsmae_lightning.models.ray_samples import PackedSamples, pack_samples
 from nsmae_lightning.models.rays import RayBundle, clip_to_range
-from nsmae_lightning.models.rendering import NeRFPretrainHead, RenderConfig
+from nsmae_lightning.models.rendered_rays import RenderedRays
+from nsmae_lightning.models.rendering import MARCHES, NeRFPretrainHead, RenderConfig, composite
 from nsmae_lightning.models.trilinear import metric_to_voxel, sample_volume
 
 PC_RANGE: tuple[float, ...] = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
+KINDS: tuple[str, ...] = ("sampler", "composite", "march", "render")
 
 
 def parse_args() -> argparse.Namespace:
@@ -49,6 +62,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rays", type=int, default=16384, help="rays per batch element")
     parser.add_argument("--step", type=float, default=0.8, help="metres between samples (PER)")
     parser.add_argument("--samplers", default="trilinear,trilinear_compiled,trilinear_triton,grid_sample")
+    parser.add_argument("--marches", default="dense", help=f"comma-separated, of {','.join(MARCHES)}")
+    parser.add_argument("--pairs", help="sampler:march,... instead of --samplers x --marches")
+    parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {','.join(KINDS)}")
     parser.add_argument("--dtypes", default="fp32,bf16")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
@@ -107,11 +123,51 @@ def bench_sampler(args: argparse.Namespace, sampler: str, dtype: torch.dtype, de
     return {**result, "samples": float(coords.shape[0]), "samples_per_s": coords.shape[0] / result["seconds"]}
 
 
+def rgb_depth_loss(rendered: RenderedRays, rays: RayBundle) -> torch.Tensor:
+    """A colour + depth loss of the rendered rays (what pretraining backpropagates)."""
+    return ((rendered.rgb - rays.rgb_target) ** 2).sum(-1).mean() + rendered.depth.abs().mean()  # type: ignore[operator]
+
+
+def dense_composite(sigma: torch.Tensor, samples: PackedSamples, step: float, rgb: torch.Tensor) -> RenderedRays:
+    """The dense march's compositing: scatter into (R, S) grids, then `rendering.composite`."""
+    rays, width = samples.offsets.shape[0] - 1, int(samples.sample_index.max()) + 1
+    where = (samples.ray_index, samples.sample_index)
+    t = samples.t.new_zeros(rays, width).index_put(where, samples.t)
+    dense_sigma = sigma.new_zeros(rays, width).index_put(where, sigma)
+    return composite(dense_sigma, t, step, rgb.new_zeros(rays, width, 3).index_put(where, rgb), 0.0, False)
+
+
+def bench_composite(args: argparse.Namespace, march: str, dtype: torch.dtype, device: torch.device) -> dict[str, float]:
+    """The compositor alone, fwd + bwd into per-sample sigma and rgb."""
+    rays = random_rays(args.batch, args.rays, device)
+    samples = pack_samples(rays.near, rays.far, args.step, RenderConfig.max_samples_per_ray)
+    count = samples.t.shape[0]
+    values = torch.rand(count, 1 + args.feature_channels, device=device, dtype=dtype, requires_grad=True)
+    rgb = torch.rand(count, 3, device=device, dtype=dtype, requires_grad=True)
+    if march == "packed_triton":
+        from nsmae_lightning.models.composite_triton import composite_triton as compositor
+    else:
+        compositor = composite_packed
+    step = args.step
+
+    def step_fn() -> None:
+        values.grad = rgb.grad = None
+        if march == "dense":
+            rendered = dense_composite(values[:, 0], samples, step, rgb)
+        else:
+            rendered = compositor(values[:, 0], samples, step, rgb, 0.0, False)
+        rgb_depth_loss(rendered, rays).backward()
+
+    result = time_iterations(step_fn, args.warmup, args.repeats, device)
+    return {**result, "samples": float(count), "samples_per_s": count / result["seconds"]}
+
+
 def bench_head(
-    args: argparse.Namespace, sampler: str, dtype: torch.dtype, device: torch.device, with_decoder: bool
+    args: argparse.Namespace, sampler: str, march: str, dtype: torch.dtype, device: torch.device, with_decoder: bool
 ) -> dict[str, float]:
     """The render head fwd + bwd from the BEV embedding (``with_decoder``) or from a fixed volume."""
-    config = RenderConfig(z_bins=args.z_bins, feature_channels=args.feature_channels, per_step=args.step, sampler=sampler)
+    config = RenderConfig(z_bins=args.z_bins, feature_channels=args.feature_channels, per_step=args.step,
+                          sampler=sampler, march=march)
     head = NeRFPretrainHead(config, args.embed_channels, PC_RANGE).to(device)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     bev = torch.randn(args.batch, args.embed_channels, args.grid, args.grid, device=device, requires_grad=with_decoder)
@@ -127,22 +183,70 @@ def bench_head(
         bev.grad = None
         with autocast:
             volume = head.network.volume(bev) if with_decoder else fixed_volume
-            rendered = head.render(volume, rays, args.step, with_color=True)
-            loss = ((rendered.rgb - rays.rgb_target) ** 2).sum(-1).mean() + rendered.depth.abs().mean()
+            loss = rgb_depth_loss(head.render(volume, rays, args.step, with_color=True), rays)
         loss.backward()
 
     result = time_iterations(step_fn, args.warmup, args.repeats, device)
     return {**result, "samples": float(samples), "samples_per_s": samples / result["seconds"]}
 
 
-def bench_render(args: argparse.Namespace, sampler: str, dtype: torch.dtype, device: torch.device) -> dict[str, float]:
+def bench_render(
+    args: argparse.Namespace, sampler: str, march: str, dtype: torch.dtype, device: torch.device
+) -> dict[str, float]:
     """The whole render head: volume decoder, marching, sampling, MLP, compositing."""
-    return bench_head(args, sampler, dtype, device, with_decoder=True)
+    return bench_head(args, sampler, march, dtype, device, with_decoder=True)
 
 
-def bench_march(args: argparse.Namespace, sampler: str, dtype: torch.dtype, device: torch.device) -> dict[str, float]:
+def bench_march(
+    args: argparse.Namespace, sampler: str, march: str, dtype: torch.dtype, device: torch.device
+) -> dict[str, float]:
     """The render head after its volume decoder (gradients stop at the volume)."""
-    return bench_head(args, sampler, dtype, device, with_decoder=False)
+    return bench_head(args, sampler, march, dtype, device, with_decoder=False)
+
+
+def _split(values: str, allowed: tuple[str, ...], flag: str) -> list[str]:
+    """A comma-separated option, checked against what it may name."""
+    chosen = [value for value in values.split(",") if value]
+    unknown = sorted(set(chosen) - set(allowed))
+    if unknown:
+        raise SystemExit(f"{flag}: unknown {unknown}; expected some of {list(allowed)}")
+    return chosen
+
+
+def planned_rows(args: argparse.Namespace) -> list[tuple[str, str, str, Callable[..., dict[str, float]]]]:
+    """(kind, sampler, march, bench(dtype, device)) of every row to time, in order; "-" where it does not apply."""
+    kinds = _split(args.kinds, KINDS, "--kinds")
+    if args.pairs:
+        pairs = [tuple(pair.split(":", 1)) for pair in args.pairs.split(",") if pair]
+        if any(len(pair) != 2 for pair in pairs):
+            raise SystemExit(f"--pairs takes sampler:march,..., got {args.pairs!r}")
+    else:
+        pairs = [(sampler, march) for sampler in args.samplers.split(",") for march in args.marches.split(",")]
+    samplers = list(dict.fromkeys(sampler for sampler, _ in pairs))
+    marches = _split(",".join(dict.fromkeys(march for _, march in pairs)), MARCHES, "--marches / --pairs")
+    plan: list[tuple[str, str, str, Callable[..., dict[str, float]]]] = []
+    if "composite" in kinds:
+        plan += [("composite", "-", march, lambda d, v, m=march: bench_composite(args, m, d, v)) for march in marches]
+    if "sampler" in kinds:
+        plan += [("sampler", sampler, "-", lambda d, v, s=sampler: bench_sampler(args, s, d, v)) for sampler in samplers]
+    for kind, bench in (("march", bench_march), ("render", bench_render)):
+        if kind in kinds:
+            plan += [(kind, sampler, march, lambda d, v, s=sampler, m=march, b=bench: b(args, s, m, d, v))
+                     for sampler, march in pairs]
+    return plan
+
+
+HEADER = (f"{'kind':9} {'sampler':20} {'march':14} {'dtype':5} {'samples':>10} {'ms':>9} {'Msamples/s':>11} "
+          f"{'peak MiB':>9}")
+
+
+def format_row(row: dict[str, object]) -> str:
+    """One line of the printed table."""
+    label = f"{row['kind']:9} {row['sampler']:20} {row['march']:14} {row['dtype']:5}"
+    if "error" in row:
+        return f"{label} {row['error']}"
+    return (f"{label} {int(row['samples']):>10} {row['seconds'] * 1e3:>9.2f} "  # type: ignore[operator]
+            f"{row['samples_per_s'] / 1e6:>11.1f} {row['peak_mib']:>9.0f}")  # type: ignore[operator]
 
 
 def main() -> None:
@@ -150,26 +254,21 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     rows = []
-    for dtype_name in args.dtypes.split(","):
-        for sampler in args.samplers.split(","):
-            for kind, bench in (("sampler", bench_sampler), ("march", bench_march), ("render", bench_render)):
-                try:
-                    measured = bench(args, sampler, DTYPES[dtype_name], device)
-                except (RuntimeError, torch.OutOfMemoryError) as error:  # keep the other rows
-                    measured = {"error": f"{type(error).__name__}: {str(error).splitlines()[0]}"}
-                rows.append({"kind": kind, "sampler": sampler, "dtype": dtype_name, **measured})
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-    header = f"{'kind':8} {'sampler':20} {'dtype':5} {'samples':>10} {'ms':>9} {'Msamples/s':>11} {'peak MiB':>9}"
-    print(header)
+    plan = planned_rows(args)
+    for dtype_name in _split(args.dtypes, tuple(DTYPES), "--dtypes"):
+        for kind, sampler, march, bench in plan:
+            try:
+                measured = bench(DTYPES[dtype_name], device)
+            except (RuntimeError, ValueError, torch.OutOfMemoryError) as error:  # keep the other rows
+                measured = {"error": f"{type(error).__name__}: {str(error).splitlines()[0]}"}
+            row = {"kind": kind, "sampler": sampler, "march": march, "dtype": dtype_name, **measured}
+            rows.append(row)
+            print(format_row(row), flush=True)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    print(HEADER)
     for row in rows:
-        if "error" in row:
-            print(f"{row['kind']:8} {row['sampler']:20} {row['dtype']:5} {row['error']}")
-            continue
-        print(
-            f"{row['kind']:8} {row['sampler']:20} {row['dtype']:5} {int(row['samples']):>10} "
-            f"{row['seconds'] * 1e3:>9.2f} {row['samples_per_s'] / 1e6:>11.1f} {row['peak_mib']:>9.0f}"
-        )
+        print(format_row(row))
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     report = {"device": device_name, "torch": torch.__version__, "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)

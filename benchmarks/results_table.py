@@ -36,12 +36,14 @@ def render_table(report: dict[str, Any]) -> str:
     """Rows of benchmarks/render_throughput.py."""
     rows = []
     for row in report["rows"]:
+        # reports before the packed marches have no "march": their head rows are the dense march
+        label = [row["kind"], row["sampler"], row.get("march", "-" if row["kind"] == "sampler" else "dense"), row["dtype"]]
         if "error" in row:
-            rows.append([row["kind"], row["sampler"], row["dtype"], "-", "-", row["error"][:60]])
+            rows.append([*label, "-", "-", row["error"][:60]])
             continue
-        rows.append([row["kind"], row["sampler"], row["dtype"], f"{row['samples'] / 1e6:.2f} M",
-                     f"{row['seconds'] * 1e3:.2f}", f"{row['samples_per_s'] / 1e9:.3f}"])
-    return _table(["measured", "sampler", "dtype", "samples", "fwd+bwd (ms)", "Gsamples/s"], rows)
+        rows.append([*label, f"{row['samples'] / 1e6:.2f} M", f"{row['seconds'] * 1e3:.2f}",
+                     f"{row['samples_per_s'] / 1e9:.3f}"])
+    return _table(["measured", "sampler", "march", "dtype", "samples", "fwd+bwd (ms)", "Gsamples/s"], rows)
 
 
 def describe(path: Path) -> str:

@@ -42,8 +42,16 @@ from nsmae_lightning.models.rays import (
     points_in_range,
     random_view_rays,
 )
+from nsmae_lightning.models.composite_packed import composite_packed
+from nsmae_lightning.models.ray_samples import pack_samples, samples_per_ray_cap
 from nsmae_lightning.models.render_loss import LossTerm, loss_term
+from nsmae_lightning.models.rendered_rays import RenderedRays, finish_rendering
 from nsmae_lightning.models.trilinear import SAMPLERS, metric_to_voxel, sample_volume
+
+# How `NeRFPretrainHead.render` lays out and composites the samples: "dense" pads every ray to
+# S samples ((R, S) grids, `nonzero`, `index_put`), "packed" keeps the ragged per-ray segments
+# (torch, `composite_packed`), "packed_triton" composites them with Triton kernels (`composite_triton`).
+MARCHES: tuple[str, ...] = ("dense", "packed", "packed_triton")
 
 
 # Table VIII rendering targets (colour, D_PER, D_BEV, D_Rand) per setting; masking is the task's.
@@ -100,6 +108,9 @@ class RenderConfig:
         sampler: "trilinear" (fused channels-last sampler), "trilinear_compiled" (the
             same through torch.compile, for GPUs), "trilinear_triton" (Triton kernels,
             CUDA) or "grid_sample" (baseline).
+        march: sample layout and compositor, one of MARCHES: "dense" (the reference),
+            "packed" (ragged segments, torch) or "packed_triton" (ragged segments,
+            Triton kernels, CUDA); all render the same samples to the same values.
         render_chunk_rays: rays per chunk when rendering full images for logging.
     """
 
@@ -136,6 +147,7 @@ class RenderConfig:
     rand_height_range: tuple[float, float] = field(default=(-1.0, 1.0))
     rand_pitch_range_deg: tuple[float, float] = field(default=(-15.0, 10.0))
     sampler: str = "trilinear"
+    march: str = "dense"
     render_chunk_rays: int = 8192
 
     def __post_init__(self) -> None:
@@ -143,6 +155,8 @@ class RenderConfig:
             raise ValueError(f"RenderConfig.ray_mode must be one of {RAY_MODES}, got {self.ray_mode!r}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"RenderConfig.sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        if self.march not in MARCHES:
+            raise ValueError(f"RenderConfig.march must be one of {MARCHES}, got {self.march!r}")
         positive = {
             "z_bins": self.z_bins,
             "feature_channels": self.feature_channels,
@@ -176,21 +190,6 @@ class RenderConfig:
             raise ValueError(f"unknown Table VIII setting {setting!r}; expected one of {sorted(TABLE_VIII_TARGETS)}")
         color, depth_per, depth_bev, depth_rand = TABLE_VIII_TARGETS[setting]
         return cls(color=color, depth_per=depth_per, depth_bev=depth_bev, depth_rand=depth_rand)
-
-
-@dataclass
-class RenderedRays:
-    """Volume-rendering results of a ray bundle (float32).
-
-    Attributes:
-        depth: (R,) rendered distance along each ray (eq. 4).
-        opacity: (R,) sum_i w_i.
-        rgb: (R, 3) rendered colour (eq. 2), or None for depth-only views.
-    """
-
-    depth: Tensor
-    opacity: Tensor
-    rgb: Tensor | None
 
 
 @dataclass
@@ -232,15 +231,9 @@ def composite(
         accumulated = torch.cumsum(optical_depth, dim=-1)
         transmittance = torch.exp(-(accumulated - optical_depth))  # exclusive sum: T_i
         weights = transmittance * (1.0 - torch.exp(-optical_depth))
-        opacity = weights.sum(dim=-1)
         depth = (weights * t.float()).sum(dim=-1)
-        if normalize_depth:
-            depth = depth / opacity.clamp_min(1e-6)
-        color = None
-        if rgb is not None:
-            # 1 - sum_i w_i = exp(-sum_i sigma_i delta): the light that passes every sample.
-            color = (weights.unsqueeze(-1) * rgb.float()).sum(dim=-2) + (1.0 - opacity).unsqueeze(-1) * background
-    return RenderedRays(depth=depth, opacity=opacity, rgb=color)
+        color = (weights.unsqueeze(-1) * rgb.float()).sum(dim=-2) if rgb is not None else None
+        return finish_rendering(weights.sum(dim=-1), depth, color, background, normalize_depth)
 
 
 def encode_directions(directions: Tensor, frequencies: int) -> Tensor:
@@ -298,10 +291,17 @@ class RenderNetwork(nn.Module):
         fused = torch.cat([density, projected[:, 1:]], dim=1)  # (B, 1 + Cf, Z, Ny, Nx)
         return fused.permute(0, 2, 3, 4, 1).contiguous()  # (B, Z, Ny, Nx, 1 + Cf)
 
-    def color(self, features: Tensor, directions: Tensor) -> Tensor:
-        """(M, Cf) sampled features + (M, 3) unit view directions -> (M, 3) RGB in [0, 1]."""
+    def color(self, features: Tensor, directions: Tensor, ray_index: Tensor | None = None) -> Tensor:
+        """(M, Cf) sampled features + unit view directions -> (M, 3) RGB in [0, 1].
+
+        ``directions`` are (M, 3) per sample, or (R, 3) per ray with ``ray_index`` (M,)
+        naming each sample's ray: then each ray's direction is encoded once, not once per
+        sample (the same values, a fraction of the sin / cos work).
+        """
         if self.use_view_dir:
             encoded = encode_directions(directions, self.view_dir_frequencies).to(features.dtype)
+            if ray_index is not None:
+                encoded = encoded[ray_index]
             features = torch.cat([features, encoded], dim=-1)
         return torch.sigmoid(self.color_mlp(features))
 
@@ -341,20 +341,31 @@ class NeRFPretrainHead(nn.Module):
         Returns:
             Rendered depth, opacity and (if asked) colour per ray.
         """
-        ray_count = len(rays)
-        longest = float((rays.far - rays.near).clamp_min(0.0).max()) if ray_count else 0.0
-        sample_count = max(1, min(math.ceil(longest / step), self.config.max_samples_per_ray))
-        t = rays.near.unsqueeze(1) + step * torch.arange(sample_count, device=rays.near.device)  # (R, S)
-        inside = t < rays.far.unsqueeze(1)  # (R, S): samples before the ray leaves the range
-        ray_index, sample_index = torch.nonzero(inside, as_tuple=True)  # only real samples are read
-        points = rays.origins[ray_index] + t[ray_index, sample_index].unsqueeze(-1) * rays.directions[ray_index]
+        config = self.config
+        if config.march == "dense":
+            ray_count = len(rays)
+            sample_count = samples_per_ray_cap(rays.near, rays.far, step, config.max_samples_per_ray)
+            t = rays.near.unsqueeze(1) + step * torch.arange(sample_count, device=rays.near.device)  # (R, S)
+            inside = t < rays.far.unsqueeze(1)  # (R, S): samples before the ray leaves the range
+            ray_index, sample_index = torch.nonzero(inside, as_tuple=True)  # only real samples are read
+            sample_t = t[ray_index, sample_index]
+        else:  # the same samples, without the (R, S) grid
+            packed = pack_samples(rays.near, rays.far, step, config.max_samples_per_ray)
+            ray_index, sample_t = packed.ray_index, packed.t
+        points = rays.origins[ray_index] + sample_t.unsqueeze(-1) * rays.directions[ray_index]
         values = self._sample(volume, points, rays.batch_index[ray_index])  # (M, C)
+        colors = self.network.color(values[:, 1:], rays.directions, ray_index) if with_color else None  # (M, 3)
+        if config.march == "packed":
+            return composite_packed(values[:, 0], packed, step, colors, config.background, config.normalize_depth)
+        if config.march == "packed_triton":
+            from nsmae_lightning.models.composite_triton import composite_triton  # triton is optional
+
+            return composite_triton(values[:, 0], packed, step, colors, config.background, config.normalize_depth)
         sigma = values.new_zeros(ray_count, sample_count).index_put((ray_index, sample_index), values[:, 0])
         rgb = None
-        if with_color:
-            colors = self.network.color(values[:, 1:], rays.directions[ray_index])  # (M, 3)
+        if colors is not None:
             rgb = colors.new_zeros(ray_count, sample_count, 3).index_put((ray_index, sample_index), colors)
-        return composite(sigma, t, step, rgb, self.config.background, self.config.normalize_depth)
+        return composite(sigma, t, step, rgb, config.background, config.normalize_depth)
 
     def _zero(self, bev: Tensor) -> Tensor:
         """A float32 zero that touches bev and every parameter (a skipped term stays in the graph)."""

@@ -1,0 +1,94 @@
+"""Compile the render kernels for an NVIDIA GPU without one: catches compile errors, shows registers and atomics.
+
+Triton lowers a kernel to PTX and ptxas assembles it with no GPU present, so this runs on
+any machine with `triton` (a CPU-only box included). For every tile of the kernels'
+autotuning lists it prints registers per thread, spilled bytes (a tile that spills
+will time badly) and the atomic / reduction instructions of the PTX, e.g. whether the
+sampler's gradient adds compiled to ``red.global...add.v4.f32``. The interpreter tests
+check the values; this checks what a GPU would run.
+
+    python benchmarks/triton_compile_check.py --arch 90
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from nsmae_lightning.models import composite_triton, trilinear_triton
+
+SAMPLER_ARGS = {"volume": "*bf16", "coords": "*fp32", "batch_index": "*i64", "samples": "i32", "size_x": "i32",
+                "size_y": "i32", "size_z": "i32", "channels": "i32"}
+SAMPLER_FORWARD = {**SAMPLER_ARGS, "out": "*bf16"}
+SAMPLER_BACKWARD = {**SAMPLER_ARGS, "grad_out": "*bf16", "grad_head": "*fp32", "grad_tail": "*fp32", "grad_coords": "*fp32"}
+COMPOSITE_ARGS = {"sigma": "*bf16", "sigma_stride": "i64", "t": "*fp32", "rgb": "*bf16", "offsets": "*i64",
+                  "opacity": "*fp32", "depth": "*fp32", "color": "*fp32", "rays": "i32", "step": "fp32"}
+COMPOSITE_BACKWARD = {**COMPOSITE_ARGS, "grad_opacity": "*fp32", "grad_depth": "*fp32", "grad_color": "*fp32",
+                      "grad_sigma": "*fp32", "grad_rgb": "*fp32"}
+
+
+def signature(kernel: Any, types: dict[str, str], constants: dict[str, Any]) -> dict[str, str]:
+    """The kernel's arguments in order: pointer / scalar types, "constexpr" for the constants."""
+    return {name: "constexpr" if name in constants else types[name] for name in kernel.arg_names}
+
+
+def ptxas_path() -> Path:
+    """The newest ptxas shipped with triton (it must accept the PTX version triton emits)."""
+    binaries = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+    for name in ("ptxas-blackwell", "ptxas"):
+        if (binaries / name).exists():
+            return binaries / name
+    raise SystemExit(f"no ptxas under {binaries}")
+
+
+def describe(kernel: Any, types: dict[str, str], constants: dict[str, Any], warps: int, arch: int) -> str:
+    """Compile one specialisation; its registers, spills and atomic instructions."""
+    arguments = signature(kernel, types, constants)
+    aligned = {(index,): [["tt.divisibility", 16]] for index, kind in enumerate(arguments.values()) if kind[0] == "*"}
+    source = ASTSource(fn=kernel, signature=arguments, constexprs=constants, attrs=aligned)
+    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
+    ptx = compiled.asm["ptx"]
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx") as handle:
+        handle.write(ptx)
+        handle.flush()
+        report = subprocess.run([str(ptxas_path()), f"-arch=sm_{arch}a", "-v", handle.name, "-o", "/dev/null"],
+                                capture_output=True, text=True).stderr
+    registers = re.findall(r"Used (\d+) registers", report)
+    spills = re.findall(r"(\d+) bytes spill stores", report)
+    atomics = dict(Counter(re.findall(r"\b(?:atom|red)\.[\w.]+", ptx)))
+    return f"registers {registers[0] if registers else '?'}, spill {spills[0] if spills else '?'} B, atomics {atomics}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 90 (H100 / H200)")
+    parser.add_argument("--channels", type=int, default=33, help="C of the sampled volume (1 + Cf)")
+    args = parser.parse_args()
+    split = trilinear_triton.channel_split(args.channels)
+    for config in trilinear_triton._FORWARD_TUNING:
+        tile = {**split, "WIDE": False, **config.kwargs}
+        print("sampler forward ", config.kwargs, f"warps {config.num_warps}:",
+              describe(trilinear_triton._forward_kernel, SAMPLER_FORWARD, tile, config.num_warps, args.arch))
+    for config in trilinear_triton._TUNING:
+        tile = {**split, "WIDE": False, "NEED_COORDS": False, **config.kwargs}
+        print("sampler backward", config.kwargs, f"warps {config.num_warps}:",
+              describe(trilinear_triton._backward_kernel, SAMPLER_BACKWARD, tile, config.num_warps, args.arch))
+    for config in composite_triton._TUNING:
+        tile = {"HAS_RGB": True, **config.kwargs}
+        print("composite forward ", config.kwargs, f"warps {config.num_warps}:",
+              describe(composite_triton._forward_kernel, COMPOSITE_ARGS, tile, config.num_warps, args.arch))
+        print("composite backward", config.kwargs, f"warps {config.num_warps}:",
+              describe(composite_triton._backward_kernel, COMPOSITE_BACKWARD, tile, config.num_warps, args.arch))
+
+
+if __name__ == "__main__":
+    main()
