@@ -45,6 +45,8 @@ BENCH=${BENCH:-0}
 BENCH_DTYPES=${BENCH_DTYPES:-bf16}
 PAPER_BENCH=${PAPER_BENCH:-0}
 RENDER_BENCH=${RENDER_BENCH:-0}
+# what render_throughput.py times (e.g. --pairs trilinear_compiled:packed_triton --kinds march)
+RENDER_ARGS=${RENDER_ARGS:---warmup 2 --repeats 5 --dtypes bf16}
 PROFILE=${PROFILE:-0}
 SMOKE_FP16=${SMOKE_FP16:-0}
 PRETRAIN_SECONDS=${PRETRAIN_SECONDS:-300}
@@ -102,7 +104,8 @@ benchmarks() {
     stamp "profile done"
   fi
   if [ "$RENDER_BENCH" = 1 ] && [ ! -f "$RES/bench/render_throughput.json" ]; then
-    bench render_throughput.py --out "$RES/bench/render_throughput.json" --warmup 2 --repeats 5 --dtypes bf16
+    # shellcheck disable=SC2086
+    bench render_throughput.py --out "$RES/bench/render_throughput.json" $RENDER_ARGS
     stamp "render throughput done"
   fi
   if [ "$PAPER_BENCH" = 1 ] && [ ! -f "$RES/bench/task_step.json" ]; then
