@@ -8,6 +8,8 @@ paper-size volume (B = 2, Z = 40, Ny = Nx = 180, 1 + Cf = 33):
   the range, fixed step) as the renderer produces them (no march);
 - ``composite``: the compositor alone (per-sample sigma and rgb -> depth, opacity,
   colour -> loss -> backward), the dense one including its scatter into (R, S) (no sampler);
+- ``mlp``: the colour MLP alone (sampled features + each ray's encoded view direction ->
+  RGB -> backward), the share of the march that is neither sampling nor compositing;
 - ``march``: the render network after its volume decoder: ray marching -> sampling ->
   colour MLP -> compositing -> loss -> backward into the volume;
 - ``render``: the whole render head for PER-like rays: BEV embedding -> conv volume ->
@@ -48,7 +50,7 @@ from nsmae_lightning.models.trilinear import metric_to_voxel, sample_volume
 
 PC_RANGE: tuple[float, ...] = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
-KINDS: tuple[str, ...] = ("sampler", "composite", "march", "render")
+KINDS: tuple[str, ...] = ("sampler", "composite", "mlp", "march", "render")
 
 
 def parse_args() -> argparse.Namespace:
@@ -162,6 +164,27 @@ def bench_composite(args: argparse.Namespace, march: str, dtype: torch.dtype, de
     return {**result, "samples": float(count), "samples_per_s": count / result["seconds"]}
 
 
+def bench_mlp(args: argparse.Namespace, dtype: torch.dtype, device: torch.device) -> dict[str, float]:
+    """The colour MLP alone, fwd + bwd into its weights and the sampled features."""
+    config = RenderConfig(z_bins=args.z_bins, feature_channels=args.feature_channels, per_step=args.step)
+    network = NeRFPretrainHead(config, args.embed_channels, PC_RANGE).network.to(device)
+    rays = random_rays(args.batch, args.rays, device)
+    samples = pack_samples(rays.near, rays.far, args.step, config.max_samples_per_ray)
+    count = samples.t.shape[0]
+    features = torch.randn(count, args.feature_channels, device=device, dtype=dtype, requires_grad=True)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+    def step_fn() -> None:
+        network.zero_grad(set_to_none=True)
+        features.grad = None
+        with autocast:
+            rgb = network.color(features, rays.directions, samples.ray_index)
+        rgb.float().square().mean().backward()
+
+    result = time_iterations(step_fn, args.warmup, args.repeats, device)
+    return {**result, "samples": float(count), "samples_per_s": count / result["seconds"]}
+
+
 def bench_head(
     args: argparse.Namespace, sampler: str, march: str, dtype: torch.dtype, device: torch.device, with_decoder: bool
 ) -> dict[str, float]:
@@ -227,6 +250,8 @@ def planned_rows(args: argparse.Namespace) -> list[tuple[str, str, str, Callable
     plan: list[tuple[str, str, str, Callable[..., dict[str, float]]]] = []
     if "composite" in kinds:
         plan += [("composite", "-", march, lambda d, v, m=march: bench_composite(args, m, d, v)) for march in marches]
+    if "mlp" in kinds:
+        plan.append(("mlp", "-", "-", lambda d, v: bench_mlp(args, d, v)))
     if "sampler" in kinds:
         plan += [("sampler", sampler, "-", lambda d, v, s=sampler: bench_sampler(args, s, d, v)) for sampler in samplers]
     for kind, bench in (("march", bench_march), ("render", bench_render)):
