@@ -4,7 +4,10 @@
 # init's seed spread). Two questions, on the same world and NS-MAE recipe as the headline:
 #   A) seeds: is the 1 % gap noise? Seeds $SEEDS_A (the headline had 0 and 1), 128 steps as before.
 #   B) steps: does a longer schedule change the order? Seeds $SEEDS_B, $EPOCHS_B epochs (4 x 128 steps).
-# Both from random and from NS-MAE init. Runs detached like run_gpu.sh (whose stages it reuses: the
+# Both from random and from NS-MAE init.
+#   C) only when ABLATIONS is set: pretraining variants (masking ratio, targets, lambdas), each pretrained
+#      into its own folder and fine-tuned from NS-MAE init only (seeds $SEEDS_B, 128 steps; ~5.5 minutes
+#      each), e.g. ABLATIONS="mask70=--model.init_args.voxel_mask_ratio 0.7;nocolor=--model.init_args.render.color false". Runs detached like run_gpu.sh (whose stages it reuses: the
 # world and the pretraining are made once, in $WORK), e.g.
 #   source .gpu/activate.sh && mkdir -p /tmp/nsmae && \
 #     (setsid nohup bash experiments/label_efficient/followup_gpu.sh > /tmp/nsmae/pipeline.log 2>&1 < /dev/null &)
@@ -14,11 +17,19 @@
 set -euo pipefail
 export WORK=${WORK:-/tmp/nsmae}
 SEEDS_A=${SEEDS_A:-2 3 4}
+EPOCHS_A=${EPOCHS_A:-1}  # the headline's schedule (1 epoch = 128 steps), not one fitted to SWEEP_SECONDS
 SEEDS_B=${SEEDS_B:-0 1}
 EPOCHS_B=${EPOCHS_B:-4}
 script=experiments/label_efficient/run_gpu.sh
-SWEEP_TASKS=segmentation SWEEP_RATIOS=0.01 SEEDS="$SEEDS_A" SWEEP_OUT=runs/followup_seeds \
+SWEEP_TASKS=segmentation SWEEP_RATIOS=0.01 SEEDS="$SEEDS_A" FT_EPOCHS_FIXED="$EPOCHS_A" SWEEP_OUT=runs/followup_seeds \
   SWEEP_RES="$WORK/results/followup_seeds" bash "$script"
 SWEEP_TASKS=segmentation SWEEP_RATIOS=0.01 SEEDS="$SEEDS_B" FT_EPOCHS_FIXED="$EPOCHS_B" SWEEP_OUT=runs/followup_steps \
   SWEEP_RES="$WORK/results/followup_steps" bash "$script"
+IFS=';' read -r -a ablations <<< "${ABLATIONS:-}"
+for ablation in "${ablations[@]}"; do
+  name=${ablation%%=*}
+  SWEEP_TASKS=segmentation SWEEP_RATIOS=0.01 SEEDS="$SEEDS_B" SWEEP_INITS=nsmae FT_EPOCHS_FIXED="$EPOCHS_A" \
+    PRETRAIN_DIR="runs/pretrain_$name" PRETRAIN_ARGS="${ablation#*=}" SWEEP_OUT="runs/ablation_$name" \
+    SWEEP_RES="$WORK/results/ablation_$name" bash "$script"
+done
 echo "[$(date +%H:%M:%S)] follow-up done"

@@ -19,7 +19,8 @@
 # STOP_AFTER=bench ends after stage 2. A follow-up sweep on the same world and pretraining (stages 1 and 4
 # are skipped once done in $WORK) takes SWEEP_TASKS / SWEEP_RATIOS (subsets of the spec's), SEEDS,
 # FT_EPOCHS_FIXED (a schedule ablation instead of fitting SWEEP_SECONDS), SWEEP_OUT and SWEEP_RES
-# (its run folder and results folder); see followup_gpu.sh.
+# (its run folder and results folder), SWEEP_INITS (e.g. only nsmae), PRETRAIN_DIR + PRETRAIN_ARGS (a
+# pretraining variant: extra `nsmae fit` arguments, its own folder); see followup_gpu.sh.
 # The default EMBEDDING is the one-session headline network (configs/embedding/synthetic_lite.yaml).
 # CPU rehearsal (tiny sizes, minutes): SUFFIX=tiny EMBEDDING=configs/embedding/tiny.yaml ACCEL=cpu PRECISION=32-true SCENES=4 FRAMES=4 \
 #   IMAGE="112 200" BATCH=2 PARALLEL=2 BENCH=1 SEEDS=0 PRETRAIN_SECONDS=60 SWEEP_SECONDS=200 WORK=/tmp/rehearsal \
@@ -63,6 +64,10 @@ SWEEP_TASKS=${SWEEP_TASKS:-}
 SWEEP_RATIOS=${SWEEP_RATIOS:-}
 SWEEP_OUT=${SWEEP_OUT:-runs/label_efficient_synthetic}
 FT_EPOCHS_FIXED=${FT_EPOCHS_FIXED:-}
+SWEEP_INITS=${SWEEP_INITS:-random nsmae}
+# a pretraining variant (masking ratio, targets, lambdas: extra CLI arguments) in its own folder
+PRETRAIN_DIR=${PRETRAIN_DIR:-runs/pretrain_synthetic}
+PRETRAIN_ARGS=${PRETRAIN_ARGS:-}
 
 stamp() { echo "[$(date +%H:%M:%S)] $*"; }
 mkdir -p "$WORK/results/bench"
@@ -157,7 +162,8 @@ print(",".join(tasks), ",".join(ratios))
 PY
 )"
 read -r -a seeds <<< "$SEEDS"
-runs=$(( $(tr ',' '\n' <<< "$tasks" | wc -l) * 2 * $(tr ',' '\n' <<< "$ratios" | wc -l) * ${#seeds[@]} ))  # x 2 inits
+read -r -a inits <<< "$SWEEP_INITS"
+runs=$(( $(tr ',' '\n' <<< "$tasks" | wc -l) * ${#inits[@]} * $(tr ',' '\n' <<< "$ratios" | wc -l) * ${#seeds[@]} ))
 plan=$(python experiments/label_efficient/plan_epochs.py --pretrain-bench "$pretrain_bench" \
   --task-bench "$task_bench" --config-part "$SUFFIX" --train-frames "$train_frames" --batch "$BATCH" \
   --pretrain-seconds "$PRETRAIN_SECONDS" --sweep-seconds "$SWEEP_SECONDS" --runs "$runs" --parallel "$PARALLEL" \
@@ -171,23 +177,25 @@ stamp "train frames $train_frames; $runs runs ($tasks; ratios $ratios; seeds $SE
 
 # 4) NS-MAE pretraining
 common=(--trainer.accelerator "$ACCEL" --trainer.precision "$PRECISION" --trainer.enable_progress_bar false)
-if [ ! -f runs/pretrain_synthetic/.done ]; then
-  python -m nsmae_lightning fit --config "configs/pretrain/$SUFFIX.yaml" "${common[@]}" \
+pretrain_res="$RES"; [ "$PRETRAIN_DIR" != runs/pretrain_synthetic ] && pretrain_res="$SWEEP_RES"
+if [ ! -f "$PRETRAIN_DIR/.done" ]; then
+  # shellcheck disable=SC2086
+  python -m nsmae_lightning fit --config "configs/pretrain/$SUFFIX.yaml" "${common[@]}" $PRETRAIN_ARGS \
     --model.init_args.embedding "$EMBEDDING" \
     --data.init_args.dataroot data/synthetic-nuscenes --data.init_args.batch_size "$BATCH" \
     --data.init_args.num_workers "$PRETRAIN_WORKERS" --trainer.max_epochs "$PRETRAIN_EPOCHS" \
     --trainer.max_time "$PRETRAIN_MAX_TIME" \
     --trainer.limit_val_batches 4 --trainer.log_every_n_steps 10 \
-    --trainer.default_root_dir runs/pretrain_synthetic --trainer.logger.init_args.save_dir runs/pretrain_synthetic \
-    > "$RES/pretrain.log" 2>&1 || { stamp "pretraining failed"; tail -40 "$RES/pretrain.log"; exit 1; }
-  touch runs/pretrain_synthetic/.done
+    --trainer.default_root_dir "$PRETRAIN_DIR" --trainer.logger.init_args.save_dir "$PRETRAIN_DIR" \
+    > "$pretrain_res/pretrain.log" 2>&1 || { stamp "pretraining failed"; tail -40 "$pretrain_res/pretrain.log"; exit 1; }
+  touch "$PRETRAIN_DIR/.done"
 fi
-python -m nsmae_lightning curves runs/pretrain_synthetic --out "$RES/pretrain_curves.png" >> "$RES/pretrain.log" 2>&1 || true
-version=$(ls -d runs/pretrain_synthetic/version_* | sort -V | tail -1)
-cp "$version/metrics.csv" "$RES/pretrain_metrics.csv"
-cp "$version/config.yaml" "$RES/pretrain_config.yaml"
-mkdir -p "$RES/renders" && cp "$version"/renders/*.png "$RES/renders/" 2>/dev/null || true
-stamp "pretraining done: $(grep -E 'max_epochs|Time limit' "$RES/pretrain.log" | tail -1)"
+python -m nsmae_lightning curves "$PRETRAIN_DIR" --out "$pretrain_res/pretrain_curves.png" >> "$pretrain_res/pretrain.log" 2>&1 || true
+version=$(ls -d "$PRETRAIN_DIR"/version_* | sort -V | tail -1)
+cp "$version/metrics.csv" "$pretrain_res/pretrain_metrics.csv"
+cp "$version/config.yaml" "$pretrain_res/pretrain_config.yaml"
+mkdir -p "$pretrain_res/renders" && cp "$version"/renders/*.png "$pretrain_res/renders/" 2>/dev/null || true
+stamp "pretraining done ($PRETRAIN_DIR): $(grep -E 'max_epochs|Time limit' "$pretrain_res/pretrain.log" | tail -1)"
 
 # 5) the sweep
 [ -f "$WORK/ft_epochs" ] && FT_EPOCHS=$(cat "$WORK/ft_epochs")
@@ -199,6 +207,7 @@ spec["tasks"] = {name: spec["tasks"][name] for name in "$tasks".split(",")}
 for task in spec["tasks"].values():
     task["config"] = task["config"].replace("/synthetic.yaml", "/$SUFFIX.yaml")
 spec["ratios"] = [float(ratio) for ratio in "$ratios".split(",")]
+spec["inits"] = {name: "$PRETRAIN_DIR" if spec["inits"][name] else None for name in "$SWEEP_INITS".split()}
 spec["seeds"] = [int(seed) for seed in "$SEEDS".split()]
 spec["out"] = "$SWEEP_OUT"
 spec["overrides"].update({
