@@ -55,6 +55,37 @@ def test_pretrain_logs_losses_and_renders(pretrain_checkpoint: Path) -> None:
     assert (run_dir / "curves.png").stat().st_size > 0
 
 
+def test_pretrain_validation_scores_the_same_rays_every_pass(
+    tiny_world: Path, pretrain_checkpoint: Path, tmp_path: Path
+) -> None:
+    # rays are drawn at random; validation seeds them per batch, so two passes over the same
+    # checkpoint and frames give the same held-out losses (and training's random stream is untouched)
+    losses = []
+    for attempt, seed in (("a", 1), ("b", 2)):  # a different global random state each time
+        run_cli("validate", "pretrain/tiny.yaml", tiny_world, tmp_path / attempt, f"--ckpt_path={pretrain_checkpoint}",
+                "--trainer.limit_val_batches=1", f"--seed_everything={seed}")
+        rows = next((tmp_path / attempt).rglob("metrics.csv")).read_text().splitlines()
+        header, values = rows[0].split(","), rows[-1].split(",")
+        losses.append({name: float(value) for name, value in zip(header, values) if name.startswith("val/loss")})
+    # equal up to float summation order (index_add on several CPU threads), not up to a new ray draw
+    assert losses[0] and losses[1] == pytest.approx(losses[0], rel=1e-5)
+
+
+def test_pretrain_validation_seed_leaves_the_training_stream(pretrain_checkpoint: Path) -> None:
+    from nsmae_lightning.tasks import PretrainTask
+
+    task = PretrainTask.load_from_checkpoint(pretrain_checkpoint, map_location="cpu")
+    drawn: list[torch.Tensor] = []
+    task._step = lambda batch, stage: drawn.append(torch.rand(4))  # what the ray samplers would draw
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    task.validation_step({}, batch_idx=3)
+    task.validation_step({}, batch_idx=3)
+    task.validation_step({}, batch_idx=4)
+    assert torch.equal(drawn[0], drawn[1]) and not torch.equal(drawn[0], drawn[2])
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_handoff_loads_every_embedding_key(pretrain_checkpoint: Path) -> None:
     from nsmae_lightning.tasks import DetectionTask, PretrainTask
 

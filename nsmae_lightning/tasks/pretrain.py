@@ -14,6 +14,8 @@ from nsmae_lightning.models.masking import ImageMasker, VoxelMasker
 from nsmae_lightning.models.rendering import NeRFPretrainHead, RenderConfig
 from nsmae_lightning.tasks.base import BaseTask, batch_size_of
 
+VALIDATION_RAY_SEED = 20_240_000  # + batch index: the validation rays' seed
+
 
 class PretrainTask(BaseTask):
     """Self-supervised pretraining of the embedding network by masked neural rendering.
@@ -91,8 +93,16 @@ class PretrainTask(BaseTask):
         return self.guard_finite(self._step(batch, "train"))
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        """Reconstruction losses on held-out frames; keep a few frames for the render grid."""
-        self._step(batch, "val")
+        """Reconstruction losses on held-out frames; keep a few frames for the render grid.
+
+        The rays (PER pixels, BEV pillars, virtual cameras) are drawn at random; a seed per
+        validation batch makes every pass score the same rays, so one run's epochs and
+        different runs compare like with like. The training random stream is left as it was.
+        """
+        devices = [torch.cuda.current_device()] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(VALIDATION_RAY_SEED + batch_idx)
+            self._step(batch, "val")
         if len(self._render_batches) < self.hparams.render_frames:
             self._render_batches.append(batch)
 
