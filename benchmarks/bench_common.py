@@ -51,17 +51,25 @@ def load_bench_task(config: str, embedding: str | None) -> tuple[LightningModule
     return task, data, config if embedding is None else f"{config} + {embedding}"
 
 
-def synthetic_batch(batch_size: int, image_size: tuple[int, int], sweeps: int, device: torch.device) -> dict[str, Any]:
-    """Paper-sized batch: cameras on a ring looking outwards, points on a ground and walls, boxes around."""
+def synthetic_batch(
+    batch_size: int,
+    image_size: tuple[int, int],
+    sweeps: int,
+    device: torch.device,
+    cameras: int = CAMERAS,
+    num_classes: int = 10,
+) -> dict[str, Any]:
+    """Paper-sized batch: cameras on a ring looking outwards (the first along +x), points on a ground
+    and walls, boxes around; ``cameras`` and ``num_classes`` follow the task (1 and 3 on KITTI)."""
     height, width = image_size
-    intrinsics = torch.tensor([[1266.0, 0, 800.0], [0, 1266.0, 450.0], [0, 0, 1.0]]).expand(batch_size, CAMERAS, 3, 3)
+    intrinsics = torch.tensor([[1266.0, 0, 800.0], [0, 1266.0, 450.0], [0, 0, 1.0]]).expand(batch_size, cameras, 3, 3)
     scale = width / 1600.0
-    img_aug = torch.eye(4).repeat(batch_size, CAMERAS, 1, 1)
+    img_aug = torch.eye(4).repeat(batch_size, cameras, 1, 1)
     img_aug[..., 0, 0] = img_aug[..., 1, 1] = scale
     img_aug[..., 1, 3] = -(900 * scale - height)  # bottom crop
-    cam2lidar = torch.eye(4).repeat(batch_size, CAMERAS, 1, 1)
-    for index in range(CAMERAS):
-        yaw = torch.tensor(index * 2 * torch.pi / CAMERAS)
+    cam2lidar = torch.eye(4).repeat(batch_size, cameras, 1, 1)
+    for index in range(cameras):
+        yaw = torch.tensor(index * 2 * torch.pi / cameras)
         # camera: z forward, x right, y down; LiDAR: x, y horizontal, z up
         forward = torch.stack([torch.cos(yaw), torch.sin(yaw), torch.tensor(0.0)])
         right = torch.stack([torch.sin(yaw), -torch.cos(yaw), torch.tensor(0.0)])
@@ -83,9 +91,9 @@ def synthetic_batch(batch_size: int, image_size: tuple[int, int], sweeps: int, d
         velocity = torch.randn(BOXES_PER_FRAME, 2)
         z_centre = torch.full((BOXES_PER_FRAME, 1), -1.0)
         boxes.append(torch.cat([centre, z_centre, size, yaw, velocity], 1).to(device))
-        labels.append(torch.randint(0, 10, (BOXES_PER_FRAME,), device=device))
+        labels.append(torch.randint(0, num_classes, (BOXES_PER_FRAME,), device=device))
     return {
-        "images": torch.randn(batch_size, CAMERAS, 3, height, width, device=device),
+        "images": torch.randn(batch_size, cameras, 3, height, width, device=device),
         "intrinsics": intrinsics.to(device),
         "cam2lidar": cam2lidar.to(device),
         "img_aug": img_aug.to(device),
@@ -95,6 +103,15 @@ def synthetic_batch(batch_size: int, image_size: tuple[int, int], sweeps: int, d
         "bev_masks": torch.rand(batch_size, 6, 200, 200, device=device) < 0.3,
         "meta": [{"sample_token": f"bench{i}"} for i in range(batch_size)],
     }
+
+
+def task_batch(task: LightningModule, data: dict[str, Any], batch_size: int, device: torch.device) -> dict[str, Any]:
+    """``synthetic_batch`` shaped for a task: its config's image size and sweeps (1 where the data has
+    none, as KITTI), its embedding's camera count and, for detection, its head's classes."""
+    head_config = getattr(getattr(task, "head", None), "config", None)
+    classes = len(getattr(head_config, "class_names", ())) or 10
+    return synthetic_batch(batch_size, tuple(data["image_size"]), data.get("sweeps", 1), device,
+                           cameras=task.embedding.config.num_cameras, num_classes=classes)
 
 
 def time_calls(step: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> dict[str, float]:

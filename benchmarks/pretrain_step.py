@@ -14,7 +14,7 @@ import argparse
 
 import torch
 
-from bench_common import autocast, config_parser, load_bench_task, run_configs, synthetic_batch, time_calls
+from bench_common import autocast, config_parser, load_bench_task, run_configs, task_batch, time_calls
 
 CONFIGS = ("configs/pretrain/nsmae_bevfusion_128x352.yaml", "configs/pretrain/nsmae_bevfusion_256x704.yaml")
 
@@ -25,7 +25,7 @@ def bench_config(config: str, args: argparse.Namespace, device: torch.device) ->
     if args.no_compile:
         task.render_head.config.sampler = "trilinear"
     task = task.to(device).train()
-    batch = synthetic_batch(args.batch, tuple(data["image_size"]), data["sweeps"], device)
+    batch = task_batch(task, data, args.batch, device)
     rows = []
     for dtype in args.dtypes.split(","):
         optimizer = torch.optim.AdamW(task.parameters(), lr=1e-4, weight_decay=0.01)

@@ -20,7 +20,7 @@ import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from bench_common import autocast, device_name, load_bench_task, synthetic_batch
+from bench_common import autocast, device_name, load_bench_task, task_batch
 
 
 def step_loss(task: Any, batch: dict[str, Any]) -> torch.Tensor:
@@ -51,7 +51,7 @@ def profile_config(config: str, args: argparse.Namespace, device: torch.device) 
     """The profile report of one config."""
     task, data, label = load_bench_task(config, args.embedding)
     task = task.to(device).train()
-    batch = synthetic_batch(args.batch, tuple(data["image_size"]), data["sweeps"], device)
+    batch = task_batch(task, data, args.batch, device)
     optimizer = torch.optim.AdamW(task.parameters(), lr=1e-4)
 
     def step() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from bench_common import autocast, config_parser, load_bench_task, run_configs, synthetic_batch, time_calls
+from bench_common import autocast, config_parser, load_bench_task, run_configs, task_batch, time_calls
 
 CONFIGS = (
     "configs/detection/bevfusion_128x352.yaml",
@@ -40,9 +40,8 @@ def bench_config(config: str, args: argparse.Namespace, device: torch.device) ->
     rows = []
     task, data, label = load_bench_task(config, args.embedding)
     task = task.to(device)
-    image_size, sweeps = tuple(data["image_size"]), data["sweeps"]
-    train_batch = synthetic_batch(args.batch, image_size, sweeps, device)
-    frame = synthetic_batch(1, image_size, sweeps, device)
+    train_batch = task_batch(task, data, args.batch, device)
+    frame = task_batch(task, data, 1, device)
     for dtype in args.dtypes.split(","):
         optimizer = torch.optim.AdamW(task.parameters(), lr=1e-4, weight_decay=0.01)
 

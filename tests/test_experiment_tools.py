@@ -10,6 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
 
 from nsmae_lightning import sweep_per_class as per_class
 
@@ -149,3 +150,21 @@ def test_ddp_report_from_a_hand_built_results_folder(tmp_path: Path) -> None:
     assert "| resumed vs uninterrupted | 2 | 0 | 0 % |" in resumed
     assert "| uninterrupted twice (run-to-run spread) | 4 | 0.5 | 25 % |" in resumed
     assert (results / "resume_loss.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(("config", "cameras", "classes"), [("configs/kitti/tiny.yaml", 1, 3), ("configs/detection/tiny.yaml", 6, 10)])
+def test_benchmark_batches_follow_the_task(config: str, cameras: int, classes: int) -> None:
+    benchmarks = TOOLS.parents[1] / "benchmarks"
+    sys.path.insert(0, str(benchmarks))  # the benchmark scripts import bench_common as a sibling
+    try:
+        common = _module(benchmarks / "bench_common.py")
+    finally:
+        sys.path.remove(str(benchmarks))
+    task, data, _ = common.load_bench_task(config, None)
+    batch = common.task_batch(task, data, 2, torch.device("cpu"))
+    height, width = data["image_size"]
+    assert batch["images"].shape == (2, cameras, 3, height, width)
+    assert batch["cam2lidar"].shape == (2, cameras, 4, 4) and batch["intrinsics"].shape == (2, cameras, 3, 3)
+    assert all(int(labels.max()) < classes for labels in batch["gt_labels"])
+    loss = task.head.loss(task.head(task.embedding(batch)["bev"]), batch["gt_boxes"], batch["gt_labels"])["loss"]
+    assert loss.isfinite()

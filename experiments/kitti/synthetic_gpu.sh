@@ -9,8 +9,11 @@
 #    sampler (its settings: data.init_args.gt_sampler of configs/kitti/detection_db.yaml), DET_EPOCHS one-cycle
 #    epochs each (DET_SECONDS is a safety cap; no validation while fitting, so the checkpoint is written at
 #    each epoch end), then `nsmae validate` of the final checkpoint (our KITTI evaluator on the val frames);
+#    DET_EPOCHS=auto (the default) sizes them from the detector's step time measured here
+#    (benchmarks/task_step.py, bf16, at BATCH) so that a whole one-cycle schedule fits in DET_FILL x DET_SECONDS;
 # 4) report: Table IV shaped Markdown (AP_BEV / AP_3D, easy / moderate / hard, R40 and R11) into $OUT.
-# A GPU command may run 10 minutes and the whole run takes ~17: run it detached and poll, each call within
+# A GPU command may run 10 minutes and the whole run takes ~17 (world + smoke 2, pretraining 4, step timing 1,
+# four fine-tunes <= 2.5 each + validation): run it detached and poll, each call within
 # 30 s of the last (the results folder lives in $WORK; a call's own $OUT is what comes back):
 #   source .gpu/activate.sh && mkdir -p /tmp/nsmae_kitti && (OUT=/tmp/nsmae_kitti/out setsid nohup \
 #     bash experiments/kitti/synthetic_gpu.sh > /tmp/nsmae_kitti/pipeline.log 2>&1 < /dev/null &) && sleep 560; \
@@ -39,7 +42,8 @@ PRETRAIN_CONFIG=${PRETRAIN_CONFIG:-configs/kitti/pretrain.yaml}
 PRETRAIN_SECONDS=${PRETRAIN_SECONDS:-240}
 PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-1000}
 DET_CONFIG=${DET_CONFIG:-configs/kitti/detection.yaml}
-DET_EPOCHS=${DET_EPOCHS:-8}
+DET_EPOCHS=${DET_EPOCHS:-auto}
+DET_FILL=${DET_FILL:-0.7}       # share of DET_SECONDS the planned epochs may use (loader, logging, checkpoints)
 DET_SECONDS=${DET_SECONDS:-150}
 DET_LR=${DET_LR:-}  # empty: the config's learning rate
 LIMIT_TRAIN_BATCHES=${LIMIT_TRAIN_BATCHES:-1.0}
@@ -85,6 +89,18 @@ fi
 
 if has finetune; then
   ckpt=$(ls "$WORK"/pretrain/version_*/checkpoints/*.ckpt | tail -1)
+  if [ "$DET_EPOCHS" = auto ]; then
+    python benchmarks/task_step.py --out "$OUT/task_step_kitti.json" --configs "$DET_CONFIG" --batch "$BATCH" \
+      --dtypes bf16 --warmup 3 --repeats 5 > "$WORK/task_step_kitti.log" 2>&1 || { tail -30 "$WORK/task_step_kitti.log"; exit 1; }
+    DET_EPOCHS=$(python - "$OUT/task_step_kitti.json" "$(wc -l < "$WORLD/ImageSets/train.txt")" <<PY
+import json, math, sys
+step_s = json.load(open(sys.argv[1]))["rows"][0]["train_step_ms"] / 1000
+steps_per_epoch = math.ceil(int(sys.argv[2]) / $BATCH)
+print(max(1, math.floor($DET_FILL * $DET_SECONDS / (steps_per_epoch * step_s))))
+PY
+)
+    echo "detector step $(python -c "import json; print(round(json.load(open('$OUT/task_step_kitti.json'))['rows'][0]['train_step_ms']))") ms at batch $BATCH -> $DET_EPOCHS epochs in ${DET_FILL} x ${DET_SECONDS} s"
+  fi
   for init in random nsmae; do
     for db in nodb db; do
       run="det_${init}_${db}"
