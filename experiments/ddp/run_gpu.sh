@@ -43,6 +43,9 @@ RES="$WORK/results"
 WORLD="$WORK/world"
 mkdir -p "$RES"
 export PYTHONUNBUFFERED=1
+# NVLink multicast stays off on the lent machines (it can take a shared host's GPUs out of service):
+# the image sets these; keep them set for every process this script starts.
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | sort | uniq -c | xargs || true)
 stamp "start: ${gpus:-no GPU}, $(nproc) CPUs, DEVICES=$DEVICES"
 
