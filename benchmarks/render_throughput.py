@@ -1,7 +1,7 @@
 """Throughput of the NS-MAE render network: ray samples per second, forward + backward.
 
 Measurements per sampler ("trilinear", "trilinear_compiled", "trilinear_triton", "grid_sample"),
-march (`RenderConfig.march`: "dense", "packed", "packed_triton") and dtype (fp32, bf16), on a
+march (`RenderConfig.march`: "dense", "packed", "packed_triton", "fused_triton") and dtype (fp32, bf16), on a
 paper-size volume (B = 2, Z = 40, Ny = Nx = 180, 1 + Cf = 33):
 
 - ``sampler``: the trilinear read alone, at ray-ordered samples (random rays through
@@ -17,7 +17,9 @@ paper-size volume (B = 2, Z = 40, Ny = Nx = 180, 1 + Cf = 33):
 
 ``--kinds`` picks the measurements, ``--samplers`` x ``--marches`` the variants (or
 ``--pairs sampler:march,...`` exactly the listed ones), so a short GPU session can time
-only the promising rows.
+only the promising rows. "fused_triton" samples inside its own kernels, so it pairs only
+with "trilinear_triton" (the row's name for that in-kernel sampler), and it has no
+``composite`` row (its compositor is not a separate step).
 
 Timing: warm-up iterations first (compilation, allocator), then `--repeats` timed
 iterations bracketed by `torch.cuda.synchronize()`; the median is reported with the
@@ -26,7 +28,7 @@ peak memory of the timed iterations. Runs on CUDA when present, else on CPU (use
 
     python benchmarks/render_throughput.py --out runs/render_throughput.json
     python benchmarks/render_throughput.py --out runs/quick.json --dtypes bf16 --kinds march \
-        --pairs trilinear_compiled:dense,trilinear_triton:packed_triton
+        --pairs trilinear_compiled:dense,trilinear_triton:packed_triton,trilinear_triton:fused_triton
 """
 
 from __future__ import annotations
@@ -247,9 +249,13 @@ def planned_rows(args: argparse.Namespace) -> list[tuple[str, str, str, Callable
         pairs = [(sampler, march) for sampler in args.samplers.split(",") for march in args.marches.split(",")]
     samplers = list(dict.fromkeys(sampler for sampler, _ in pairs))
     marches = _split(",".join(dict.fromkeys(march for _, march in pairs)), MARCHES, "--marches / --pairs")
+    fused = sorted({sampler for sampler, march in pairs if march == "fused_triton"} - {"trilinear_triton"})
+    if fused:
+        raise SystemExit(f"march fused_triton samples in its own kernels: pair it with trilinear_triton, got {fused}")
     plan: list[tuple[str, str, str, Callable[..., dict[str, float]]]] = []
     if "composite" in kinds:
-        plan += [("composite", "-", march, lambda d, v, m=march: bench_composite(args, m, d, v)) for march in marches]
+        plan += [("composite", "-", march, lambda d, v, m=march: bench_composite(args, m, d, v))
+                 for march in marches if march != "fused_triton"]  # no separate compositor
     if "mlp" in kinds:
         plan.append(("mlp", "-", "-", lambda d, v: bench_mlp(args, d, v)))
     if "sampler" in kinds:

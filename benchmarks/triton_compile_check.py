@@ -8,6 +8,7 @@ sampler's gradient adds compiled to ``red.global...add.v4.f32``. The interpreter
 check the values; this checks what a GPU would run.
 
     python benchmarks/triton_compile_check.py --arch 90
+    python benchmarks/triton_compile_check.py --kernels fused  # the fused march's kernels only (~4 min on 2 cores)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from nsmae_lightning.models import composite_triton, trilinear_triton
+from nsmae_lightning.models import composite_triton, march_fused_triton, trilinear_triton
 
 SAMPLER_ARGS = {"volume": "*bf16", "coords": "*fp32", "batch_index": "*i64", "samples": "i32", "size_x": "i32",
                 "size_y": "i32", "size_z": "i32", "channels": "i32"}
@@ -34,6 +35,18 @@ COMPOSITE_ARGS = {"sigma": "*bf16", "sigma_stride": "i64", "t": "*fp32", "rgb": 
                   "opacity": "*fp32", "depth": "*fp32", "color": "*fp32", "rays": "i32", "step": "fp32"}
 COMPOSITE_BACKWARD = {**COMPOSITE_ARGS, "grad_opacity": "*fp32", "grad_depth": "*fp32", "grad_color": "*fp32",
                       "grad_sigma": "*fp32", "grad_rgb": "*fp32"}
+
+FUSED_ARGS = {
+    "volume": "*bf16", "origins": "*fp32", "directions": "*fp32", "batch_index": "*i64", "t": "*fp32", "offsets": "*i64",
+    "ray_bias": "*fp32", "w1": "*bf16", "w2": "*bf16", "b2": "*bf16", "w3": "*bf16", "b3": "*bf16",
+    "opacity": "*fp32", "depth": "*fp32", "color": "*fp32", "rays": "i32", "step": "fp32",
+    **{f"{kind}_{axis}": "fp32" for kind in ("lower", "cell") for axis in "xyz"},
+    "size_x": "i32", "size_y": "i32", "size_z": "i32", "channels": "i32",
+}
+FUSED_BACKWARD = {**FUSED_ARGS, **{name: "*fp32" for name in (
+    "grad_opacity", "grad_depth", "grad_color", "grad_density", "grad_features", "grad_bias", "grad_w1", "grad_w2",
+    "grad_b2", "grad_w3", "grad_b3")}}
+KERNELS = ("sampler", "composite", "fused")
 
 
 def signature(kernel: Any, types: dict[str, str], constants: dict[str, Any]) -> dict[str, str]:
@@ -72,22 +85,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 90 (H100 / H200)")
     parser.add_argument("--channels", type=int, default=33, help="C of the sampled volume (1 + Cf)")
+    parser.add_argument("--hidden", type=int, default=64, help="mlp_hidden of the fused march's colour MLP")
+    parser.add_argument("--kernels", default=",".join(KERNELS), help=f"comma-separated, of {','.join(KERNELS)}")
     args = parser.parse_args()
+    kernels = set(args.kernels.split(","))
+    if kernels - set(KERNELS):
+        raise SystemExit(f"--kernels: unknown {sorted(kernels - set(KERNELS))}; expected some of {list(KERNELS)}")
     split = trilinear_triton.channel_split(args.channels)
-    for config in trilinear_triton._FORWARD_TUNING:
+    for config in trilinear_triton._FORWARD_TUNING if "sampler" in kernels else []:
         tile = {**split, "WIDE": False, **config.kwargs}
         print("sampler forward ", config.kwargs, f"warps {config.num_warps}:",
               describe(trilinear_triton._forward_kernel, SAMPLER_FORWARD, tile, config.num_warps, args.arch))
-    for config in trilinear_triton._TUNING:
+    for config in trilinear_triton._TUNING if "sampler" in kernels else []:
         tile = {**split, "WIDE": False, "NEED_COORDS": False, **config.kwargs}
         print("sampler backward", config.kwargs, f"warps {config.num_warps}:",
               describe(trilinear_triton._backward_kernel, SAMPLER_BACKWARD, tile, config.num_warps, args.arch))
-    for config in composite_triton._TUNING:
+    for config in composite_triton._TUNING if "composite" in kernels else []:
         tile = {"HAS_RGB": True, **config.kwargs}
         print("composite forward ", config.kwargs, f"warps {config.num_warps}:",
               describe(composite_triton._forward_kernel, COMPOSITE_ARGS, tile, config.num_warps, args.arch))
         print("composite backward", config.kwargs, f"warps {config.num_warps}:",
               describe(composite_triton._backward_kernel, COMPOSITE_BACKWARD, tile, config.num_warps, args.arch))
+
+    features = args.channels - 1
+    fused = {"FEATURES": features, "FEATURE_LANES": march_fused_triton._lanes(features), "HIDDEN": args.hidden,
+             "HIDDEN_LANES": march_fused_triton._lanes(args.hidden), "PRECISION": "tf32", "UPCAST": False,
+             "WIDE": False}
+    for config in march_fused_triton._TUNING if "fused" in kernels else []:
+        tile = {**fused, **config.kwargs}
+        print("fused forward ", config.kwargs, f"warps {config.num_warps}:",
+              describe(march_fused_triton._forward_kernel, FUSED_ARGS, tile, config.num_warps, args.arch))
+        print("fused backward", config.kwargs, f"warps {config.num_warps}:",
+              describe(march_fused_triton._backward_kernel, FUSED_BACKWARD, tile, config.num_warps, args.arch))
 
 
 if __name__ == "__main__":

@@ -33,22 +33,28 @@ if triton is not None:
     import triton.language as tl
 
     @triton.jit
-    def _ray_block(offsets, rays, BLOCK_R: tl.constexpr):
-        """This program's rays, their validity, first sample and sample count."""
-        r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    def _ray_block(offsets, rays, block, BLOCK_R: tl.constexpr):
+        """The rays of block ``block`` (BLOCK_R rays), their validity, first sample and sample count."""
+        r = block * BLOCK_R + tl.arange(0, BLOCK_R)
         ray_ok = r < rays
         start = tl.load(offsets + r, mask=ray_ok, other=0)
         length = tl.load(offsets + r + 1, mask=ray_ok, other=0) - start
         return r, ray_ok, start, length
 
     @triton.jit
-    def _chunk(sigma, sigma_stride, t, start, length, first, step, BLOCK_S: tl.constexpr):
-        """Samples first .. first + BLOCK_S of every ray: index, mask, a = sigma delta (fp32, 0 past the end), t."""
+    def _positions(t, start, length, first, BLOCK_S: tl.constexpr):
+        """Samples first .. first + BLOCK_S of every ray: (rays, BLOCK_S) index, mask and t (0 past the end)."""
         s = first + tl.arange(0, BLOCK_S)
         inside = s[None, :] < length[:, None]
         index = start[:, None] + s[None, :]
-        a = tl.load(sigma + index * sigma_stride, mask=inside, other=0.0).to(tl.float32) * step
         distance = tl.load(t + index, mask=inside, other=0.0).to(tl.float32)
+        return index, inside, distance
+
+    @triton.jit
+    def _chunk(sigma, sigma_stride, t, start, length, first, step, BLOCK_S: tl.constexpr):
+        """`_positions` plus a = sigma delta (fp32, 0 past the end)."""
+        index, inside, distance = _positions(t, start, length, first, BLOCK_S)
+        a = tl.load(sigma + index * sigma_stride, mask=inside, other=0.0).to(tl.float32) * step
         return index, inside, a, distance
 
     @triton.jit
@@ -58,9 +64,19 @@ if triton is not None:
         return inclusive, tl.exp(-(inclusive - a)) * (1.0 - tl.exp(-a))
 
     @triton.jit
+    def _store_totals(opacity, depth, color, r, ray_ok, total_w, total_wt, red, green, blue, HAS_RGB: tl.constexpr):
+        """Write the per-ray sums O = sum_i w_i, D = sum_i w_i t_i and (HAS_RGB) C = sum_i w_i c_i."""
+        tl.store(opacity + r, total_w, mask=ray_ok)
+        tl.store(depth + r, total_wt, mask=ray_ok)
+        if HAS_RGB:
+            tl.store(color + r * 3, red, mask=ray_ok)
+            tl.store(color + r * 3 + 1, green, mask=ray_ok)
+            tl.store(color + r * 3 + 2, blue, mask=ray_ok)
+
+    @triton.jit
     def _forward_kernel(sigma, sigma_stride, t, rgb, offsets, opacity, depth, color, rays, step,
                         HAS_RGB: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
-        r, ray_ok, start, length = _ray_block(offsets, rays, BLOCK_R)
+        r, ray_ok, start, length = _ray_block(offsets, rays, tl.program_id(0), BLOCK_R)
         carry = tl.zeros((BLOCK_R,), dtype=tl.float32)
         total_w = tl.zeros((BLOCK_R,), dtype=tl.float32)
         total_wt = tl.zeros((BLOCK_R,), dtype=tl.float32)
@@ -77,12 +93,7 @@ if triton is not None:
                 green += tl.sum(w * tl.load(rgb + index * 3 + 1, mask=inside, other=0.0).to(tl.float32), axis=1)
                 blue += tl.sum(w * tl.load(rgb + index * 3 + 2, mask=inside, other=0.0).to(tl.float32), axis=1)
             carry += tl.sum(a, axis=1)
-        tl.store(opacity + r, total_w, mask=ray_ok)
-        tl.store(depth + r, total_wt, mask=ray_ok)
-        if HAS_RGB:
-            tl.store(color + r * 3, red, mask=ray_ok)
-            tl.store(color + r * 3 + 1, green, mask=ray_ok)
-            tl.store(color + r * 3 + 2, blue, mask=ray_ok)
+        _store_totals(opacity, depth, color, r, ray_ok, total_w, total_wt, red, green, blue, HAS_RGB)
 
     @triton.jit
     def _load_rays(values, r, ray_ok, STRIDE: tl.constexpr, COLUMN: tl.constexpr):
@@ -90,19 +101,37 @@ if triton is not None:
         return tl.load(values + r * STRIDE + COLUMN, mask=ray_ok, other=0.0)
 
     @triton.jit
-    def _backward_kernel(sigma, sigma_stride, t, rgb, offsets, opacity, depth, color,
-                         grad_opacity, grad_depth, grad_color, grad_sigma, grad_rgb, rays, step,
-                         HAS_RGB: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
-        r, ray_ok, start, length = _ray_block(offsets, rays, BLOCK_R)
+    def _upstream(grad_opacity, grad_depth, grad_color, opacity, depth, color, r, ray_ok, HAS_RGB: tl.constexpr):
+        """Per-ray upstream gradients g_O, g_D, g_C (0 without colour) and the forward total
+        g_O O + g_D D + g_C . C = sum_i w_i v_i."""
         g_o = _load_rays(grad_opacity, r, ray_ok, 1, 0)
         g_d = _load_rays(grad_depth, r, ray_ok, 1, 0)
         total = g_o * _load_rays(opacity, r, ray_ok, 1, 0) + g_d * _load_rays(depth, r, ray_ok, 1, 0)
+        g_r = tl.zeros_like(g_o)
+        g_g = tl.zeros_like(g_o)
+        g_b = tl.zeros_like(g_o)
         if HAS_RGB:
             g_r = _load_rays(grad_color, r, ray_ok, 3, 0)
             g_g = _load_rays(grad_color, r, ray_ok, 3, 1)
             g_b = _load_rays(grad_color, r, ray_ok, 3, 2)
             total += (g_r * _load_rays(color, r, ray_ok, 3, 0) + g_g * _load_rays(color, r, ray_ok, 3, 1)
                       + g_b * _load_rays(color, r, ray_ok, 3, 2))
+        return g_o, g_d, g_r, g_g, g_b, total
+
+    @triton.jit
+    def _grad_optical_depth(inclusive, v, w, total, carry_wv):
+        """dL/da_i = T_{i+1} v_i - sum_{j>i} w_j v_j of a chunk, and its w_i v_i (for the next chunk's carry)."""
+        wv = w * v
+        later = total[:, None] - (tl.cumsum(wv, axis=1) + carry_wv[:, None])  # sum_{j>i} w_j v_j
+        return tl.exp(-inclusive) * v - later, wv
+
+    @triton.jit
+    def _backward_kernel(sigma, sigma_stride, t, rgb, offsets, opacity, depth, color,
+                         grad_opacity, grad_depth, grad_color, grad_sigma, grad_rgb, rays, step,
+                         HAS_RGB: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+        r, ray_ok, start, length = _ray_block(offsets, rays, tl.program_id(0), BLOCK_R)
+        g_o, g_d, g_r, g_g, g_b, total = _upstream(grad_opacity, grad_depth, grad_color, opacity, depth, color,
+                                                   r, ray_ok, HAS_RGB)
         carry = tl.zeros((BLOCK_R,), dtype=tl.float32)
         carry_wv = tl.zeros((BLOCK_R,), dtype=tl.float32)
         for first in range(0, tl.max(length, axis=0), BLOCK_S):
@@ -116,9 +145,8 @@ if triton is not None:
                 tl.store(grad_rgb + index * 3, w * g_r[:, None], mask=inside)
                 tl.store(grad_rgb + index * 3 + 1, w * g_g[:, None], mask=inside)
                 tl.store(grad_rgb + index * 3 + 2, w * g_b[:, None], mask=inside)
-            wv = w * v
-            later = total[:, None] - (tl.cumsum(wv, axis=1) + carry_wv[:, None])  # sum_{j>i} w_j v_j
-            tl.store(grad_sigma + index, (tl.exp(-inclusive) * v - later) * step, mask=inside)
+            grad_a, wv = _grad_optical_depth(inclusive, v, w, total, carry_wv)
+            tl.store(grad_sigma + index, grad_a * step, mask=inside)
             carry += tl.sum(a, axis=1)
             carry_wv += tl.sum(wv, axis=1)
 

@@ -50,8 +50,10 @@ from nsmae_lightning.models.trilinear import SAMPLERS, metric_to_voxel, sample_v
 
 # How `NeRFPretrainHead.render` lays out and composites the samples: "dense" pads every ray to
 # S samples ((R, S) grids, `nonzero`, `index_put`), "packed" keeps the ragged per-ray segments
-# (torch, `composite_packed`), "packed_triton" composites them with Triton kernels (`composite_triton`).
-MARCHES: tuple[str, ...] = ("dense", "packed", "packed_triton")
+# (torch, `composite_packed`), "packed_triton" composites them with Triton kernels (`composite_triton`),
+# "fused_triton" samples, runs the colour MLP and composites colour rays in one Triton kernel each way
+# (`march_fused_triton`; depth-only rays go as "packed_triton").
+MARCHES: tuple[str, ...] = ("dense", "packed", "packed_triton", "fused_triton")
 
 
 # Table VIII rendering targets (colour, D_PER, D_BEV, D_Rand) per setting; masking is the task's.
@@ -109,8 +111,11 @@ class RenderConfig:
             same through torch.compile, for GPUs), "trilinear_triton" (Triton kernels,
             CUDA) or "grid_sample" (baseline).
         march: sample layout and compositor, one of MARCHES: "dense" (the reference),
-            "packed" (ragged segments, torch) or "packed_triton" (ragged segments,
-            Triton kernels, CUDA); all render the same samples to the same values.
+            "packed" (ragged segments, torch), "packed_triton" (ragged segments,
+            Triton compositor, CUDA) or "fused_triton" (colour rays: sampling, colour
+            MLP and compositing fused in Triton kernels, which ignore `sampler`; needs
+            mlp_layers == 2; depth-only rays as "packed_triton"); all render the same
+            samples to the same values.
         render_chunk_rays: rays per chunk when rendering full images for logging.
     """
 
@@ -157,6 +162,12 @@ class RenderConfig:
             raise ValueError(f"RenderConfig.sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         if self.march not in MARCHES:
             raise ValueError(f"RenderConfig.march must be one of {MARCHES}, got {self.march!r}")
+        if self.march == "fused_triton":
+            from nsmae_lightning.models.march_fused_triton import fused_march_problem  # triton is optional
+
+            problem = fused_march_problem(self.mlp_layers, self.mlp_hidden, self.feature_channels)
+            if problem is not None:
+                raise ValueError(problem)
         positive = {
             "z_bins": self.z_bins,
             "feature_channels": self.feature_channels,
@@ -352,12 +363,17 @@ class NeRFPretrainHead(nn.Module):
         else:  # the same samples, without the (R, S) grid
             packed = pack_samples(rays.near, rays.far, step, config.max_samples_per_ray)
             ray_index, sample_t = packed.ray_index, packed.t
+            if config.march == "fused_triton" and with_color:
+                from nsmae_lightning.models.march_fused_triton import fused_color_march  # triton is optional
+
+                return fused_color_march(volume, rays, packed, step, self.network, self.pc_range, config.background,
+                                         config.normalize_depth)
         points = rays.origins[ray_index] + sample_t.unsqueeze(-1) * rays.directions[ray_index]
         values = self._sample(volume, points, rays.batch_index[ray_index])  # (M, C)
         colors = self.network.color(values[:, 1:], rays.directions, ray_index) if with_color else None  # (M, 3)
         if config.march == "packed":
             return composite_packed(values[:, 0], packed, step, colors, config.background, config.normalize_depth)
-        if config.march == "packed_triton":
+        if config.march in ("packed_triton", "fused_triton"):  # fused_triton: depth-only rays
             from nsmae_lightning.models.composite_triton import composite_triton  # triton is optional
 
             return composite_triton(values[:, 0], packed, step, colors, config.background, config.normalize_depth)

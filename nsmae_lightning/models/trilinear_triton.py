@@ -104,19 +104,30 @@ if triton is not None:
         return m, valid, cx, cy, cz, b
 
     @triton.jit
-    def _gather_block(volume, out, m, valid, cx, cy, cz, b, size_x, size_y, size_z, channels,
-                      FIRST: tl.constexpr, WIDTH: tl.constexpr, LANES: tl.constexpr, WIDE: tl.constexpr):
-        """Channels FIRST .. FIRST + WIDTH of every sample (LANES = WIDTH rounded up to a power of two)."""
-        c = FIRST + tl.arange(0, LANES)
-        channel_ok = c < FIRST + WIDTH
-        acc = tl.zeros((m.shape[0], LANES), dtype=tl.float32)
+    def _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, channels,
+                     FIRST: tl.constexpr, WIDTH: tl.constexpr, LANES: tl.constexpr, WIDE: tl.constexpr):
+        """(rows, LANES) float32 channels FIRST .. FIRST + WIDTH of every sample, 0 in lanes past WIDTH
+        (LANES = WIDTH rounded up to a power of two)."""
+        lane = tl.arange(0, LANES)
+        c = FIRST + lane
+        channel_ok = lane < WIDTH
+        acc = tl.zeros((cx.shape[0], LANES), dtype=tl.float32)
         for index in tl.static_range(8):
             row, wx, wy, wz, inside = _corner(cx, cy, cz, b, size_x, size_y, size_z, valid,
                                              index & 1, (index >> 1) & 1, (index >> 2) & 1, WIDE)
             mask = inside[:, None] & channel_ok[None, :]
             values = tl.load(volume + row[:, None] * channels + c[None, :], mask=mask, other=0.0)
             acc += (wx * wy * wz)[:, None] * values.to(tl.float32)
-        tl.store(out + m.to(row.dtype)[:, None] * channels + c[None, :], acc, mask=valid[:, None] & channel_ok[None, :])
+        return acc
+
+    @triton.jit
+    def _gather_block(volume, out, m, valid, cx, cy, cz, b, size_x, size_y, size_z, channels,
+                      FIRST: tl.constexpr, WIDTH: tl.constexpr, LANES: tl.constexpr, WIDE: tl.constexpr):
+        """Write channels FIRST .. FIRST + WIDTH of every sample to ``out``."""
+        acc = _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, channels, FIRST, WIDTH, LANES, WIDE)
+        c = FIRST + tl.arange(0, LANES)
+        offsets = m.to(tl.int64 if WIDE else tl.int32)[:, None] * channels + c[None, :]
+        tl.store(out + offsets, acc, mask=valid[:, None] & (c < FIRST + WIDTH)[None, :])
 
     @triton.jit
     def _forward_kernel(volume, coords, batch_index, out, samples, size_x, size_y, size_z, channels,
@@ -129,19 +140,26 @@ if triton is not None:
                           HEAD, TAIL, TAIL_LANES, WIDE)
 
     @triton.jit
-    def _scatter_block(volume, grad_out, grad_block, m, valid, cx, cy, cz, b, size_x, size_y, size_z, channels,
+    def _load_grad_block(grad_out, m, valid, channels, FIRST: tl.constexpr, WIDTH: tl.constexpr,
+                         LANES: tl.constexpr, WIDE: tl.constexpr):
+        """(rows, LANES) float32 output gradient of channels FIRST .. FIRST + WIDTH (0 in the other lanes)."""
+        lane = tl.arange(0, LANES)
+        out_offsets = m.to(tl.int64 if WIDE else tl.int32)[:, None] * channels + (FIRST + lane)[None, :]
+        return tl.load(grad_out + out_offsets, mask=valid[:, None] & (lane < WIDTH)[None, :], other=0.0).to(tl.float32)
+
+    @triton.jit
+    def _scatter_block(volume, g, grad_block, valid, cx, cy, cz, b, size_x, size_y, size_z, channels,
                        NEED_COORDS: tl.constexpr, FIRST: tl.constexpr, WIDTH: tl.constexpr, LANES: tl.constexpr,
                        WIDE: tl.constexpr):
-        """Scatter channels FIRST .. FIRST + WIDTH of the output gradient into ``grad_block`` (rows of WIDTH
-        channels); return their share of the coordinate gradient."""
+        """Scatter the (rows, LANES) gradient ``g`` of channels FIRST .. FIRST + WIDTH into ``grad_block``
+        (float32 rows of WIDTH channels, relaxed vector atomics); return their share of the coordinate
+        gradient (zeros unless NEED_COORDS)."""
         lane = tl.arange(0, LANES)
         c = FIRST + lane
         channel_ok = lane < WIDTH
-        out_offsets = m.to(tl.int64 if WIDE else tl.int32)[:, None] * channels + c[None, :]
-        g = tl.load(grad_out + out_offsets, mask=valid[:, None] & channel_ok[None, :], other=0.0).to(tl.float32)
-        gx = tl.zeros((m.shape[0],), dtype=tl.float32)
-        gy = tl.zeros((m.shape[0],), dtype=tl.float32)
-        gz = tl.zeros((m.shape[0],), dtype=tl.float32)
+        gx = tl.zeros((cx.shape[0],), dtype=tl.float32)
+        gy = tl.zeros((cx.shape[0],), dtype=tl.float32)
+        gz = tl.zeros((cx.shape[0],), dtype=tl.float32)
         for index in tl.static_range(8):
             row, wx, wy, wz, inside = _corner(cx, cy, cz, b, size_x, size_y, size_z, valid,
                                              index & 1, (index >> 1) & 1, (index >> 2) & 1, WIDE)
@@ -163,10 +181,12 @@ if triton is not None:
                          NEED_COORDS: tl.constexpr, HEAD: tl.constexpr, TAIL: tl.constexpr,
                          TAIL_LANES: tl.constexpr, WIDE: tl.constexpr, BLOCK_M: tl.constexpr):
         m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, samples, BLOCK_M)
-        gx, gy, gz = _scatter_block(volume, grad_out, grad_head, m, valid, cx, cy, cz, b, size_x, size_y, size_z,
+        g = _load_grad_block(grad_out, m, valid, channels, 0, HEAD, HEAD, WIDE)
+        gx, gy, gz = _scatter_block(volume, g, grad_head, valid, cx, cy, cz, b, size_x, size_y, size_z,
                                     channels, NEED_COORDS, 0, HEAD, HEAD, WIDE)
         if TAIL > 0:
-            tx, ty, tz = _scatter_block(volume, grad_out, grad_tail, m, valid, cx, cy, cz, b, size_x, size_y,
+            g = _load_grad_block(grad_out, m, valid, channels, HEAD, TAIL, TAIL_LANES, WIDE)
+            tx, ty, tz = _scatter_block(volume, g, grad_tail, valid, cx, cy, cz, b, size_x, size_y,
                                         size_z, channels, NEED_COORDS, HEAD, TAIL, TAIL_LANES, WIDE)
             gx += tx
             gy += ty

@@ -1,0 +1,438 @@
+"""The colour march (sampling + colour MLP + compositing) as one Triton forward and one backward kernel.
+
+Why: after the Triton sampler and compositor, the packed march still writes and reads
+every per-sample intermediate (values (M, 1 + Cf), MLP activations, rgb) between
+separate kernels, and the colour MLP runs as generic GEMMs on them. Here a program owns
+BLOCK_R whole rays and walks them in chunks of BLOCK_S samples; a chunk is one tile of
+BLOCK_R * BLOCK_S rows that never leaves registers:
+
+1. sample points x = o + t d -> voxel coordinates (as `trilinear.metric_to_voxel`);
+2. trilinear reads of density and the Cf features (`trilinear_triton._interpolate`);
+3. colour MLP c = sigmoid(W3 relu(W2 relu(W1f f + p_r) + b2) + b3) with `tl.dot`
+   (bf16 / fp16 / fp32 operands as the autocast dtype says, fp32 accumulation);
+4. compositing along each ray with fp32 transmittance and weights (the helpers of
+   `composite_triton`: a within-chunk cumsum plus a per-ray carry).
+
+The view direction is constant along a ray, so the first layer is split:
+W1 [f, enc(d)] + b1 = W1f f + p_r with p_r = W1e enc(d_r) + b1, one (R, H) float32 row
+per ray computed in torch (autograd takes W1e and b1 from dp_r). The kernels therefore
+see only K = Cf inputs per sample instead of the 59 of [f, enc(d)], and any direction
+encoding (or none, use_view_dir=False) works unchanged.
+
+Backward (analytic, nothing per sample stored by the forward): each tile is recomputed;
+the compositing backward with the forward totals (see `composite_triton`) gives
+dL/da_i and dL/dc_i = w_i g_C, then
+    dz3 = dc * c (1 - c),  dh2 = dz3 W3,  dz2 = dh2 [h2 > 0],  dh1 = dz2 W2,
+    dz1 = dh1 [h1 > 0],    df = dz1 W1f,  dp_r = sum over the ray's samples of dz1,
+and df, dL/dsigma = dL/da delta are scattered into float32 volume gradients with
+relaxed vector atomics (`trilinear_triton._scatter_block`). Weight and bias gradients
+(dW1f = dz1^T f, dW2 = dz2^T h1, dW3, db2, db3) accumulate in registers of persistent
+programs, each looping over many ray blocks, and are added to global memory once per
+program, not once per tile. dp_r is written once per ray (rays never straddle programs).
+
+Supported: the colour MLP of `RenderConfig.mlp_layers == 2` (Linear-ReLU-Linear-ReLU-Linear
+to 3), any feature_channels and mlp_hidden up to 128 (padded to powers of two >= 16 for
+`tl.dot`). Depth-only rays (no colour) do not come here: `render` sends them through the
+packed march with the Triton compositor.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from nsmae_lightning.models.ray_samples import PackedSamples
+from nsmae_lightning.models.rays import RayBundle
+from nsmae_lightning.models.rendered_rays import RenderedRays, finish_rendering
+from nsmae_lightning.models.trilinear_triton import _wide, check_triton_device, interpreting, require_triton, triton
+
+if TYPE_CHECKING:
+    from nsmae_lightning.models.rendering import RenderNetwork
+
+# Interpreter tiles: 2 rays x 8 samples = 16 rows (tl.dot's minimum), and 2 persistent backward
+# programs, so the tests cover rays longer than a chunk, blocks per program > 1 and cross-program sums.
+INTERPRETER_BLOCKS = {"BLOCK_R": 2, "BLOCK_S": 8}
+INTERPRETER_PROGRAMS = 2
+MAX_WIDTH = 128  # widest feature / hidden layer the kernels hold in registers
+PROGRAMS_PER_SM = 2  # persistent backward programs per streaming multiprocessor
+
+if triton is not None:
+    import triton.language as tl
+
+    from nsmae_lightning.models.composite_triton import (
+        _grad_optical_depth,
+        _positions,
+        _ray_block,
+        _store_totals,
+        _upstream,
+        _weights,
+    )
+    from nsmae_lightning.models.trilinear_triton import _interpolate, _scatter_block
+
+    @triton.jit
+    def _voxel(origins, directions, ray, t_row, valid, AXIS: tl.constexpr, lower, cell):
+        """Continuous voxel coordinate along AXIS of o + t d (`trilinear.metric_to_voxel`)."""
+        origin = tl.load(origins + ray * 3 + AXIS, mask=valid, other=0.0)
+        direction = tl.load(directions + ray * 3 + AXIS, mask=valid, other=0.0)
+        return (origin + t_row * direction - lower) / cell - 0.5
+
+    @triton.jit
+    def _dot(a, b, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+        """a @ b with float32 accumulation. UPCAST (interpreter only: its bf16 / fp16 `tl.dot` returns
+        garbage) multiplies the same rounded operands in float32, which is what the tensor cores compute."""
+        if UPCAST:
+            return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
+        return tl.dot(a, b, input_precision=PRECISION)
+
+    @triton.jit
+    def _output_row(w3, hidden, hidden_ok, HIDDEN: tl.constexpr, J: tl.constexpr):
+        """Row J of the last layer's weight, float32 (of its compute-dtype copy)."""
+        return tl.load(w3 + J * HIDDEN + hidden, mask=hidden_ok, other=0.0).to(tl.float32)
+
+    @triton.jit
+    def _tile(volume, origins, directions, batch_index, t, ray_bias, w1, w2, b2, w3, b3,
+              r, start, length, first, step, lower_x, lower_y, lower_z, cell_x, cell_y, cell_z,
+              size_x, size_y, size_z, channels,
+              FEATURES: tl.constexpr, FEATURE_LANES: tl.constexpr, HIDDEN: tl.constexpr,
+              HIDDEN_LANES: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr, WIDE: tl.constexpr,
+              BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+        """One chunk of BLOCK_R rays: positions, a = sigma delta (BLOCK_R, BLOCK_S), and per row (of
+        BLOCK_R * BLOCK_S) the sample's voxel coordinates, MLP input / activations and colour."""
+        rows: tl.constexpr = BLOCK_R * BLOCK_S
+        index, inside, distance = _positions(t, start, length, first, BLOCK_S)
+        valid = tl.reshape(inside, (rows,))
+        ray = tl.where(valid, tl.reshape(tl.broadcast_to(r[:, None], (BLOCK_R, BLOCK_S)), (rows,)), 0)
+        t_row = tl.reshape(distance, (rows,))
+        cx = _voxel(origins, directions, ray, t_row, valid, 0, lower_x, cell_x)
+        cy = _voxel(origins, directions, ray, t_row, valid, 1, lower_y, cell_y)
+        cz = _voxel(origins, directions, ray, t_row, valid, 2, lower_z, cell_z)
+        b = tl.load(batch_index + ray, mask=valid, other=0)
+        stored = volume.dtype.element_ty  # the separate sampler rounds its output to the volume dtype
+        density = _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, channels, 0, 1, 1, WIDE)
+        a = tl.reshape(density.to(stored).to(tl.float32), (BLOCK_R, BLOCK_S)) * step
+        compute = w1.dtype.element_ty
+        x = _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, channels, 1, FEATURES,
+                         FEATURE_LANES, WIDE).to(stored).to(compute)
+        hidden = tl.arange(0, HIDDEN_LANES)
+        hidden_ok = hidden < HIDDEN
+        feature = tl.arange(0, FEATURE_LANES)
+        w1t = tl.load(w1 + hidden[None, :] * FEATURES + feature[:, None],
+                      mask=(feature < FEATURES)[:, None] & hidden_ok[None, :], other=0.0)  # W1f^T (in, out)
+        bias1 = tl.load(ray_bias + ray[:, None] * HIDDEN + hidden[None, :], mask=valid[:, None] & hidden_ok[None, :],
+                        other=0.0)
+        h1 = tl.maximum(_dot(x, w1t, PRECISION, UPCAST) + bias1, 0.0).to(compute)
+        w2t = tl.load(w2 + hidden[None, :] * HIDDEN + hidden[:, None], mask=hidden_ok[:, None] & hidden_ok[None, :],
+                      other=0.0)  # W2^T (in, out)
+        bias2 = tl.load(b2 + hidden, mask=hidden_ok, other=0.0).to(tl.float32)
+        h2 = tl.maximum(_dot(h1, w2t, PRECISION, UPCAST) + bias2[None, :], 0.0).to(compute).to(tl.float32)
+        red = tl.sigmoid(tl.sum(h2 * _output_row(w3, hidden, hidden_ok, HIDDEN, 0)[None, :], axis=1)
+                         + tl.load(b3).to(tl.float32))
+        green = tl.sigmoid(tl.sum(h2 * _output_row(w3, hidden, hidden_ok, HIDDEN, 1)[None, :], axis=1)
+                           + tl.load(b3 + 1).to(tl.float32))
+        blue = tl.sigmoid(tl.sum(h2 * _output_row(w3, hidden, hidden_ok, HIDDEN, 2)[None, :], axis=1)
+                          + tl.load(b3 + 2).to(tl.float32))
+        return distance, a, valid, cx, cy, cz, b, x, w1t, h1, w2t, h2, red, green, blue
+
+    @triton.jit
+    def _forward_kernel(volume, origins, directions, batch_index, t, offsets, ray_bias, w1, w2, b2, w3, b3,
+                        opacity, depth, color, rays, step, lower_x, lower_y, lower_z, cell_x, cell_y, cell_z,
+                        size_x, size_y, size_z, channels,
+                        FEATURES: tl.constexpr, FEATURE_LANES: tl.constexpr, HIDDEN: tl.constexpr,
+                        HIDDEN_LANES: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr, WIDE: tl.constexpr,
+                        BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+        r, ray_ok, start, length = _ray_block(offsets, rays, tl.program_id(0), BLOCK_R)
+        carry = tl.zeros((BLOCK_R,), dtype=tl.float32)
+        total_w = tl.zeros((BLOCK_R,), dtype=tl.float32)
+        total_wt = tl.zeros((BLOCK_R,), dtype=tl.float32)
+        total_r = tl.zeros((BLOCK_R,), dtype=tl.float32)
+        total_g = tl.zeros((BLOCK_R,), dtype=tl.float32)
+        total_b = tl.zeros((BLOCK_R,), dtype=tl.float32)
+        for first in range(0, tl.max(length, axis=0), BLOCK_S):
+            distance, a, _, _, _, _, _, _, _, _, _, _, red, green, blue = _tile(
+                volume, origins, directions, batch_index, t, ray_bias, w1, w2, b2, w3, b3,
+                r, start, length, first, step, lower_x, lower_y, lower_z, cell_x, cell_y, cell_z,
+                size_x, size_y, size_z, channels,
+                FEATURES, FEATURE_LANES, HIDDEN, HIDDEN_LANES, PRECISION, UPCAST, WIDE, BLOCK_R, BLOCK_S)
+            _, w = _weights(a, carry)
+            total_w += tl.sum(w, axis=1)
+            total_wt += tl.sum(w * distance, axis=1)
+            total_r += tl.sum(w * tl.reshape(red, (BLOCK_R, BLOCK_S)), axis=1)
+            total_g += tl.sum(w * tl.reshape(green, (BLOCK_R, BLOCK_S)), axis=1)
+            total_b += tl.sum(w * tl.reshape(blue, (BLOCK_R, BLOCK_S)), axis=1)
+            carry += tl.sum(a, axis=1)
+        _store_totals(opacity, depth, color, r, ray_ok, total_w, total_wt, total_r, total_g, total_b, True)
+
+    @triton.jit
+    def _color_grad(w, g, c, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+        """Per row: dL/dz of one colour channel's pre-sigmoid value, from dL/dc_i = w_i g_C."""
+        return tl.reshape(w * g[:, None], (BLOCK_R * BLOCK_S,)) * c * (1.0 - c)
+
+    @triton.jit
+    def _backward_kernel(volume, origins, directions, batch_index, t, offsets, ray_bias, w1, w2, b2, w3, b3,
+                         opacity, depth, color, grad_opacity, grad_depth, grad_color,
+                         grad_density, grad_features, grad_bias, grad_w1, grad_w2, grad_b2, grad_w3, grad_b3,
+                         rays, step, lower_x, lower_y, lower_z, cell_x, cell_y, cell_z,
+                         size_x, size_y, size_z, channels,
+                         FEATURES: tl.constexpr, FEATURE_LANES: tl.constexpr, HIDDEN: tl.constexpr,
+                         HIDDEN_LANES: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr, WIDE: tl.constexpr,
+                         BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+        compute = w1.dtype.element_ty
+        hidden = tl.arange(0, HIDDEN_LANES)
+        hidden_ok = hidden < HIDDEN
+        feature = tl.arange(0, FEATURE_LANES)
+        w1_mask = (feature < FEATURES)[:, None] & hidden_ok[None, :]
+        w3_red = _output_row(w3, hidden, hidden_ok, HIDDEN, 0)
+        w3_green = _output_row(w3, hidden, hidden_ok, HIDDEN, 1)
+        w3_blue = _output_row(w3, hidden, hidden_ok, HIDDEN, 2)
+        # this program's share of the weight gradients, in registers until the end
+        acc_w1 = tl.zeros((FEATURE_LANES, HIDDEN_LANES), dtype=tl.float32)  # dW1f^T
+        acc_w2 = tl.zeros((HIDDEN_LANES, HIDDEN_LANES), dtype=tl.float32)  # dW2^T
+        acc_b2 = tl.zeros((HIDDEN_LANES,), dtype=tl.float32)
+        acc_w3_red = tl.zeros((HIDDEN_LANES,), dtype=tl.float32)
+        acc_w3_green = tl.zeros((HIDDEN_LANES,), dtype=tl.float32)
+        acc_w3_blue = tl.zeros((HIDDEN_LANES,), dtype=tl.float32)
+        acc_b3_red = tl.zeros((BLOCK_R * BLOCK_S,), dtype=tl.float32)
+        acc_b3_green = tl.zeros((BLOCK_R * BLOCK_S,), dtype=tl.float32)
+        acc_b3_blue = tl.zeros((BLOCK_R * BLOCK_S,), dtype=tl.float32)
+        for block in range(tl.program_id(0), tl.cdiv(rays, BLOCK_R), tl.num_programs(0)):
+            r, ray_ok, start, length = _ray_block(offsets, rays, block, BLOCK_R)
+            g_o, g_d, g_r, g_g, g_b, total = _upstream(grad_opacity, grad_depth, grad_color, opacity, depth, color,
+                                                       r, ray_ok, True)
+            carry = tl.zeros((BLOCK_R,), dtype=tl.float32)
+            carry_wv = tl.zeros((BLOCK_R,), dtype=tl.float32)
+            acc_bias = tl.zeros((BLOCK_R, HIDDEN_LANES), dtype=tl.float32)  # dp_r of these rays
+            for first in range(0, tl.max(length, axis=0), BLOCK_S):
+                distance, a, valid, cx, cy, cz, b, x, w1t, h1, w2t, h2, red, green, blue = _tile(
+                    volume, origins, directions, batch_index, t, ray_bias, w1, w2, b2, w3, b3,
+                    r, start, length, first, step, lower_x, lower_y, lower_z, cell_x, cell_y, cell_z,
+                    size_x, size_y, size_z, channels,
+                    FEATURES, FEATURE_LANES, HIDDEN, HIDDEN_LANES, PRECISION, UPCAST, WIDE, BLOCK_R, BLOCK_S)
+                # compositing backward (forward totals trick)
+                inclusive, w = _weights(a, carry)
+                v = (g_o[:, None] + g_d[:, None] * distance + g_r[:, None] * tl.reshape(red, (BLOCK_R, BLOCK_S))
+                     + g_g[:, None] * tl.reshape(green, (BLOCK_R, BLOCK_S))
+                     + g_b[:, None] * tl.reshape(blue, (BLOCK_R, BLOCK_S)))
+                grad_a, wv = _grad_optical_depth(inclusive, v, w, total, carry_wv)
+                carry += tl.sum(a, axis=1)
+                carry_wv += tl.sum(wv, axis=1)
+                # MLP backward
+                dz_red = _color_grad(w, g_r, red, BLOCK_R, BLOCK_S)
+                dz_green = _color_grad(w, g_g, green, BLOCK_R, BLOCK_S)
+                dz_blue = _color_grad(w, g_b, blue, BLOCK_R, BLOCK_S)
+                acc_w3_red += tl.sum(h2 * dz_red[:, None], axis=0)
+                acc_w3_green += tl.sum(h2 * dz_green[:, None], axis=0)
+                acc_w3_blue += tl.sum(h2 * dz_blue[:, None], axis=0)
+                acc_b3_red += dz_red
+                acc_b3_green += dz_green
+                acc_b3_blue += dz_blue
+                dh2 = dz_red[:, None] * w3_red[None, :] + dz_green[:, None] * w3_green[None, :] \
+                    + dz_blue[:, None] * w3_blue[None, :]
+                dz2 = tl.where(h2 > 0.0, dh2, 0.0)
+                acc_b2 += tl.sum(dz2, axis=0)
+                dz2 = dz2.to(compute)
+                acc_w2 += _dot(tl.trans(h1), dz2, PRECISION, UPCAST)
+                dh1 = _dot(dz2, tl.trans(w2t), PRECISION, UPCAST)
+                dz1 = tl.where(h1 > 0.0, dh1, 0.0)
+                acc_bias += tl.sum(tl.reshape(dz1, (BLOCK_R, BLOCK_S, HIDDEN_LANES)), axis=1)
+                dz1 = dz1.to(compute)
+                acc_w1 += _dot(tl.trans(x), dz1, PRECISION, UPCAST)
+                grad_x = _dot(dz1, tl.trans(w1t), PRECISION, UPCAST)  # (rows, FEATURE_LANES)
+                # volume gradients: features and density, relaxed vector atomics
+                _scatter_block(volume, grad_x, grad_features, valid, cx, cy, cz, b, size_x, size_y, size_z,
+                               channels, False, 1, FEATURES, FEATURE_LANES, WIDE)
+                grad_sigma = tl.where(valid, tl.reshape(grad_a * step, (BLOCK_R * BLOCK_S,)), 0.0)
+                _scatter_block(volume, grad_sigma[:, None], grad_density, valid, cx, cy, cz, b, size_x, size_y,
+                               size_z, channels, False, 0, 1, 1, WIDE)
+            tl.store(grad_bias + r[:, None] * HIDDEN + hidden[None, :], acc_bias,
+                     mask=ray_ok[:, None] & hidden_ok[None, :])
+        # one add per weight per program
+        tl.atomic_add(grad_w1 + hidden[None, :] * FEATURES + feature[:, None], acc_w1, mask=w1_mask, sem="relaxed")
+        tl.atomic_add(grad_w2 + hidden[None, :] * HIDDEN + hidden[:, None], acc_w2,
+                      mask=hidden_ok[:, None] & hidden_ok[None, :], sem="relaxed")
+        tl.atomic_add(grad_b2 + hidden, acc_b2, mask=hidden_ok, sem="relaxed")
+        tl.atomic_add(grad_w3 + hidden, acc_w3_red, mask=hidden_ok, sem="relaxed")
+        tl.atomic_add(grad_w3 + HIDDEN + hidden, acc_w3_green, mask=hidden_ok, sem="relaxed")
+        tl.atomic_add(grad_w3 + 2 * HIDDEN + hidden, acc_w3_blue, mask=hidden_ok, sem="relaxed")
+        tl.atomic_add(grad_b3, tl.sum(acc_b3_red, axis=0), sem="relaxed")
+        tl.atomic_add(grad_b3 + 1, tl.sum(acc_b3_green, axis=0), sem="relaxed")
+        tl.atomic_add(grad_b3 + 2, tl.sum(acc_b3_blue, axis=0), sem="relaxed")
+
+    # (rays, samples per chunk, warps): tiles of 64 and 128 rows, from one long ray to many short ones.
+    # Compiled for sm_90 (benchmarks/triton_compile_check.py --kernels fused) all use 255 registers; the
+    # backward spills ~2 KB per thread at 64 rows / 4 warps or 128 rows / 8 warps, 8 KB at 128 rows / 4 warps
+    # (left out). Few tiles: each is compiled once per dtype on the first call.
+    _TUNING = [
+        triton.Config({"BLOCK_R": rays, "BLOCK_S": chunk}, num_warps=warps)
+        for rays, chunk, warps in ((1, 64, 4), (2, 32, 4), (4, 16, 4), (2, 64, 8), (4, 32, 8))
+    ]
+    _KEY = ["FEATURES", "HIDDEN", "PRECISION", "WIDE"]
+    _forward_tuned = triton.autotune(_TUNING, key=_KEY)(_forward_kernel)
+    _backward_tuned = triton.autotune(
+        _TUNING, key=_KEY,
+        reset_to_zero=["grad_density", "grad_features", "grad_w1", "grad_w2", "grad_b2", "grad_w3", "grad_b3"],
+    )(_backward_kernel)
+
+
+def _launch(kernel: str, rays: int, device: torch.device, *args: object, **constants: object) -> None:
+    """Run ``kernel`` ("forward": a program per ray block; "backward": persistent programs) over ``rays``."""
+    if interpreting():
+        plain = _forward_kernel if kernel == "forward" else _backward_kernel
+        blocks = triton.cdiv(rays, INTERPRETER_BLOCKS["BLOCK_R"])
+        programs = blocks if kernel == "forward" else min(blocks, INTERPRETER_PROGRAMS)
+        plain[(programs,)](*args, **constants, **INTERPRETER_BLOCKS)
+        return
+    if kernel == "forward":
+        _forward_tuned[lambda meta: (triton.cdiv(rays, meta["BLOCK_R"]),)](*args, **constants)
+        return
+    most = torch.cuda.get_device_properties(device).multi_processor_count * PROGRAMS_PER_SM
+    _backward_tuned[lambda meta: (min(triton.cdiv(rays, meta["BLOCK_R"]), most),)](*args, **constants)
+
+
+def _lanes(width: int) -> int:
+    """A layer width padded to a power of two of at least 16 (`tl.dot`'s smallest operand)."""
+    return max(16, 1 << max(0, width - 1).bit_length())
+
+
+def fused_march_problem(mlp_layers: int, mlp_hidden: int, feature_channels: int) -> str | None:
+    """Why march 'fused_triton' cannot run this colour-MLP shape, or None if it can (RenderConfig checks this)."""
+    if mlp_layers != 2:
+        return f"RenderConfig.march 'fused_triton' supports mlp_layers == 2 only, got {mlp_layers}"
+    for name, width in (("mlp_hidden", mlp_hidden), ("feature_channels", feature_channels)):
+        if width > MAX_WIDTH:
+            return f"RenderConfig.march 'fused_triton' supports {name} <= {MAX_WIDTH}, got {width}"
+    return None
+
+
+def _color_layers(mlp: nn.Module) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
+    """The three Linear layers of a Linear-ReLU-Linear-ReLU-Linear(3) colour MLP, or a clear error."""
+    layers = list(mlp.children()) if isinstance(mlp, nn.Sequential) else []
+    kinds = [type(layer) for layer in layers]
+    if kinds != [nn.Linear, nn.ReLU, nn.Linear, nn.ReLU, nn.Linear] or layers[-1].out_features != 3:
+        raise ValueError("march 'fused_triton' needs the colour MLP of RenderConfig.mlp_layers == 2 "
+                         f"(Linear-ReLU-Linear-ReLU-Linear to 3), got {[kind.__name__ for kind in kinds]}")
+    return layers[0], layers[2], layers[4]  # type: ignore[return-value]
+
+
+class _FusedColorMarch(torch.autograd.Function):
+    """Autograd wrapper of the two kernels: per-ray opacity, depth and colour sums."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, volume: Tensor, ray_bias: Tensor, w1: Tensor, w2: Tensor,
+        b2: Tensor, w3: Tensor, b3: Tensor, origins: Tensor, directions: Tensor, batch_index: Tensor, t: Tensor,
+        offsets: Tensor, step: float, geometry: tuple[float, ...], compute: torch.dtype,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        rays = offsets.shape[0] - 1
+        weights = [weight.detach().to(compute).contiguous() for weight in (w1, w2, b2, w3, b3)]
+        opacity = torch.empty(rays, device=volume.device, dtype=torch.float32)
+        depth = torch.empty_like(opacity)
+        color = torch.empty(rays, 3, device=volume.device, dtype=torch.float32)
+        constants = _constants(volume, w1, w2, compute)
+        shape = (*_sizes(volume), volume.shape[-1])
+        if rays:
+            _launch("forward", rays, volume.device, volume, origins, directions, batch_index, t, offsets, ray_bias,
+                    *weights, opacity, depth, color, rays, step, *geometry, *shape, **constants)
+        ctx.save_for_backward(volume, ray_bias, origins, directions, batch_index, t, offsets, opacity, depth, color,
+                              *weights)
+        ctx.step, ctx.geometry, ctx.compute = step, geometry, compute  # type: ignore[attr-defined]
+        ctx.dtypes = [weight.dtype for weight in (w1, w2, b2, w3, b3)]  # type: ignore[attr-defined]
+        return opacity, depth, color
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad_opacity: Tensor, grad_depth: Tensor, grad_color: Tensor
+    ) -> tuple[Tensor | None, ...]:
+        (volume, ray_bias, origins, directions, batch_index, t, offsets, opacity, depth, color,
+         *weights) = ctx.saved_tensors  # type: ignore[attr-defined]
+        rays = offsets.shape[0] - 1
+        features = volume.shape[-1] - 1
+        voxels = volume.numel() // volume.shape[-1]
+        w1, w2, b2, w3, b3 = weights
+        zeros = {"device": volume.device, "dtype": torch.float32}
+        grad_density = torch.zeros(voxels, 1, **zeros)
+        grad_features = torch.zeros(voxels, features, **zeros)
+        grad_bias = torch.zeros(ray_bias.shape, **zeros)
+        grads = [torch.zeros(weight.shape, **zeros) for weight in weights]
+        constants = _constants(volume, w1, w2, ctx.compute)  # type: ignore[attr-defined]
+        shape = (*_sizes(volume), volume.shape[-1])
+        if rays:
+            _launch("backward", rays, volume.device, volume, origins, directions, batch_index, t, offsets, ray_bias,
+                    *weights, opacity, depth, color, grad_opacity.float().contiguous(),
+                    grad_depth.float().contiguous(), grad_color.float().contiguous(), grad_density, grad_features,
+                    grad_bias, *grads, rays, ctx.step, *ctx.geometry, *shape,  # type: ignore[attr-defined]
+                    **constants)
+        grad_volume = torch.cat([grad_density, grad_features], dim=1).view(volume.shape).to(volume.dtype)
+        grad_weights = [grad.to(dtype) for grad, dtype in zip(grads, ctx.dtypes)]  # type: ignore[attr-defined]
+        return (grad_volume, grad_bias, *grad_weights, None, None, None, None, None, None, None, None)
+
+
+def _sizes(volume: Tensor) -> tuple[int, int, int]:
+    """(size_x, size_y, size_z) of a (B, Z, Y, X, C) volume."""
+    return volume.shape[3], volume.shape[2], volume.shape[1]
+
+
+def _constants(volume: Tensor, w1: Tensor, w2: Tensor, compute: torch.dtype) -> dict[str, object]:
+    """The kernels' compile-time constants: layer widths, their padded lanes, dot precision, offset width."""
+    features, hidden = w1.shape[1], w2.shape[0]
+    return {
+        "FEATURES": features, "FEATURE_LANES": _lanes(features), "HIDDEN": hidden, "HIDDEN_LANES": _lanes(hidden),
+        # fp32 operands stay fp32 ("ieee", as torch's default matmul), not TF32
+        "PRECISION": "ieee" if compute == torch.float32 else "tf32",
+        "UPCAST": interpreting() and compute != torch.float32,
+        "WIDE": _wide(volume),
+    }
+
+
+def fused_color_march(
+    volume: Tensor, rays: RayBundle, samples: PackedSamples, step: float, network: RenderNetwork,
+    pc_range: tuple[float, ...], background: float, normalize_depth: bool,
+) -> RenderedRays:
+    """Sampling, colour MLP and compositing of colour rays in one Triton kernel each way.
+
+    Renders the same as the packed march (`pack_samples`, the configured sampler,
+    `network.color`, `composite_packed`); the MLP's operands are in the autocast dtype
+    when autocast is on (else the volume's), accumulation and compositing in float32.
+
+    Args:
+        volume: (B, Z, Y, X, 1 + Cf) from `RenderNetwork.volume`.
+        rays: the rays (origins, directions, batch_index are read).
+        samples: their packed samples (t and offsets are read; t gets no gradient).
+        step: delta between samples.
+        network: the render network whose colour MLP and direction encoding are used.
+        pc_range: (x0, y0, z0, x1, y1, z1) the volume covers.
+        background: colour seen through the leftover transmittance.
+        normalize_depth: divide depth by the opacity.
+    """
+    from nsmae_lightning.models.rendering import encode_directions  # rendering imports this module lazily
+
+    require_triton("RenderConfig.march 'fused_triton'", "march 'packed_triton' or 'packed'")
+    check_triton_device(volume, "march 'fused_triton'", "march 'packed'")
+    first, second, last = _color_layers(network.color_mlp)
+    features = network.feature_channels
+    problem = fused_march_problem(2, second.out_features, features)
+    if problem is not None:
+        raise ValueError(problem)
+    if volume.dim() != 5 or volume.shape[-1] != 1 + features:
+        raise ValueError(f"march 'fused_triton' needs a (B, Z, Y, X, 1 + {features}) volume, got {tuple(volume.shape)}")
+    device_type = volume.device.type
+    compute = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else volume.dtype
+    if compute == torch.float64 or volume.dtype == torch.float64:
+        raise ValueError("march 'fused_triton' works in float32 / bf16 / fp16; use march 'packed' for float64")
+    with torch.autocast(device_type=device_type, enabled=False):
+        # p_r = W1e enc(d_r) + b1: the first layer's per-ray part (float32, differentiated by autograd)
+        ray_bias = first.bias.float().expand(len(rays), -1)
+        if network.use_view_dir:
+            encoded = encode_directions(rays.directions.float(), network.view_dir_frequencies)
+            ray_bias = ray_bias + encoded @ first.weight[:, features:].float().T
+    lower = torch.tensor(pc_range[:3], dtype=torch.float32)
+    counts = torch.tensor([volume.shape[3], volume.shape[2], volume.shape[1]], dtype=torch.float32)
+    cell = (torch.tensor(pc_range[3:], dtype=torch.float32) - lower) / counts  # as metric_to_voxel
+    opacity, depth, color = _FusedColorMarch.apply(
+        volume.contiguous(), ray_bias.contiguous(), first.weight[:, :features], second.weight, second.bias,
+        last.weight, last.bias, rays.origins.float().contiguous(), rays.directions.float().contiguous(),
+        rays.batch_index.to(torch.int64).contiguous(), samples.t.detach().float().contiguous(),
+        samples.offsets.contiguous(), float(step), (*lower.tolist(), *cell.tolist()), compute,
+    )
+    return finish_rendering(opacity, depth, color, background, normalize_depth)
