@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from triton_interpreter import run_interpreted
 
-import nsmae_lightning
 from nsmae_lightning.models.rays import RayBundle
 from nsmae_lightning.models.rendering import NeRFPretrainHead, RenderConfig
 
@@ -119,9 +116,4 @@ print("fused march ok")
 
 def test_fused_march_matches_the_packed_march_in_the_interpreter() -> None:
     # As tests/test_rendering_march.py: Triton's CPU interpreter runs the kernels the GPU compiles.
-    pytest.importorskip("triton")
-    paths = [str(Path(nsmae_lightning.__file__).parents[1]), str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]
-    environment = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.pathsep.join(filter(None, paths))}
-    result = subprocess.run([sys.executable, "-c", TRITON_CHECK], env=environment, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "fused march ok" in result.stdout
+    run_interpreted(TRITON_CHECK, "fused march ok")

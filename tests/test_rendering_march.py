@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import torch
+from triton_interpreter import run_interpreted
 
-import nsmae_lightning
 from nsmae_lightning.models.composite_packed import composite_packed
-from nsmae_lightning.models.ray_samples import PackedSamples, pack_samples, samples_per_ray_cap
+from nsmae_lightning.models.ray_samples import (
+    PackedSamples,
+    pack_samples,
+    samples_per_ray_cap,
+)
 from nsmae_lightning.models.rays import RayBundle, clip_to_range
 from nsmae_lightning.models.rendered_rays import RenderedRays
 from nsmae_lightning.models.rendering import NeRFPretrainHead, RenderConfig, composite
@@ -229,9 +230,4 @@ print("triton march ok")
 
 def test_triton_march_matches_the_reference_in_the_interpreter() -> None:
     # As tests/test_rendering_sampler.py: Triton's CPU interpreter runs the kernels the GPU compiles.
-    pytest.importorskip("triton")
-    paths = [str(Path(nsmae_lightning.__file__).parents[1]), str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]
-    environment = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.pathsep.join(filter(None, paths))}
-    result = subprocess.run([sys.executable, "-c", TRITON_CHECK], env=environment, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "triton march ok" in result.stdout
+    run_interpreted(TRITON_CHECK, "triton march ok")
