@@ -43,11 +43,10 @@ import torch
 
 from bench_common import time_calls
 
-from nsmae_lightning.models.composite_packed import composite_packed
-from nsmae_lightning.models.ray_samples import PackedSamples, pack_samples
+from nsmae_lightning.models.ray_samples import pack_samples
 from nsmae_lightning.models.rays import RayBundle, clip_to_range
 from nsmae_lightning.models.rendered_rays import RenderedRays
-from nsmae_lightning.models.rendering import MARCHES, NeRFPretrainHead, RenderConfig, composite
+from nsmae_lightning.models.rendering import MARCHES, NeRFPretrainHead, RenderConfig, march_compositor
 from nsmae_lightning.models.trilinear import metric_to_voxel, sample_volume
 
 PC_RANGE: tuple[float, ...] = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)
@@ -97,11 +96,10 @@ def random_rays(batch_size: int, rays_per_sample: int, device: torch.device) -> 
 
 
 def ray_samples(rays: RayBundle, step: float, grid_size: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Voxel coordinates and batch indices of every in-range sample of the rays."""
-    sample_count = int(torch.ceil((rays.far - rays.near).max() / step))
-    t = rays.near.unsqueeze(1) + step * torch.arange(sample_count, device=rays.near.device)
-    ray_index, sample_index = torch.nonzero(t < rays.far.unsqueeze(1), as_tuple=True)
-    points = rays.origins[ray_index] + t[ray_index, sample_index].unsqueeze(-1) * rays.directions[ray_index]
+    """Voxel coordinates and batch indices of every sample the render head reads on the rays."""
+    samples = pack_samples(rays.near, rays.far, step, RenderConfig.max_samples_per_ray)
+    ray_index = samples.ray_index
+    points = rays.origins[ray_index] + samples.t.unsqueeze(-1) * rays.directions[ray_index]
     return metric_to_voxel(points, PC_RANGE, grid_size), rays.batch_index[ray_index]
 
 
@@ -132,15 +130,6 @@ def rgb_depth_loss(rendered: RenderedRays, rays: RayBundle) -> torch.Tensor:
     return ((rendered.rgb - rays.rgb_target) ** 2).sum(-1).mean() + rendered.depth.abs().mean()  # type: ignore[operator]
 
 
-def dense_composite(sigma: torch.Tensor, samples: PackedSamples, step: float, rgb: torch.Tensor) -> RenderedRays:
-    """The dense march's compositing: scatter into (R, S) grids, then `rendering.composite`."""
-    rays, width = samples.offsets.shape[0] - 1, int(samples.sample_index.max()) + 1
-    where = (samples.ray_index, samples.sample_index)
-    t = samples.t.new_zeros(rays, width).index_put(where, samples.t)
-    dense_sigma = sigma.new_zeros(rays, width).index_put(where, sigma)
-    return composite(dense_sigma, t, step, rgb.new_zeros(rays, width, 3).index_put(where, rgb), 0.0, False)
-
-
 def bench_composite(args: argparse.Namespace, march: str, dtype: torch.dtype, device: torch.device) -> dict[str, float]:
     """The compositor alone, fwd + bwd into per-sample sigma and rgb."""
     rays = random_rays(args.batch, args.rays, device)
@@ -148,19 +137,12 @@ def bench_composite(args: argparse.Namespace, march: str, dtype: torch.dtype, de
     count = samples.t.shape[0]
     values = torch.rand(count, 1 + args.feature_channels, device=device, dtype=dtype, requires_grad=True)
     rgb = torch.rand(count, 3, device=device, dtype=dtype, requires_grad=True)
-    if march == "packed_triton":
-        from nsmae_lightning.models.composite_triton import composite_triton as compositor
-    else:
-        compositor = composite_packed
+    compositor = march_compositor(march)
     step = args.step
 
     def step_fn() -> None:
         values.grad = rgb.grad = None
-        if march == "dense":
-            rendered = dense_composite(values[:, 0], samples, step, rgb)
-        else:
-            rendered = compositor(values[:, 0], samples, step, rgb, 0.0, False)
-        rgb_depth_loss(rendered, rays).backward()
+        rgb_depth_loss(compositor(values[:, 0], samples, step, rgb, 0.0, False), rays).backward()
 
     result = time_iterations(step_fn, args.warmup, args.repeats, device)
     return {**result, "samples": float(count), "samples_per_s": count / result["seconds"]}

@@ -18,7 +18,7 @@ from nsmae_lightning.models.ray_samples import (
 )
 from nsmae_lightning.models.rays import RayBundle, clip_to_range
 from nsmae_lightning.models.rendered_rays import RenderedRays
-from nsmae_lightning.models.rendering import NeRFPretrainHead, RenderConfig, composite
+from nsmae_lightning.models.rendering import NeRFPretrainHead, RenderConfig, composite_dense
 
 PC_RANGE = (-8.0, -8.0, -2.0, 8.0, 8.0, 2.0)
 STEP = 0.4
@@ -39,20 +39,6 @@ def packed_case(lengths: tuple[int, ...] = LENGTHS, seed: int = 0) -> tuple[Pack
     sigma = torch.rand(samples.t.shape[0], generator=generator) * 2.0
     rgb = torch.rand(samples.t.shape[0], 3, generator=generator)
     return samples, sigma, rgb
-
-
-def dense_reference(
-    sigma: torch.Tensor, samples: PackedSamples, step: float, rgb: torch.Tensor | None, background: float,
-    normalize_depth: bool,
-) -> RenderedRays:
-    """The packed samples scattered into (R, S) grids and composited densely (`rendering.composite`)."""
-    rays = samples.offsets.shape[0] - 1
-    width = max(1, int(samples.offsets.diff().max()))
-    where = (samples.ray_index, samples.sample_index)
-    t = sigma.new_zeros(rays, width).float().index_put(where, samples.t)
-    dense_rgb = None if rgb is None else rgb.new_zeros(rays, width, 3).index_put(where, rgb)
-    return composite(sigma.new_zeros(rays, width).index_put(where, sigma), t, step, dense_rgb, background,
-                     normalize_depth)
 
 
 def rendered_and_gradients(
@@ -135,7 +121,7 @@ def test_pack_samples_of_no_rays() -> None:
 def test_packed_composite_matches_dense_values_and_gradients(with_rgb: bool, normalize_depth: bool) -> None:
     samples, sigma, rgb = packed_case()
     colours = rgb if with_rgb else None
-    expected = rendered_and_gradients(dense_reference, samples, sigma, colours, normalize_depth=normalize_depth)
+    expected = rendered_and_gradients(composite_dense, samples, sigma, colours, normalize_depth=normalize_depth)
     got = rendered_and_gradients(composite_packed, samples, sigma, colours, normalize_depth=normalize_depth)
     assert_all_close(got, expected)
 
@@ -191,13 +177,14 @@ import torch
 from nsmae_lightning.models.composite_packed import composite_packed
 from nsmae_lightning.models.composite_triton import composite_triton
 from nsmae_lightning.models.trilinear import sample_volume
-from test_rendering_march import (assert_all_close, dense_reference, packed_case, random_bundle,
+from nsmae_lightning.models.rendering import composite_dense
+from test_rendering_march import (assert_all_close, packed_case, random_bundle,
                                   render_and_gradients, rendered_and_gradients)
 
 samples, sigma, rgb = packed_case()
 for colours in (rgb, None):
     for normalize_depth in (False, True):
-        expected = rendered_and_gradients(dense_reference, samples, sigma, colours, normalize_depth=normalize_depth)
+        expected = rendered_and_gradients(composite_dense, samples, sigma, colours, normalize_depth=normalize_depth)
         got = rendered_and_gradients(composite_triton, samples, sigma, colours, normalize_depth=normalize_depth)
         assert_all_close(got, expected)
 # sigma as a strided column of the sampler's (M, C) output, in bf16 (the renderer's case)

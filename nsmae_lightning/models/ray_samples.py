@@ -26,12 +26,14 @@ class PackedSamples:
         sample_index: (M,) int64 position i of each sample on its ray.
         t: (M,) float32 distance of each sample from its ray's origin (near + i * delta).
         offsets: (R + 1,) int64: the samples of ray r are offsets[r] .. offsets[r + 1] - 1.
+        width: S of the dense march's (R, S) grid (every sample_index is below it).
     """
 
     ray_index: Tensor
     sample_index: Tensor
     t: Tensor
     offsets: Tensor
+    width: int
 
 
 def samples_per_ray_cap(near: Tensor, far: Tensor, step: float, max_samples: int) -> int:
@@ -78,4 +80,5 @@ def pack_samples(near: Tensor, far: Tensor, step: float, max_samples: int) -> Pa
         sample_index=sample_index,
         t=sample_positions(near[ray_index], step, sample_index),
         offsets=offsets,
+        width=cap,
     )

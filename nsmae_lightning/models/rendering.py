@@ -22,7 +22,7 @@ even under autocast.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -43,7 +43,7 @@ from nsmae_lightning.models.rays import (
     random_view_rays,
 )
 from nsmae_lightning.models.composite_packed import composite_packed
-from nsmae_lightning.models.ray_samples import pack_samples, samples_per_ray_cap
+from nsmae_lightning.models.ray_samples import PackedSamples, pack_samples
 from nsmae_lightning.models.render_loss import LossTerm, loss_term
 from nsmae_lightning.models.rendered_rays import RenderedRays, finish_rendering
 from nsmae_lightning.models.trilinear import SAMPLERS, metric_to_voxel, sample_volume
@@ -247,6 +247,35 @@ def composite(
         return finish_rendering(weights.sum(dim=-1), depth, color, background, normalize_depth)
 
 
+def composite_dense(
+    sigma: Tensor, samples: PackedSamples, step: float, rgb: Tensor | None, background: float, normalize_depth: bool
+) -> RenderedRays:
+    """The dense march's compositor (march "dense", the reference of the packed ones): the packed
+    samples scattered into (R, S) grids, padding with zero density, then `composite`.
+
+    Args and returns as `composite_packed.composite_packed`.
+    """
+    rays = samples.offsets.shape[0] - 1
+    where = (samples.ray_index, samples.sample_index)
+    t = samples.t.new_zeros(rays, samples.width).index_put(where, samples.t)
+    dense_sigma = sigma.new_zeros(rays, samples.width).index_put(where, sigma)
+    dense_rgb = None if rgb is None else rgb.new_zeros(rays, samples.width, 3).index_put(where, rgb)
+    return composite(dense_sigma, t, step, dense_rgb, background, normalize_depth)
+
+
+def march_compositor(march: str) -> Callable[..., RenderedRays]:
+    """The compositor of a march (one of MARCHES; fused_triton's depth-only rays use the Triton one)."""
+    if march == "dense":
+        return composite_dense
+    if march == "packed":
+        return composite_packed
+    if march not in MARCHES:
+        raise ValueError(f"march must be one of {MARCHES}, got {march!r}")
+    from nsmae_lightning.models.composite_triton import composite_triton  # triton is optional
+
+    return composite_triton
+
+
 def encode_directions(directions: Tensor, frequencies: int) -> Tensor:
     """(M, 3) unit directions -> (M, 3 * (1 + 2 * frequencies)) [d, sin(2^k pi d), cos(2^k pi d)]."""
     parts = [directions]
@@ -353,35 +382,19 @@ class NeRFPretrainHead(nn.Module):
             Rendered depth, opacity and (if asked) colour per ray.
         """
         config = self.config
-        if config.march == "dense":
-            ray_count = len(rays)
-            sample_count = samples_per_ray_cap(rays.near, rays.far, step, config.max_samples_per_ray)
-            t = rays.near.unsqueeze(1) + step * torch.arange(sample_count, device=rays.near.device)  # (R, S)
-            inside = t < rays.far.unsqueeze(1)  # (R, S): samples before the ray leaves the range
-            ray_index, sample_index = torch.nonzero(inside, as_tuple=True)  # only real samples are read
-            sample_t = t[ray_index, sample_index]
-        else:  # the same samples, without the (R, S) grid
-            packed = pack_samples(rays.near, rays.far, step, config.max_samples_per_ray)
-            ray_index, sample_t = packed.ray_index, packed.t
-            if config.march == "fused_triton" and with_color:
-                from nsmae_lightning.models.march_fused_triton import fused_color_march  # triton is optional
+        # every march reads the same samples (those with t < far, at most max_samples_per_ray a ray)
+        samples = pack_samples(rays.near, rays.far, step, config.max_samples_per_ray)
+        if config.march == "fused_triton" and with_color:
+            from nsmae_lightning.models.march_fused_triton import fused_color_march  # triton is optional
 
-                return fused_color_march(volume, rays, packed, step, self.network, self.pc_range, config.background,
-                                         config.normalize_depth)
-        points = rays.origins[ray_index] + sample_t.unsqueeze(-1) * rays.directions[ray_index]
+            return fused_color_march(volume, rays, samples, step, self.network, self.pc_range, config.background,
+                                     config.normalize_depth)
+        ray_index = samples.ray_index
+        points = rays.origins[ray_index] + samples.t.unsqueeze(-1) * rays.directions[ray_index]
         values = self._sample(volume, points, rays.batch_index[ray_index])  # (M, C)
         colors = self.network.color(values[:, 1:], rays.directions, ray_index) if with_color else None  # (M, 3)
-        if config.march == "packed":
-            return composite_packed(values[:, 0], packed, step, colors, config.background, config.normalize_depth)
-        if config.march in ("packed_triton", "fused_triton"):  # fused_triton: depth-only rays
-            from nsmae_lightning.models.composite_triton import composite_triton  # triton is optional
-
-            return composite_triton(values[:, 0], packed, step, colors, config.background, config.normalize_depth)
-        sigma = values.new_zeros(ray_count, sample_count).index_put((ray_index, sample_index), values[:, 0])
-        rgb = None
-        if colors is not None:
-            rgb = colors.new_zeros(ray_count, sample_count, 3).index_put((ray_index, sample_index), colors)
-        return composite(sigma, t, step, rgb, config.background, config.normalize_depth)
+        compositor = march_compositor(config.march)
+        return compositor(values[:, 0], samples, step, colors, config.background, config.normalize_depth)
 
     def _zero(self, bev: Tensor) -> Tensor:
         """A float32 zero that touches bev and every parameter (a skipped term stays in the graph)."""
