@@ -46,7 +46,15 @@ from torch import Tensor, nn
 from nsmae_lightning.models.ray_samples import PackedSamples
 from nsmae_lightning.models.rays import RayBundle
 from nsmae_lightning.models.rendered_rays import RenderedRays, finish_rendering
-from nsmae_lightning.models.trilinear_triton import _wide, check_triton_device, interpreting, require_triton, triton
+from nsmae_lightning.models.trilinear_triton import (
+    _join_channels,
+    _shape_args,
+    _wide,
+    check_triton_device,
+    interpreting,
+    require_triton,
+    triton,
+)
 
 if TYPE_CHECKING:
     from nsmae_lightning.models.rendering import RenderNetwork
@@ -330,10 +338,9 @@ class _FusedColorMarch(torch.autograd.Function):
         depth = torch.empty_like(opacity)
         color = torch.empty(rays, 3, device=volume.device, dtype=torch.float32)
         constants = _constants(volume, w1, w2, compute)
-        shape = (*_sizes(volume), volume.shape[-1])
         if rays:
             _launch("forward", rays, volume.device, volume, origins, directions, batch_index, t, offsets, ray_bias,
-                    *weights, opacity, depth, color, rays, step, *geometry, *shape, **constants)
+                    *weights, opacity, depth, color, rays, step, *geometry, *_shape_args(volume), **constants)
         ctx.save_for_backward(volume, ray_bias, origins, directions, batch_index, t, offsets, opacity, depth, color,
                               *weights)
         ctx.step, ctx.geometry, ctx.compute = step, geometry, compute  # type: ignore[attr-defined]
@@ -356,21 +363,15 @@ class _FusedColorMarch(torch.autograd.Function):
         grad_bias = torch.zeros(ray_bias.shape, **zeros)
         grads = [torch.zeros(weight.shape, **zeros) for weight in weights]
         constants = _constants(volume, w1, w2, ctx.compute)  # type: ignore[attr-defined]
-        shape = (*_sizes(volume), volume.shape[-1])
         if rays:
             _launch("backward", rays, volume.device, volume, origins, directions, batch_index, t, offsets, ray_bias,
                     *weights, opacity, depth, color, grad_opacity.float().contiguous(),
                     grad_depth.float().contiguous(), grad_color.float().contiguous(), grad_density, grad_features,
-                    grad_bias, *grads, rays, ctx.step, *ctx.geometry, *shape,  # type: ignore[attr-defined]
+                    grad_bias, *grads, rays, ctx.step, *ctx.geometry, *_shape_args(volume),  # type: ignore[attr-defined]
                     **constants)
-        grad_volume = torch.cat([grad_density, grad_features], dim=1).view(volume.shape).to(volume.dtype)
+        grad_volume = _join_channels(grad_density, grad_features, volume)
         grad_weights = [grad.to(dtype) for grad, dtype in zip(grads, ctx.dtypes)]  # type: ignore[attr-defined]
         return (grad_volume, grad_bias, *grad_weights, None, None, None, None, None, None, None, None)
-
-
-def _sizes(volume: Tensor) -> tuple[int, int, int]:
-    """(size_x, size_y, size_z) of a (B, Z, Y, X, C) volume."""
-    return volume.shape[3], volume.shape[2], volume.shape[1]
 
 
 def _constants(volume: Tensor, w1: Tensor, w2: Tensor, compute: torch.dtype) -> dict[str, object]:
@@ -427,7 +428,7 @@ def fused_color_march(
             encoded = encode_directions(rays.directions.float(), network.view_dir_frequencies)
             ray_bias = ray_bias + encoded @ first.weight[:, features:].float().T
     lower = torch.tensor(pc_range[:3], dtype=torch.float32)
-    counts = torch.tensor([volume.shape[3], volume.shape[2], volume.shape[1]], dtype=torch.float32)
+    counts = torch.tensor(_shape_args(volume)[:3], dtype=torch.float32)  # x, y, z
     cell = (torch.tensor(pc_range[3:], dtype=torch.float32) - lower) / counts  # as metric_to_voxel
     opacity, depth, color = _FusedColorMarch.apply(
         volume.contiguous(), ray_bias.contiguous(), first.weight[:, :features], second.weight, second.bias,

@@ -247,7 +247,8 @@ def _wide(*tensors: Tensor) -> bool:
 
 
 def _join_channels(head: Tensor, tail: Tensor, volume: Tensor) -> Tensor:
-    """The float32 (N, HEAD) and (N, TAIL) gradient blocks as one gradient of the volume's shape and dtype."""
+    """Float32 gradient blocks of the first channels (N, c) and the rest (N, C - c) as one gradient of the
+    volume's shape and dtype (the sampler's HEAD / TAIL, the fused march's density / features)."""
     if tail.shape[1] == 0:
         return head.view(volume.shape).to(volume.dtype)
     joined = torch.empty(volume.shape, device=volume.device, dtype=volume.dtype)
