@@ -23,7 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from nsmae_lightning.atomic import atomic_savefig, atomic_write_bytes
+from nsmae_lightning.atomic import atomic_savefig, atomic_write_text
 
 RESULT_COLUMNS: tuple[str, ...] = ("task", "init", "ratio", "seed", "metric", "value", "run_dir", "seconds", "status")
 STATUS_OK = "ok"
@@ -141,7 +141,7 @@ def write_results(path: Path, rows: Iterable[ResultRow]) -> None:
             [row.task, row.init, repr(row.ratio), row.seed, row.metric, value, row.run_dir,
              f"{row.seconds:.1f}", row.status]
         )
-    atomic_write_bytes(path, buffer.getvalue().encode())
+    atomic_write_text(path, buffer.getvalue())
 
 
 def summarize(rows: Iterable[ResultRow]) -> dict[tuple[str, str, float], CellStats]:
@@ -234,5 +234,5 @@ def write_report(results_csv: Path, scale: float = 100.0) -> tuple[Path, Path]:
     """``results.md`` and ``results.png`` next to ``results_csv``, from its finished rows."""
     rows = read_results(results_csv)
     table_path = results_csv.with_suffix(".md")
-    atomic_write_bytes(table_path, markdown_table(rows, scale).encode())
+    atomic_write_text(table_path, markdown_table(rows, scale))
     return table_path, plot_results(rows, results_csv.with_suffix(".png"), scale)

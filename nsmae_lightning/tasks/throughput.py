@@ -20,6 +20,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from nsmae_lightning.atomic import atomic_write_text
+from nsmae_lightning.tasks.base import batch_size_of
 
 
 class Throughput(Callback):
@@ -95,5 +96,5 @@ class Throughput(Callback):
 def _batch_size(batch: Any) -> int:
     """Samples in a collated batch (its per-sample ``meta`` list)."""
     if isinstance(batch, dict) and isinstance(batch.get("meta"), list):
-        return len(batch["meta"])
+        return batch_size_of(batch)
     raise ValueError("Throughput needs batches with a per-sample 'meta' list (the package's collate)")
