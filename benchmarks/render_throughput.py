@@ -43,6 +43,7 @@ import torch
 
 from bench_common import time_calls
 
+from nsmae_lightning.atomic import atomic_write_text
 from nsmae_lightning.models.ray_samples import pack_samples
 from nsmae_lightning.models.rays import RayBundle, clip_to_range
 from nsmae_lightning.models.rendered_rays import RenderedRays
@@ -266,7 +267,10 @@ def main() -> None:
     args = parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
-    rows = []
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    report: dict[str, object] = {"device": device_name, "torch": torch.__version__,
+                                 "args": {k: str(v) for k, v in vars(args).items()}, "rows": []}
+    rows: list[dict[str, object]] = report["rows"]  # type: ignore[assignment]
     plan = planned_rows(args)
     for dtype_name in _split(args.dtypes, tuple(DTYPES), "--dtypes"):
         for kind, sampler, march, bench in plan:
@@ -277,15 +281,13 @@ def main() -> None:
             row = {"kind": kind, "sampler": sampler, "march": march, "dtype": dtype_name, **measured}
             rows.append(row)
             print(format_row(row), flush=True)
+            # after every row: a run cut by a time limit keeps what it measured
+            atomic_write_text(args.out, json.dumps(report, indent=2))
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     print(HEADER)
     for row in rows:
         print(format_row(row))
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    report = {"device": device_name, "torch": torch.__version__, "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
