@@ -47,7 +47,13 @@ from nsmae_lightning.atomic import atomic_write_text
 from nsmae_lightning.models.ray_samples import pack_samples
 from nsmae_lightning.models.rays import RayBundle, clip_to_range
 from nsmae_lightning.models.rendered_rays import RenderedRays
-from nsmae_lightning.models.rendering import MARCHES, NeRFPretrainHead, RenderConfig, march_compositor
+from nsmae_lightning.models.rendering import (
+    MARCHES,
+    NeRFPretrainHead,
+    RenderConfig,
+    march_compositor,
+    resolve_render_path,
+)
 from nsmae_lightning.models.trilinear import metric_to_voxel, sample_volume
 
 PC_RANGE: tuple[float, ...] = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)
@@ -221,15 +227,21 @@ def _split(values: str, allowed: tuple[str, ...], flag: str) -> list[str]:
     return chosen
 
 
-def planned_rows(args: argparse.Namespace) -> list[tuple[str, str, str, Callable[..., dict[str, float]]]]:
-    """(kind, sampler, march, bench(dtype, device)) of every row to time, in order; "-" where it does not apply."""
+def planned_rows(
+    args: argparse.Namespace, device: torch.device
+) -> list[tuple[str, str, str, Callable[..., dict[str, float]]]]:
+    """(kind, sampler, march, bench(dtype, device)) of every row to time, in order; "-" where it does not apply.
+
+    "auto" (sampler or march) is timed as the path it resolves to on ``device``.
+    """
     kinds = _split(args.kinds, KINDS, "--kinds")
     if args.pairs:
-        pairs = [tuple(pair.split(":", 1)) for pair in args.pairs.split(",") if pair]
-        if any(len(pair) != 2 for pair in pairs):
+        named = [tuple(pair.split(":", 1)) for pair in args.pairs.split(",") if pair]
+        if any(len(pair) != 2 for pair in named):
             raise SystemExit(f"--pairs takes sampler:march,..., got {args.pairs!r}")
     else:
-        pairs = [(sampler, march) for sampler in args.samplers.split(",") for march in args.marches.split(",")]
+        named = [(sampler, march) for sampler in args.samplers.split(",") for march in args.marches.split(",")]
+    pairs = list(dict.fromkeys(resolve_render_path(sampler, march, device) for sampler, march in named))
     samplers = list(dict.fromkeys(sampler for sampler, _ in pairs))
     marches = _split(",".join(dict.fromkeys(march for _, march in pairs)), MARCHES, "--marches / --pairs")
     fused = sorted({sampler for sampler, march in pairs if march == "fused_triton"} - {"trilinear_triton"})
@@ -271,7 +283,7 @@ def main() -> None:
     report: dict[str, object] = {"device": device_name, "torch": torch.__version__,
                                  "args": {k: str(v) for k, v in vars(args).items()}, "rows": []}
     rows: list[dict[str, object]] = report["rows"]  # type: ignore[assignment]
-    plan = planned_rows(args)
+    plan = planned_rows(args, device)
     for dtype_name in _split(args.dtypes, tuple(DTYPES), "--dtypes"):
         for kind, sampler, march, bench in plan:
             try:

@@ -18,7 +18,7 @@ from nsmae_lightning.models.ray_samples import (
 )
 from nsmae_lightning.models.rays import RayBundle, clip_to_range
 from nsmae_lightning.models.rendered_rays import RenderedRays
-from nsmae_lightning.models.rendering import NeRFPretrainHead, RenderConfig, composite_dense
+from nsmae_lightning.models.rendering import NeRFPretrainHead, RenderConfig, composite_dense, resolve_render_path
 
 PC_RANGE = (-8.0, -8.0, -2.0, 8.0, 8.0, 2.0)
 STEP = 0.4
@@ -154,6 +154,25 @@ def test_packed_march_renders_like_the_dense_march(with_color: bool) -> None:
     rays = random_bundle(12, seed=1)
     expected = render_and_gradients("dense", "trilinear", rays, with_color)
     assert_all_close(render_and_gradients("packed", "trilinear", rays, with_color), expected)
+
+
+def test_auto_resolves_by_device_and_triton(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nsmae_lightning.models.trilinear_triton as trilinear_triton
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(trilinear_triton, "triton", object())  # as if triton were installed
+    assert resolve_render_path("auto", "auto", cuda) == ("trilinear_triton", "packed_triton")
+    assert resolve_render_path("auto", "auto", cpu) == ("trilinear", "dense")
+    assert resolve_render_path("grid_sample", "packed", cuda) == ("grid_sample", "packed")  # names stay
+    monkeypatch.setattr(trilinear_triton, "triton", None)  # a CUDA machine without triton
+    assert resolve_render_path("auto", "auto", cuda) == ("trilinear", "dense")
+    assert resolve_render_path("auto", "fused_triton", cuda) == ("trilinear", "fused_triton")
+
+
+def test_auto_renders_exactly_like_the_path_it_resolves_to_on_cpu() -> None:
+    rays = random_bundle(12, seed=2)
+    assert_all_close(render_and_gradients("auto", "auto", rays, True),
+                     render_and_gradients("dense", "trilinear", rays, True), tolerance=0.0)
 
 
 def test_render_config_rejects_an_unknown_march() -> None:
