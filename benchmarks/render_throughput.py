@@ -1,7 +1,8 @@
 """Throughput of the NS-MAE render network: ray samples per second, forward + backward.
 
 Measurements per sampler ("trilinear", "trilinear_compiled", "trilinear_triton", "grid_sample"),
-march (`RenderConfig.march`: "dense", "packed", "packed_triton", "fused_triton") and dtype (fp32, bf16), on a
+march (`RenderConfig.march`: "dense", "packed", "packed_triton", "fused_triton", "fused_mlp_triton";
+"auto" is timed as what it resolves to) and dtype (fp32, bf16), on a
 paper-size volume (B = 2, Z = 40, Ny = Nx = 180, 1 + Cf = 33):
 
 - ``sampler``: the trilinear read alone, at ray-ordered samples (random rays through
@@ -18,8 +19,8 @@ paper-size volume (B = 2, Z = 40, Ny = Nx = 180, 1 + Cf = 33):
 ``--kinds`` picks the measurements, ``--samplers`` x ``--marches`` the variants (or
 ``--pairs sampler:march,...`` exactly the listed ones), so a short GPU session can time
 only the promising rows. "fused_triton" samples inside its own kernels, so it pairs only
-with "trilinear_triton" (the row's name for that in-kernel sampler), and it has no
-``composite`` row (its compositor is not a separate step).
+with "trilinear_triton" (the row's name for that in-kernel sampler); it and
+"fused_mlp_triton" have no ``composite`` row (their compositor is not a separate step).
 
 Timing: warm-up iterations first (compilation, allocator), then `--repeats` timed
 iterations bracketed by `torch.cuda.synchronize()`; the median is reported with the
@@ -28,12 +29,13 @@ peak memory of the timed iterations. Runs on CUDA when present, else on CPU (use
 
     python benchmarks/render_throughput.py --out runs/render_throughput.json
     python benchmarks/render_throughput.py --out runs/quick.json --dtypes bf16 --kinds march \
-        --pairs trilinear_compiled:dense,trilinear_triton:packed_triton,trilinear_triton:fused_triton
+        --pairs trilinear_compiled:dense,trilinear_triton:packed_triton,trilinear_triton:fused_triton,trilinear_triton:fused_mlp_triton
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 from collections.abc import Callable
@@ -48,6 +50,7 @@ from nsmae_lightning.models.ray_samples import pack_samples
 from nsmae_lightning.models.rays import RayBundle, clip_to_range
 from nsmae_lightning.models.rendered_rays import RenderedRays
 from nsmae_lightning.models.rendering import (
+    FUSED_MARCHES,
     MARCHES,
     NeRFPretrainHead,
     RenderConfig,
@@ -179,7 +182,13 @@ def bench_mlp(args: argparse.Namespace, dtype: torch.dtype, device: torch.device
 def bench_head(
     args: argparse.Namespace, sampler: str, march: str, dtype: torch.dtype, device: torch.device, with_decoder: bool
 ) -> dict[str, float]:
-    """The render head fwd + bwd from the BEV embedding (``with_decoder``) or from a fixed volume."""
+    """The render head fwd + bwd from the BEV embedding (``with_decoder``) or from a fixed volume.
+
+    Besides the time, ``reference_error``: the largest difference of the loss and of every gradient
+    (input and parameters) from the same head with the eager sampler and the dense march, relative
+    to that reference's largest magnitude: the compiled / autotuned kernels checked on the device
+    they are timed on (the tests check them in Triton's CPU interpreter).
+    """
     config = RenderConfig(z_bins=args.z_bins, feature_channels=args.feature_channels, per_step=args.step,
                           sampler=sampler, march=march)
     head = NeRFPretrainHead(config, args.embed_channels, PC_RANGE).to(device)
@@ -192,16 +201,29 @@ def bench_head(
     rays = random_rays(args.batch, args.rays, device)
     samples = ray_samples(rays, args.step, (args.z_bins, args.grid, args.grid))[0].shape[0]
 
+    def loss_fn() -> torch.Tensor:
+        with autocast:
+            volume = head.network.volume(bev) if with_decoder else fixed_volume
+            return rgb_depth_loss(head.render(volume, rays, args.step, with_color=True), rays)
+
     def step_fn() -> None:
         head.zero_grad(set_to_none=True)
         bev.grad = None
-        with autocast:
-            volume = head.network.volume(bev) if with_decoder else fixed_volume
-            loss = rgb_depth_loss(head.render(volume, rays, args.step, with_color=True), rays)
-        loss.backward()
+        loss_fn().backward()
 
     result = time_iterations(step_fn, args.warmup, args.repeats, device)
-    return {**result, "samples": float(samples), "samples_per_s": samples / result["seconds"]}
+
+    def loss_and_gradients(render_config: RenderConfig) -> list[torch.Tensor]:
+        head.config = render_config
+        loss = loss_fn()
+        inputs = [bev if with_decoder else fixed_volume, *head.network.parameters()]  # the decoder's: None without it
+        return [loss.detach(), *torch.autograd.grad(loss, inputs, allow_unused=True)]
+
+    got = loss_and_gradients(config)
+    expected = loss_and_gradients(dataclasses.replace(config, sampler="trilinear", march="dense"))
+    error = max(float((value.float() - reference.float()).abs().max() / reference.float().abs().max().clamp_min(1e-30))
+                for value, reference in zip(got, expected) if reference is not None and reference.numel())
+    return {**result, "samples": float(samples), "samples_per_s": samples / result["seconds"], "reference_error": error}
 
 
 def bench_render(
@@ -250,7 +272,7 @@ def planned_rows(
     plan: list[tuple[str, str, str, Callable[..., dict[str, float]]]] = []
     if "composite" in kinds:
         plan += [("composite", "-", march, lambda d, v, m=march: bench_composite(args, m, d, v))
-                 for march in marches if march != "fused_triton"]  # no separate compositor
+                 for march in marches if march not in FUSED_MARCHES]  # no separate compositor
     if "mlp" in kinds:
         plan.append(("mlp", "-", "-", lambda d, v: bench_mlp(args, d, v)))
     if "sampler" in kinds:
@@ -262,17 +284,18 @@ def planned_rows(
     return plan
 
 
-HEADER = (f"{'kind':9} {'sampler':20} {'march':14} {'dtype':5} {'samples':>10} {'ms':>9} {'Msamples/s':>11} "
-          f"{'peak MiB':>9}")
+HEADER = (f"{'kind':9} {'sampler':20} {'march':16} {'dtype':5} {'samples':>10} {'ms':>9} {'Msamples/s':>11} "
+          f"{'peak MiB':>9} {'ref. err':>9}")
 
 
 def format_row(row: dict[str, object]) -> str:
     """One line of the printed table."""
-    label = f"{row['kind']:9} {row['sampler']:20} {row['march']:14} {row['dtype']:5}"
+    label = f"{row['kind']:9} {row['sampler']:20} {row['march']:16} {row['dtype']:5}"
     if "error" in row:
         return f"{label} {row['error']}"
     return (f"{label} {int(row['samples']):>10} {row['seconds'] * 1e3:>9.2f} "  # type: ignore[operator]
-            f"{row['samples_per_s'] / 1e6:>11.1f} {row['peak_mib']:>9.0f}")  # type: ignore[operator]
+            f"{row['samples_per_s'] / 1e6:>11.1f} {row['peak_mib']:>9.0f} "  # type: ignore[operator]
+            + (f"{row['reference_error']:>9.1e}" if "reference_error" in row else f"{'-':>9}"))
 
 
 def main() -> None:

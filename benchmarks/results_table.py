@@ -39,11 +39,13 @@ def render_table(report: dict[str, Any]) -> str:
         # reports before the packed marches have no "march": their head rows are the dense march
         label = [row["kind"], row["sampler"], row.get("march", "-" if row["kind"] == "sampler" else "dense"), row["dtype"]]
         if "error" in row:
-            rows.append([*label, "-", "-", row["error"][:60]])
+            rows.append([*label, "-", "-", row["error"][:60], "-"])
             continue
+        # reference_error (reports from 2026-12-02 on): march / render rows against the eager dense march
+        checked = f"{row['reference_error']:.1e}" if "reference_error" in row else "-"
         rows.append([*label, f"{row['samples'] / 1e6:.2f} M", f"{row['seconds'] * 1e3:.2f}",
-                     f"{row['samples_per_s'] / 1e9:.3f}"])
-    return _table(["measured", "sampler", "march", "dtype", "samples", "fwd+bwd (ms)", "Gsamples/s"], rows)
+                     f"{row['samples_per_s'] / 1e9:.3f}", checked])
+    return _table(["measured", "sampler", "march", "dtype", "samples", "fwd+bwd (ms)", "Gsamples/s", "vs reference"], rows)
 
 
 def describe(path: Path) -> str:

@@ -9,6 +9,7 @@ check the values; this checks what a GPU would run.
 
     python benchmarks/triton_compile_check.py --arch 90
     python benchmarks/triton_compile_check.py --kernels fused  # the fused march's kernels only (~4 min on 2 cores)
+    python benchmarks/triton_compile_check.py --kernels fused_mlp  # the same kernels reading sampled values
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ FUSED_ARGS = {
 FUSED_BACKWARD = {**FUSED_ARGS, **{name: "*fp32" for name in (
     "grad_opacity", "grad_depth", "grad_color", "grad_density", "grad_features", "grad_bias", "grad_w1", "grad_w2",
     "grad_b2", "grad_w3", "grad_b3")}}
-KERNELS = ("sampler", "composite", "fused")
+KERNELS = ("sampler", "composite", "fused", "fused_mlp")  # fused_mlp: the fused kernels reading sampled values
 
 
 def signature(kernel: Any, types: dict[str, str], constants: dict[str, Any]) -> dict[str, str]:
@@ -111,13 +112,16 @@ def main() -> None:
     fused = {"FEATURES": features, "FEATURE_LANES": march_fused_triton._lanes(features), "HIDDEN": args.hidden,
              "HIDDEN_LANES": march_fused_triton._lanes(args.hidden), "PRECISION": "tf32", "UPCAST": False,
              "WIDE": False}
-    for config in march_fused_triton._TUNING if "fused" in kernels else []:
-        tile = {**fused, **config.kwargs}
-        print("fused forward ", config.kwargs, f"warps {config.num_warps}:",
-              describe(march_fused_triton._forward_kernel, FUSED_ARGS, tile, config.num_warps, args.arch))
-        print("fused backward", config.kwargs, f"warps {config.num_warps}:",
-              describe(march_fused_triton._backward_kernel, FUSED_BACKWARD, tile, config.num_warps, args.arch))
-
+    # fused_mlp writes the sampled values' gradient rows in their dtype; fused scatters float32 into the volume's
+    sampled_backward = {**FUSED_BACKWARD, "grad_density": "*bf16", "grad_features": "*bf16"}
+    for name, sampled in (("fused", False), ("fused_mlp", True)):
+        backward_types = sampled_backward if sampled else FUSED_BACKWARD
+        for config in march_fused_triton._TUNING if name in kernels else []:
+            tile = {**fused, "SAMPLED": sampled, **config.kwargs}
+            print(f"{name} forward ", config.kwargs, f"warps {config.num_warps}:",
+                  describe(march_fused_triton._forward_kernel, FUSED_ARGS, tile, config.num_warps, args.arch))
+            print(f"{name} backward", config.kwargs, f"warps {config.num_warps}:",
+                  describe(march_fused_triton._backward_kernel, backward_types, tile, config.num_warps, args.arch))
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,5 @@
-"""March 'fused_triton' (one Triton kernel each way for sampling + colour MLP + compositing) against 'packed'."""
+"""Marches 'fused_triton' (one Triton kernel each way for sampling + colour MLP + compositing) and
+'fused_mlp_triton' (the same kernels reading the sampler's values) against 'packed'."""
 
 from __future__ import annotations
 
@@ -68,23 +69,25 @@ def assert_matches(got: dict[str, torch.Tensor], expected: dict[str, torch.Tenso
         assert error <= relative * scale + floor, f"{name}: max error {error:.3g} against max |reference| {scale:.3g}"
 
 
-def test_render_config_checks_the_fused_marchs_mlp_shape() -> None:
-    RenderConfig(march="fused_triton")  # the paper's shape is supported (no triton needed to check)
+@pytest.mark.parametrize("march", ["fused_triton", "fused_mlp_triton"])
+def test_render_config_checks_the_fused_marchs_mlp_shape(march: str) -> None:
+    RenderConfig(march=march)  # the paper's shape is supported (no triton needed to check)
     with pytest.raises(ValueError, match="fused_triton.*mlp_layers == 2"):
-        RenderConfig(march="fused_triton", mlp_layers=3)
+        RenderConfig(march=march, mlp_layers=3)
     with pytest.raises(ValueError, match="fused_triton.*mlp_hidden <= 128"):
-        RenderConfig(march="fused_triton", mlp_hidden=256)
+        RenderConfig(march=march, mlp_hidden=256)
     with pytest.raises(ValueError, match="fused_triton.*feature_channels <= 128"):
-        RenderConfig(march="fused_triton", feature_channels=200)
+        RenderConfig(march=march, feature_channels=200)
     RenderConfig(march="packed", mlp_layers=3)  # other marches take any MLP
 
 
-def test_fused_march_refuses_cpu_tensors_outside_the_interpreter() -> None:
+@pytest.mark.parametrize("march", ["fused_triton", "fused_mlp_triton"])
+def test_fused_march_refuses_cpu_tensors_outside_the_interpreter(march: str) -> None:
     pytest.importorskip("triton")
     if os.environ.get("TRITON_INTERPRET") == "1":
         pytest.skip("the interpreter runs CPU tensors")
     with pytest.raises(ValueError, match="CUDA"):
-        march_and_gradients("fused_triton", bundle_with_lengths())
+        march_and_gradients(march, bundle_with_lengths())
 
 
 TRITON_CHECK = """
@@ -97,19 +100,20 @@ cases = [
     {"feature_channels": 16, "mlp_hidden": 16, "use_view_dir": False, "normalize_depth": True},
     {"feature_channels": 32, "mlp_hidden": 64},  # the paper's MLP (59 inputs -> 64 -> 64 -> 3)
 ]
-for sizes in cases:
-    expected = march_and_gradients("packed", rays, **sizes)
-    assert_matches(march_and_gradients("fused_triton", rays, **sizes), expected, 1e-5, 1e-6)
-# bf16 volume and autocast (MLP operands in bf16) against the float32 packed march: the bf16 packed march
-# is no closer reference (autocast rounds enc(d) and dL/dz1 to bf16: ~6% off in W1's gradient; fused ~0.5%)
-expected = march_and_gradients("packed", rays)
-assert_matches(march_and_gradients("fused_triton", rays, torch.bfloat16), expected, 2e-2, 1e-3)
-# depth-only rays take the packed march with the Triton compositor
-expected = march_and_gradients("packed", rays, with_color=False)
-assert_matches(march_and_gradients("fused_triton", rays, with_color=False), expected, 1e-5, 1e-6)
-# only rays without samples: background colour, zero gradients
 empty = bundle_with_lengths((0, 0, 0))
-assert_matches(march_and_gradients("fused_triton", empty), march_and_gradients("packed", empty), 0.0, 0.0)
+for march in ("fused_triton", "fused_mlp_triton"):
+    for sizes in cases:
+        expected = march_and_gradients("packed", rays, **sizes)
+        assert_matches(march_and_gradients(march, rays, **sizes), expected, 1e-5, 1e-6)
+    # bf16 volume and autocast (MLP operands in bf16) against the float32 packed march: the bf16 packed march
+    # is no closer reference (autocast rounds enc(d) and dL/dz1 to bf16: ~6% off in W1's gradient; fused ~0.5%)
+    expected = march_and_gradients("packed", rays)
+    assert_matches(march_and_gradients(march, rays, torch.bfloat16), expected, 2e-2, 1e-3)
+    # depth-only rays take the packed march with the Triton compositor
+    expected = march_and_gradients("packed", rays, with_color=False)
+    assert_matches(march_and_gradients(march, rays, with_color=False), expected, 1e-5, 1e-6)
+    # only rays without samples: background colour, zero gradients
+    assert_matches(march_and_gradients(march, empty), march_and_gradients("packed", empty), 0.0, 0.0)
 print("fused march ok")
 """
 

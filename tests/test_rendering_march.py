@@ -175,6 +175,23 @@ def test_auto_renders_exactly_like_the_path_it_resolves_to_on_cpu() -> None:
                      render_and_gradients("dense", "trilinear", rays, True), tolerance=0.0)
 
 
+@pytest.mark.parametrize("use_view_dir", [True, False])
+def test_colour_mlp_per_ray_directions_equal_per_sample_directions(use_view_dir: bool) -> None:
+    # per ray, the first layer's direction part is computed once and added to W1f f: same function
+    config = RenderConfig(feature_channels=5, mlp_hidden=8, use_view_dir=use_view_dir)
+    torch.manual_seed(0)
+    network = NeRFPretrainHead(config, embed_channels=6, pc_range=PC_RANGE).network.double()
+    features = torch.randn(11, 5, dtype=torch.float64, requires_grad=True)
+    directions = torch.nn.functional.normalize(torch.randn(4, 3, dtype=torch.float64), dim=-1)
+    ray_index = torch.tensor([0, 0, 0, 1, 2, 2, 2, 2, 3, 3, 3])
+    results = []
+    for rgb in (network.color(features, directions, ray_index), network.color(features, directions[ray_index])):
+        weights = torch.linspace(-1.0, 1.0, rgb.numel(), dtype=torch.float64).view_as(rgb)
+        results.append([rgb, *torch.autograd.grad((rgb * weights).sum(), [features, *network.color_mlp.parameters()])])
+    for per_ray, per_sample in zip(*results):
+        torch.testing.assert_close(per_ray, per_sample, rtol=1e-12, atol=1e-12)
+
+
 def test_render_config_rejects_an_unknown_march() -> None:
     with pytest.raises(ValueError, match="march must be one of"):
         RenderConfig(march="sparse")

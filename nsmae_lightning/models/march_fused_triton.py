@@ -30,6 +30,12 @@ relaxed vector atomics (`trilinear_triton._scatter_block`). Weight and bias grad
 programs, each looping over many ray blocks, and are added to global memory once per
 program, not once per tile. dp_r is written once per ray (rays never straddle programs).
 
+March 'fused_mlp_triton' runs the same kernels with SAMPLED set: the separate sampler (e.g. the
+Triton one) has written each sample's (1 + Cf) values, step 2 reads that row instead of eight
+voxels, and the backward writes the row's gradient (one owner per row, no atomics) for the
+sampler's own backward to scatter. Why: the in-kernel sampling holds coordinates, eight corner
+weights and their gathers / atomics beside the MLP's tiles, and the 'fused_triton' kernels spill.
+
 Supported: the colour MLP of `RenderConfig.mlp_layers == 2` (Linear-ReLU-Linear-ReLU-Linear
 to 3), any feature_channels and mlp_hidden up to 128 (padded to powers of two >= 16 for
 `tl.dot`). Depth-only rays (no colour) do not come here: `render` sends them through the
@@ -105,27 +111,40 @@ if triton is not None:
               size_x, size_y, size_z, channels,
               FEATURES: tl.constexpr, FEATURE_LANES: tl.constexpr, HIDDEN: tl.constexpr,
               HIDDEN_LANES: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr, WIDE: tl.constexpr,
-              BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+              SAMPLED: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
         """One chunk of BLOCK_R rays: positions, a = sigma delta (BLOCK_R, BLOCK_S), and per row (of
-        BLOCK_R * BLOCK_S) the sample's voxel coordinates, MLP input / activations and colour."""
+        BLOCK_R * BLOCK_S) the offset of its sample's row in a (M, channels) tensor, its voxel
+        coordinates, MLP input / activations and colour. SAMPLED: ``volume`` is the sampler's
+        (M, 1 + Cf) values, read by row (coordinates are then unused zeros)."""
         rows: tl.constexpr = BLOCK_R * BLOCK_S
         index, inside, distance = _positions(t, start, length, first, BLOCK_S)
         valid = tl.reshape(inside, (rows,))
+        sample = tl.where(valid, tl.reshape(index, (rows,)), 0).to(tl.int64 if WIDE else tl.int32) * channels
         ray = tl.where(valid, tl.reshape(tl.broadcast_to(r[:, None], (BLOCK_R, BLOCK_S)), (rows,)), 0)
-        t_row = tl.reshape(distance, (rows,))
-        cx = _voxel(origins, directions, ray, t_row, valid, 0, lower_x, cell_x)
-        cy = _voxel(origins, directions, ray, t_row, valid, 1, lower_y, cell_y)
-        cz = _voxel(origins, directions, ray, t_row, valid, 2, lower_z, cell_z)
-        b = tl.load(batch_index + ray, mask=valid, other=0)
+        feature = tl.arange(0, FEATURE_LANES)
         stored = volume.dtype.element_ty  # the separate sampler rounds its output to the volume dtype
-        density = _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, channels, 0, 1, 1, WIDE)
-        a = tl.reshape(density.to(stored).to(tl.float32), (BLOCK_R, BLOCK_S)) * step
         compute = w1.dtype.element_ty
-        x = _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, channels, 1, FEATURES,
-                         FEATURE_LANES, WIDE).to(stored).to(compute)
+        if SAMPLED:
+            cx = tl.zeros((rows,), dtype=tl.float32)
+            cy = cx
+            cz = cx
+            b = tl.zeros((rows,), dtype=tl.int64)
+            density = tl.load(volume + sample, mask=valid, other=0.0).to(tl.float32)
+            x = tl.load(volume + sample[:, None] + 1 + feature[None, :],
+                        mask=valid[:, None] & (feature < FEATURES)[None, :], other=0.0).to(compute)
+        else:
+            t_row = tl.reshape(distance, (rows,))
+            cx = _voxel(origins, directions, ray, t_row, valid, 0, lower_x, cell_x)
+            cy = _voxel(origins, directions, ray, t_row, valid, 1, lower_y, cell_y)
+            cz = _voxel(origins, directions, ray, t_row, valid, 2, lower_z, cell_z)
+            b = tl.load(batch_index + ray, mask=valid, other=0)
+            density = _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, channels, 0, 1, 1,
+                                   WIDE).to(stored).to(tl.float32)
+            x = _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, channels, 1, FEATURES,
+                             FEATURE_LANES, WIDE).to(stored).to(compute)
+        a = tl.reshape(density, (BLOCK_R, BLOCK_S)) * step
         hidden = tl.arange(0, HIDDEN_LANES)
         hidden_ok = hidden < HIDDEN
-        feature = tl.arange(0, FEATURE_LANES)
         w1t = tl.load(w1 + hidden[None, :] * FEATURES + feature[:, None],
                       mask=(feature < FEATURES)[:, None] & hidden_ok[None, :], other=0.0)  # W1f^T (in, out)
         bias1 = tl.load(ray_bias + ray[:, None] * HIDDEN + hidden[None, :], mask=valid[:, None] & hidden_ok[None, :],
@@ -141,7 +160,7 @@ if triton is not None:
                            + tl.load(b3 + 1).to(tl.float32))
         blue = tl.sigmoid(tl.sum(h2 * _output_row(w3, hidden, hidden_ok, HIDDEN, 2)[None, :], axis=1)
                           + tl.load(b3 + 2).to(tl.float32))
-        return distance, a, valid, cx, cy, cz, b, x, w1t, h1, w2t, h2, red, green, blue
+        return distance, a, valid, sample, cx, cy, cz, b, x, w1t, h1, w2t, h2, red, green, blue
 
     @triton.jit
     def _forward_kernel(volume, origins, directions, batch_index, t, offsets, ray_bias, w1, w2, b2, w3, b3,
@@ -149,7 +168,7 @@ if triton is not None:
                         size_x, size_y, size_z, channels,
                         FEATURES: tl.constexpr, FEATURE_LANES: tl.constexpr, HIDDEN: tl.constexpr,
                         HIDDEN_LANES: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr, WIDE: tl.constexpr,
-                        BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+                        SAMPLED: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
         r, ray_ok, start, length = _ray_block(offsets, rays, tl.program_id(0), BLOCK_R)
         carry = tl.zeros((BLOCK_R,), dtype=tl.float32)
         total_w = tl.zeros((BLOCK_R,), dtype=tl.float32)
@@ -158,11 +177,11 @@ if triton is not None:
         total_g = tl.zeros((BLOCK_R,), dtype=tl.float32)
         total_b = tl.zeros((BLOCK_R,), dtype=tl.float32)
         for first in range(0, tl.max(length, axis=0), BLOCK_S):
-            distance, a, _, _, _, _, _, _, _, _, _, _, red, green, blue = _tile(
+            distance, a, _, _, _, _, _, _, _, _, _, _, _, red, green, blue = _tile(
                 volume, origins, directions, batch_index, t, ray_bias, w1, w2, b2, w3, b3,
                 r, start, length, first, step, lower_x, lower_y, lower_z, cell_x, cell_y, cell_z,
                 size_x, size_y, size_z, channels,
-                FEATURES, FEATURE_LANES, HIDDEN, HIDDEN_LANES, PRECISION, UPCAST, WIDE, BLOCK_R, BLOCK_S)
+                FEATURES, FEATURE_LANES, HIDDEN, HIDDEN_LANES, PRECISION, UPCAST, WIDE, SAMPLED, BLOCK_R, BLOCK_S)
             _, w = _weights(a, carry)
             total_w += tl.sum(w, axis=1)
             total_wt += tl.sum(w * distance, axis=1)
@@ -185,7 +204,7 @@ if triton is not None:
                          size_x, size_y, size_z, channels,
                          FEATURES: tl.constexpr, FEATURE_LANES: tl.constexpr, HIDDEN: tl.constexpr,
                          HIDDEN_LANES: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr, WIDE: tl.constexpr,
-                         BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+                         SAMPLED: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
         compute = w1.dtype.element_ty
         hidden = tl.arange(0, HIDDEN_LANES)
         hidden_ok = hidden < HIDDEN
@@ -212,11 +231,11 @@ if triton is not None:
             carry_wv = tl.zeros((BLOCK_R,), dtype=tl.float32)
             acc_bias = tl.zeros((BLOCK_R, HIDDEN_LANES), dtype=tl.float32)  # dp_r of these rays
             for first in range(0, tl.max(length, axis=0), BLOCK_S):
-                distance, a, valid, cx, cy, cz, b, x, w1t, h1, w2t, h2, red, green, blue = _tile(
+                distance, a, valid, sample, cx, cy, cz, b, x, w1t, h1, w2t, h2, red, green, blue = _tile(
                     volume, origins, directions, batch_index, t, ray_bias, w1, w2, b2, w3, b3,
                     r, start, length, first, step, lower_x, lower_y, lower_z, cell_x, cell_y, cell_z,
                     size_x, size_y, size_z, channels,
-                    FEATURES, FEATURE_LANES, HIDDEN, HIDDEN_LANES, PRECISION, UPCAST, WIDE, BLOCK_R, BLOCK_S)
+                    FEATURES, FEATURE_LANES, HIDDEN, HIDDEN_LANES, PRECISION, UPCAST, WIDE, SAMPLED, BLOCK_R, BLOCK_S)
                 # compositing backward (forward totals trick)
                 inclusive, w = _weights(a, carry)
                 v = (g_o[:, None] + g_d[:, None] * distance + g_r[:, None] * tl.reshape(red, (BLOCK_R, BLOCK_S))
@@ -247,12 +266,17 @@ if triton is not None:
                 dz1 = dz1.to(compute)
                 acc_w1 += _dot(tl.trans(x), dz1, PRECISION, UPCAST)
                 grad_x = _dot(dz1, tl.trans(w1t), PRECISION, UPCAST)  # (rows, FEATURE_LANES)
-                # volume gradients: features and density, relaxed vector atomics
-                _scatter_block(volume, grad_x, grad_features, valid, cx, cy, cz, b, size_x, size_y, size_z,
-                               channels, False, 1, FEATURES, FEATURE_LANES, WIDE)
                 grad_sigma = tl.where(valid, tl.reshape(grad_a * step, (BLOCK_R * BLOCK_S,)), 0.0)
-                _scatter_block(volume, grad_sigma[:, None], grad_density, valid, cx, cy, cz, b, size_x, size_y,
-                               size_z, channels, False, 0, 1, 1, WIDE)
+                if SAMPLED:  # rows of the values' gradient (grad_density and grad_features are both it): one owner
+                    written = grad_features.dtype.element_ty
+                    tl.store(grad_features + sample[:, None] + 1 + feature[None, :], grad_x.to(written),
+                             mask=valid[:, None] & (feature < FEATURES)[None, :])
+                    tl.store(grad_density + sample, grad_sigma.to(written), mask=valid)
+                else:  # volume gradients: features and density, relaxed vector atomics
+                    _scatter_block(volume, grad_x, grad_features, valid, cx, cy, cz, b, size_x, size_y, size_z,
+                                   channels, False, 1, FEATURES, FEATURE_LANES, WIDE)
+                    _scatter_block(volume, grad_sigma[:, None], grad_density, valid, cx, cy, cz, b, size_x, size_y,
+                                   size_z, channels, False, 0, 1, 1, WIDE)
             tl.store(grad_bias + r[:, None] * HIDDEN + hidden[None, :], acc_bias,
                      mask=ray_ok[:, None] & hidden_ok[None, :])
         # one add per weight per program
@@ -275,7 +299,7 @@ if triton is not None:
         triton.Config({"BLOCK_R": rays, "BLOCK_S": chunk}, num_warps=warps)
         for rays, chunk, warps in ((1, 64, 4), (2, 32, 4), (4, 16, 4), (2, 64, 8), (4, 32, 8))
     ]
-    _KEY = ["FEATURES", "HIDDEN", "PRECISION", "WIDE"]
+    _KEY = ["FEATURES", "HIDDEN", "PRECISION", "WIDE", "SAMPLED"]
     _forward_tuned = triton.autotune(_TUNING, key=_KEY)(_forward_kernel)
     _backward_tuned = triton.autotune(
         _TUNING, key=_KEY,
@@ -332,6 +356,7 @@ class _FusedColorMarch(torch.autograd.Function):
         b2: Tensor, w3: Tensor, b3: Tensor, origins: Tensor, directions: Tensor, batch_index: Tensor, t: Tensor,
         offsets: Tensor, step: float, geometry: tuple[float, ...], compute: torch.dtype,
     ) -> tuple[Tensor, Tensor, Tensor]:
+        # ``volume``: (B, Z, Y, X, 1 + Cf), or the sampler's (M, 1 + Cf) values of the samples (SAMPLED)
         rays = offsets.shape[0] - 1
         weights = [weight.detach().to(compute).contiguous() for weight in (w1, w2, b2, w3, b3)]
         opacity = torch.empty(rays, device=volume.device, dtype=torch.float32)
@@ -340,7 +365,7 @@ class _FusedColorMarch(torch.autograd.Function):
         constants = _constants(volume, w1, w2, compute)
         if rays:
             _launch("forward", rays, volume.device, volume, origins, directions, batch_index, t, offsets, ray_bias,
-                    *weights, opacity, depth, color, rays, step, *geometry, *_shape_args(volume), **constants)
+                    *weights, opacity, depth, color, rays, step, *geometry, *_source_shape(volume), **constants)
         ctx.save_for_backward(volume, ray_bias, origins, directions, batch_index, t, offsets, opacity, depth, color,
                               *weights)
         ctx.step, ctx.geometry, ctx.compute = step, geometry, compute  # type: ignore[attr-defined]
@@ -358,8 +383,12 @@ class _FusedColorMarch(torch.autograd.Function):
         voxels = volume.numel() // volume.shape[-1]
         w1, w2, b2, w3, b3 = weights
         zeros = {"device": volume.device, "dtype": torch.float32}
-        grad_density = torch.zeros(voxels, 1, **zeros)
-        grad_features = torch.zeros(voxels, features, **zeros)
+        sampled = volume.dim() == 2
+        if sampled:  # every row of the values is one sample's, written by the program of its ray
+            grad_density = grad_features = torch.empty_like(volume)
+        else:
+            grad_density = torch.zeros(voxels, 1, **zeros)
+            grad_features = torch.zeros(voxels, features, **zeros)
         grad_bias = torch.zeros(ray_bias.shape, **zeros)
         grads = [torch.zeros(weight.shape, **zeros) for weight in weights]
         constants = _constants(volume, w1, w2, ctx.compute)  # type: ignore[attr-defined]
@@ -367,17 +396,24 @@ class _FusedColorMarch(torch.autograd.Function):
             _launch("backward", rays, volume.device, volume, origins, directions, batch_index, t, offsets, ray_bias,
                     *weights, opacity, depth, color, grad_opacity.float().contiguous(),
                     grad_depth.float().contiguous(), grad_color.float().contiguous(), grad_density, grad_features,
-                    grad_bias, *grads, rays, ctx.step, *ctx.geometry, *_shape_args(volume),  # type: ignore[attr-defined]
+                    grad_bias, *grads, rays, ctx.step, *ctx.geometry, *_source_shape(volume),  # type: ignore[attr-defined]
                     **constants)
-        grad_volume = _join_channels(grad_density, grad_features, volume)
+        grad_volume = grad_features if sampled else _join_channels(grad_density, grad_features, volume)
         grad_weights = [grad.to(dtype) for grad, dtype in zip(grads, ctx.dtypes)]  # type: ignore[attr-defined]
         return (grad_volume, grad_bias, *grad_weights, None, None, None, None, None, None, None, None)
 
 
+def _source_shape(source: Tensor) -> tuple[int, int, int, int]:
+    """(size_x, size_y, size_z, channels) of a volume; of (M, C) sampled values, (1, 1, 1, C)."""
+    return (1, 1, 1, source.shape[1]) if source.dim() == 2 else _shape_args(source)
+
+
 def _constants(volume: Tensor, w1: Tensor, w2: Tensor, compute: torch.dtype) -> dict[str, object]:
-    """The kernels' compile-time constants: layer widths, their padded lanes, dot precision, offset width."""
+    """The kernels' compile-time constants: layer widths, their padded lanes, dot precision, offset width,
+    and whether ``volume`` is the sampler's (M, 1 + Cf) values (SAMPLED) instead of the volume."""
     features, hidden = w1.shape[1], w2.shape[0]
     return {
+        "SAMPLED": volume.dim() == 2,
         "FEATURES": features, "FEATURE_LANES": _lanes(features), "HIDDEN": hidden, "HIDDEN_LANES": _lanes(hidden),
         # fp32 operands stay fp32 ("ieee", as torch's default matmul), not TF32
         "PRECISION": "ieee" if compute == torch.float32 else "tf32",
@@ -388,9 +424,12 @@ def _constants(volume: Tensor, w1: Tensor, w2: Tensor, compute: torch.dtype) -> 
 
 def fused_color_march(
     volume: Tensor, rays: RayBundle, samples: PackedSamples, step: float, network: RenderNetwork,
-    pc_range: tuple[float, ...], background: float, normalize_depth: bool,
+    pc_range: tuple[float, ...], background: float, normalize_depth: bool, values: Tensor | None = None,
 ) -> RenderedRays:
-    """Sampling, colour MLP and compositing of colour rays in one Triton kernel each way.
+    """Sampling, colour MLP and compositing of colour rays in one Triton kernel each way
+    (march 'fused_triton'), or, given the sampler's ``values``, colour MLP and compositing
+    (march 'fused_mlp_triton': the kernels read each sample's row instead of eight voxels,
+    and write its gradient row instead of scattering into the volume).
 
     Renders the same as the packed march (`pack_samples`, the configured sampler,
     `network.color`, `composite_packed`); the MLP's operands are in the autocast dtype
@@ -405,6 +444,7 @@ def fused_color_march(
         pc_range: (x0, y0, z0, x1, y1, z1) the volume covers.
         background: colour seen through the leftover transmittance.
         normalize_depth: divide depth by the opacity.
+        values: (M, 1 + Cf) the volume sampled at ``samples`` (density first), or None.
     """
     from nsmae_lightning.models.rendering import encode_directions  # rendering imports this module lazily
 
@@ -417,6 +457,9 @@ def fused_color_march(
         raise ValueError(problem)
     if volume.dim() != 5 or volume.shape[-1] != 1 + features:
         raise ValueError(f"march 'fused_triton' needs a (B, Z, Y, X, 1 + {features}) volume, got {tuple(volume.shape)}")
+    if values is not None and tuple(values.shape) != (samples.t.shape[0], 1 + features):
+        raise ValueError(f"march 'fused_mlp_triton' needs ({samples.t.shape[0]}, 1 + {features}) sampled values, "
+                         f"got {tuple(values.shape)}")
     device_type = volume.device.type
     compute = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else volume.dtype
     if compute == torch.float64 or volume.dtype == torch.float64:
@@ -431,7 +474,7 @@ def fused_color_march(
     counts = torch.tensor(_shape_args(volume)[:3], dtype=torch.float32)  # x, y, z
     cell = (torch.tensor(pc_range[3:], dtype=torch.float32) - lower) / counts  # as metric_to_voxel
     opacity, depth, color = _FusedColorMarch.apply(
-        volume.contiguous(), ray_bias.contiguous(), first.weight[:, :features], second.weight, second.bias,
+        (volume if values is None else values).contiguous(), ray_bias.contiguous(), first.weight[:, :features], second.weight, second.bias,
         last.weight, last.bias, rays.origins.float().contiguous(), rays.directions.float().contiguous(),
         rays.batch_index.to(torch.int64).contiguous(), samples.t.detach().float().contiguous(),
         samples.offsets.contiguous(), float(step), (*lower.tolist(), *cell.tolist()), compute,

@@ -52,8 +52,10 @@ from nsmae_lightning.models.trilinear import SAMPLERS, metric_to_voxel, sample_v
 # S samples ((R, S) grids, `nonzero`, `index_put`), "packed" keeps the ragged per-ray segments
 # (torch, `composite_packed`), "packed_triton" composites them with Triton kernels (`composite_triton`),
 # "fused_triton" samples, runs the colour MLP and composites colour rays in one Triton kernel each way
-# (`march_fused_triton`; depth-only rays go as "packed_triton").
-MARCHES: tuple[str, ...] = ("dense", "packed", "packed_triton", "fused_triton")
+# (`march_fused_triton`; depth-only rays go as "packed_triton"), "fused_mlp_triton" samples with the
+# configured sampler and runs the colour MLP and compositing in those kernels.
+MARCHES: tuple[str, ...] = ("dense", "packed", "packed_triton", "fused_triton", "fused_mlp_triton")
+FUSED_MARCHES: tuple[str, ...] = ("fused_triton", "fused_mlp_triton")
 
 # `sampler: auto` / `march: auto`: the fastest measured path for the volume's device. On CUDA with
 # triton that is the Triton sampler + Triton compositor (benchmarks/RESULTS.md, 2026-12-02, H200 bf16:
@@ -133,8 +135,9 @@ class RenderConfig:
             "packed" (ragged segments, torch), "packed_triton" (ragged segments,
             Triton compositor, CUDA) or "fused_triton" (colour rays: sampling, colour
             MLP and compositing fused in Triton kernels, which ignore `sampler`; needs
-            mlp_layers == 2; depth-only rays as "packed_triton"); all render the same
-            samples to the same values; "auto" (`resolve_render_path`): "packed_triton"
+            mlp_layers == 2; depth-only rays as "packed_triton"), "fused_mlp_triton" (as
+            "fused_triton", but the kernels read the `sampler`'s values); all render the
+            same samples to the same values; "auto" (`resolve_render_path`): "packed_triton"
             on CUDA with triton, else "dense".
         render_chunk_rays: rays per chunk when rendering full images for logging.
     """
@@ -182,7 +185,7 @@ class RenderConfig:
             raise ValueError(f"RenderConfig.sampler must be one of {(*SAMPLERS, AUTO)}, got {self.sampler!r}")
         if self.march not in (*MARCHES, AUTO):
             raise ValueError(f"RenderConfig.march must be one of {(*MARCHES, AUTO)}, got {self.march!r}")
-        if self.march == "fused_triton":
+        if self.march in FUSED_MARCHES:
             from nsmae_lightning.models.march_fused_triton import fused_march_problem  # triton is optional
 
             problem = fused_march_problem(self.mlp_layers, self.mlp_hidden, self.feature_channels)
@@ -355,15 +358,21 @@ class RenderNetwork(nn.Module):
         """(M, Cf) sampled features + unit view directions -> (M, 3) RGB in [0, 1].
 
         ``directions`` are (M, 3) per sample, or (R, 3) per ray with ``ray_index`` (M,)
-        naming each sample's ray: then each ray's direction is encoded once, not once per
-        sample (the same values, a fraction of the sin / cos work).
+        naming each sample's ray. Per ray, the first layer's direction part is constant
+        along the ray: W1 [f, enc(d)] + b1 = W1f f + (W1e enc(d_r) + b1), the bracket
+        computed once per ray, so the per-sample product has K = Cf inputs (32: aligned,
+        no concatenated (M, Cf + 27) copy) instead of Cf + 27. The same function; the
+        parameters (and checkpoints) are those of the concatenated layer.
         """
-        if self.use_view_dir:
-            encoded = encode_directions(directions, self.view_dir_frequencies).to(features.dtype)
-            if ray_index is not None:
-                encoded = encoded[ray_index]
-            features = torch.cat([features, encoded], dim=-1)
-        return torch.sigmoid(self.color_mlp(features))
+        if not self.use_view_dir:
+            return torch.sigmoid(self.color_mlp(features))
+        encoded = encode_directions(directions, self.view_dir_frequencies).to(features.dtype)
+        if ray_index is None:
+            return torch.sigmoid(self.color_mlp(torch.cat([features, encoded], dim=-1)))
+        first = self.color_mlp[0]
+        per_ray = nn.functional.linear(encoded, first.weight[:, self.feature_channels :], first.bias)  # (R, H)
+        hidden = torch.addmm(per_ray[ray_index], features, first.weight[:, : self.feature_channels].T)
+        return torch.sigmoid(self.color_mlp[1:](hidden))
 
 
 class NeRFPretrainHead(nn.Module):
@@ -405,14 +414,18 @@ class NeRFPretrainHead(nn.Module):
         sampler, march = resolve_render_path(config.sampler, config.march, volume.device)
         # every march reads the same samples (those with t < far, at most max_samples_per_ray a ray)
         samples = pack_samples(rays.near, rays.far, step, config.max_samples_per_ray)
-        if march == "fused_triton" and with_color:
+        fused = with_color and march in FUSED_MARCHES
+        if fused:
             from nsmae_lightning.models.march_fused_triton import fused_color_march  # triton is optional
-
+        if fused and march == "fused_triton":  # samples inside its kernels
             return fused_color_march(volume, rays, samples, step, self.network, self.pc_range, config.background,
                                      config.normalize_depth)
         ray_index = samples.ray_index
         points = rays.origins[ray_index] + samples.t.unsqueeze(-1) * rays.directions[ray_index]
         values = self._sample(volume, points, rays.batch_index[ray_index], sampler)  # (M, C)
+        if fused:  # fused_mlp_triton: colour MLP + compositing of the sampled values
+            return fused_color_march(volume, rays, samples, step, self.network, self.pc_range, config.background,
+                                     config.normalize_depth, values=values)
         colors = self.network.color(values[:, 1:], rays.directions, ray_index) if with_color else None  # (M, 3)
         compositor = march_compositor(march)
         return compositor(values[:, 0], samples, step, colors, config.background, config.normalize_depth)
