@@ -79,7 +79,10 @@ def describe(kernel: Any, types: dict[str, str], constants: dict[str, Any], warp
     registers = re.findall(r"Used (\d+) registers", report)
     spills = re.findall(r"(\d+) bytes spill stores", report)
     atomics = dict(Counter(re.findall(r"\b(?:atom|red)\.[\w.]+", ptx)))
-    return f"registers {registers[0] if registers else '?'}, spill {spills[0] if spills else '?'} B, atomics {atomics}"
+    # tensor-core instructions: wgmma (sm_90, B operand from shared memory) or mma.sync (operands in registers)
+    mma = dict(Counter(re.findall(r"\b(wgmma\.mma_async|mma\.sync)\b", ptx)))
+    return (f"registers {registers[0] if registers else '?'}, spill {spills[0] if spills else '?'} B, "
+            f"atomics {atomics}, mma {mma}")
 
 
 def main() -> None:

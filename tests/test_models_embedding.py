@@ -247,6 +247,12 @@ def test_voxelize_means_caps_and_coords() -> None:
     capped = voxelize(points, dataclasses.replace(config, max_points_per_voxel=2), max_voxels=1)
     assert capped.coords.tolist() == [[25, 64, 64]]
     torch.testing.assert_close(capped.features[0], points[[0, 2]].mean(0))
+    # points left out (past a voxel's cap, or in a voxel past max_voxels) leave no trace, non-finite ones included
+    spoiled = points.clone()
+    spoiled[3, 3] = float("nan")  # the first voxel's third point: past the cap of 2
+    spoiled[1, 4] = float("inf")  # the second voxel's only point: past max_voxels = 1
+    capped = voxelize(spoiled, dataclasses.replace(config, max_points_per_voxel=2), max_voxels=1)
+    torch.testing.assert_close(capped.features[0], points[[0, 2]].mean(0))
 
 
 def test_bad_batches_and_configs_raise() -> None:

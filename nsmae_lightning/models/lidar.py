@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from nsmae_lightning.constants import PC_RANGE_NUSCENES, VOXEL_SIZE_NUSCENES
+from nsmae_lightning.models.device_constants import device_constant
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -151,9 +152,9 @@ def voxelize(points: torch.Tensor, config: LidarConfig, max_voxels: int) -> Voxe
     if points.dim() != 2 or points.shape[1] < config.point_features:
         raise ValueError(f"points must be (P, >= {config.point_features}), got {tuple(points.shape)}")
     points = points[:, : config.point_features].float()
-    low = points.new_tensor(config.pc_range[:3])
-    size = points.new_tensor(config.voxel_size)
-    grid = torch.tensor(config.grid_size, device=points.device)
+    low = device_constant(config.pc_range[:3], points.device, points.dtype)
+    size = device_constant(config.voxel_size, points.device, points.dtype)
+    grid = device_constant(config.grid_size, points.device)
     xyz_index = torch.floor((points[:, :3] - low) / size).long()  # (P, 3) ix, iy, iz
     inside = ((xyz_index >= 0) & (xyz_index < grid)).all(dim=1)
     points, xyz_index = points[inside], xyz_index[inside]
@@ -175,20 +176,23 @@ def voxelize(points: torch.Tensor, config: LidarConfig, max_voxels: int) -> Voxe
     new_id[kept_voxels] = torch.arange(kept_voxels.shape[0], device=points.device)
     point_voxel = new_id[voxel_of_point]
     used = (point_voxel >= 0) & (rank < config.max_points_per_voxel)
+    # Unused points add zeros (to voxel 0) instead of being selected out: boolean selection and
+    # bincount each wait for the GPU, and adding 0.0 leaves every sum as it was.
+    target = point_voxel.clamp(min=0)
     sums = points.new_zeros(kept_voxels.shape[0], config.point_features)
-    sums.index_add_(0, point_voxel[used], points[used])
-    counts = torch.bincount(point_voxel[used], minlength=kept_voxels.shape[0]).clamp(min=1)
+    sums.index_add_(0, target, torch.where(used.unsqueeze(1), points, 0.0))
+    counts = points.new_zeros(kept_voxels.shape[0]).index_add_(0, target, used.to(points.dtype)).clamp(min=1)
     keys = unique_keys[kept_voxels]
-    nx, ny = int(grid[0]), int(grid[1])
+    nx, ny = config.grid_size[0], config.grid_size[1]  # Python ints: int() of the device tensor would sync
     coords = torch.stack([keys // (nx * ny), (keys // nx) % ny, keys % nx], dim=1)  # (V', 3) z, y, x
-    return Voxels(sums / counts.unsqueeze(1).to(sums.dtype), coords)
+    return Voxels(sums / counts.unsqueeze(1), coords)
 
 
 def voxel_centers(coords: torch.Tensor, config: LidarConfig) -> torch.Tensor:
     """(V, 3) (z, y, x) voxel indices -> (V, 3) x, y, z voxel centres in metres."""
     xyz_index = coords.flip(-1).float()
-    low = xyz_index.new_tensor(config.pc_range[:3])
-    size = xyz_index.new_tensor(config.voxel_size)
+    low = device_constant(config.pc_range[:3], xyz_index.device, xyz_index.dtype)
+    size = device_constant(config.voxel_size, xyz_index.device, xyz_index.dtype)
     return low + (xyz_index + 0.5) * size
 
 

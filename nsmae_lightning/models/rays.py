@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from nsmae_lightning.constants import IMAGE_MEAN, IMAGE_STD
+from nsmae_lightning.models.device_constants import device_constant
 
 RAY_MODES: tuple[str, ...] = ("uniform", "lidar")
 
@@ -93,8 +94,8 @@ class RayBundle:
 
 def points_in_range(points_xyz: Tensor, pc_range: Sequence[float]) -> Tensor:
     """(P,) bool: points inside [x0, x1) x [y0, y1) x [z0, z1)."""
-    lower = points_xyz.new_tensor(pc_range[:3])
-    upper = points_xyz.new_tensor(pc_range[3:])
+    lower = device_constant(pc_range[:3], points_xyz.device, points_xyz.dtype)
+    upper = device_constant(pc_range[3:], points_xyz.device, points_xyz.dtype)
     return ((points_xyz >= lower) & (points_xyz < upper)).all(dim=-1)
 
 
@@ -110,8 +111,8 @@ def clip_to_range(origins: Tensor, directions: Tensor, pc_range: Sequence[float]
         near (R,) clamped at 0 (origins inside start at 0) and far (R,); a ray misses
         the box where far <= near.
     """
-    lower = origins.new_tensor(pc_range[:3])
-    upper = origins.new_tensor(pc_range[3:])
+    lower = device_constant(pc_range[:3], origins.device, origins.dtype)
+    upper = device_constant(pc_range[3:], origins.device, origins.dtype)
     # Axis-parallel components get a tiny slope: the slab bounds become +-huge, as they should.
     safe = torch.where(directions.abs() < 1e-12, torch.full_like(directions, 1e-12), directions)
     inverse = 1.0 / safe
@@ -258,8 +259,8 @@ def camera_rays(
 
 def denormalize_images(images: Tensor) -> Tensor:
     """Normalised images (..., 3, H, W) back to RGB in [0, 1] with constants.IMAGE_MEAN/STD."""
-    mean = images.new_tensor(IMAGE_MEAN).view(3, 1, 1)
-    std = images.new_tensor(IMAGE_STD).view(3, 1, 1)
+    mean = device_constant(IMAGE_MEAN, images.device, images.dtype).view(3, 1, 1)
+    std = device_constant(IMAGE_STD, images.device, images.dtype).view(3, 1, 1)
     return (images * std + mean).clamp(0.0, 1.0)
 
 
@@ -368,7 +369,7 @@ def pillar_rays(cells: Tensor, pc_range: Sequence[float], grid_shape: tuple[int,
     centre_x = x0 + ((cells % size_x).float() + 0.5) * (x1 - x0) / size_x
     centre_y = y0 + ((cells // size_x).float() + 0.5) * (y1 - y0) / size_y
     origins = torch.stack([centre_x, centre_y, torch.full_like(centre_x, z1)], dim=-1)
-    return origins, origins.new_tensor([0.0, 0.0, -1.0]).expand_as(origins)
+    return origins, device_constant((0.0, 0.0, -1.0), origins.device, origins.dtype).expand_as(origins)
 
 
 def virtual_cameras(
@@ -398,15 +399,15 @@ def virtual_cameras(
     pitch_low, pitch_high = (math.radians(value) for value in pitch_range_deg)
     pitch = pitch_low + (pitch_high - pitch_low) * torch.rand(count, device=device)
     forward = torch.stack([pitch.cos() * yaw.cos(), pitch.cos() * yaw.sin(), pitch.sin()], dim=-1)
-    up = forward.new_tensor([0.0, 0.0, 1.0]).expand_as(forward)
+    up = device_constant((0.0, 0.0, 1.0), forward.device, forward.dtype).expand_as(forward)
     right = torch.nn.functional.normalize(torch.linalg.cross(forward, up), dim=-1)
     down = torch.linalg.cross(forward, right)
     cam2lidar = torch.eye(4, device=device).repeat(count, 1, 1)
     cam2lidar[:, :3, :3] = torch.stack([right, down, forward], dim=-1)  # columns = camera axes
     cam2lidar[:, :3, 3] = torch.stack([radius * angle.cos(), radius * angle.sin(), lift], dim=-1)
     focal = (width / 2.0) / math.tan(math.radians(fov_deg) / 2.0)
-    intrinsics = torch.tensor(
-        [[focal, 0.0, (width - 1) / 2.0], [0.0, focal, (height - 1) / 2.0], [0.0, 0.0, 1.0]], device=device
+    intrinsics = device_constant(
+        ((focal, 0.0, (width - 1) / 2.0), (0.0, focal, (height - 1) / 2.0), (0.0, 0.0, 1.0)), device
     ).repeat(count, 1, 1)
     return intrinsics, cam2lidar
 

@@ -23,6 +23,8 @@ from functools import cache
 import torch
 from torch import Tensor
 
+from nsmae_lightning.models.device_constants import device_constant
+
 # (dx, dy, dz) of the 8 cell corners around a sample, in the order the gather uses.
 _CORNER_OFFSETS: tuple[tuple[int, int, int], ...] = tuple(
     (dx, dy, dz) for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)
@@ -42,9 +44,9 @@ def metric_to_voxel(points: Tensor, pc_range: Sequence[float], grid_size: Sequen
     """
     if len(pc_range) != 6 or len(grid_size) != 3:
         raise ValueError(f"pc_range needs 6 values and grid_size 3, got {pc_range} and {grid_size}")
-    lower = points.new_tensor(pc_range[:3])
-    upper = points.new_tensor(pc_range[3:])
-    counts_xyz = points.new_tensor([grid_size[2], grid_size[1], grid_size[0]])
+    lower = device_constant(pc_range[:3], points.device, points.dtype)
+    upper = device_constant(pc_range[3:], points.device, points.dtype)
+    counts_xyz = device_constant((grid_size[2], grid_size[1], grid_size[0]), points.device, points.dtype)
     cell = (upper - lower) / counts_xyz
     return (points - lower) / cell - 0.5
 
@@ -66,11 +68,11 @@ def _corners(
             is outside), from which the backward differentiates the weights.
     """
     _, size_z, size_y, size_x, _ = volume_shape
-    offsets = torch.tensor(_CORNER_OFFSETS, device=coords.device)  # (8, 3)
+    offsets = device_constant(_CORNER_OFFSETS, coords.device)  # (8, 3)
     base = torch.floor(coords)
     frac = coords - base  # (M, 3)
     corner = base.to(torch.int64).unsqueeze(1) + offsets  # (M, 8, 3)
-    upper = torch.tensor([size_x - 1, size_y - 1, size_z - 1], device=coords.device)
+    upper = device_constant((size_x - 1, size_y - 1, size_z - 1), coords.device)
     inside = ((corner >= 0) & (corner <= upper)).all(dim=-1)  # (M, 8)
     axis_weights = torch.where(offsets.bool(), frac.unsqueeze(1), 1.0 - frac.unsqueeze(1))  # (M, 8, 3)
     weights = axis_weights.prod(dim=-1) * inside
@@ -110,7 +112,7 @@ def _backward_impl(
     if need_coords_grad:
         gathered = volume.reshape(-1, channels).index_select(0, rows.reshape(-1)).view(-1, 8, channels)
         corner_dot = (gathered.to(accumulation_dtype) * grad_out.unsqueeze(1)).sum(dim=-1)  # (M, 8)
-        offsets = torch.tensor(_CORNER_OFFSETS, device=coords.device, dtype=coords.dtype)
+        offsets = device_constant(_CORNER_OFFSETS, coords.device, coords.dtype)
         sign = 2.0 * offsets - 1.0  # (8, 3): d(axis weight)/d(coordinate)
         # d weight / d coord_a = sign_a * product of the two other axis factors.
         other_axes = torch.stack(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nsmae_lightning.models.device_constants import device_constant
 from nsmae_lightning.models.fuser import ConvBNReLU
 
 
@@ -185,8 +186,9 @@ class LSSViewTransform(nn.Module):
         num_z, num_y, num_x = self.pooled_shape
         features = frustum_features.reshape(batch, -1, channels)  # (B, P, C)
         points = points.reshape(batch, -1, 3)  # (B, P, 3)
-        lows = points.new_tensor([self.config.xbound[0], self.config.ybound[0], self.config.zbound[0]])
-        cells = points.new_tensor([self.config.xbound[2], self.config.ybound[2], self.config.zbound[2]])
+        bounds = (self.config.xbound, self.config.ybound, self.config.zbound)
+        lows = device_constant(tuple(bound[0] for bound in bounds), points.device, points.dtype)
+        cells = device_constant(tuple(bound[2] for bound in bounds), points.device, points.dtype)
         index = torch.floor((points - lows) / cells).long()  # (B, P, 3) ix, iy, iz
         ix, iy, iz = index.unbind(-1)
         inside = (ix >= 0) & (ix < num_x) & (iy >= 0) & (iy < num_y) & (iz >= 0) & (iz < num_z)
