@@ -14,8 +14,13 @@
 # then poll with collect.sh. Results: $WORK/results/followup_{seeds,steps}/ (results.csv/md, per_class.md).
 # Extra environment (RENDER_BENCH=1, sizes, ...) passes through to run_gpu.sh; benchmarks run once
 # (the second sweep finds their JSON).
+# The headline pretrained with the compiled sampler and the dense march (configs/pretrain/synthetic.yaml's
+# setting then; `auto` since 2026-12-02, the same function through other kernels): HEADLINE_RENDER repeats
+# that in every pretraining here, ablations included (PRETRAIN_ARGS replaces it for the main one).
 set -euo pipefail
 export WORK=${WORK:-/tmp/nsmae}
+HEADLINE_RENDER="--model.init_args.render.sampler trilinear_compiled --model.init_args.render.march dense"
+export PRETRAIN_ARGS=${PRETRAIN_ARGS:-$HEADLINE_RENDER}
 SEEDS_A=${SEEDS_A:-2 3 4}
 EPOCHS_A=${EPOCHS_A:-1}  # the headline's schedule (1 epoch = 128 steps), not one fitted to SWEEP_SECONDS
 SEEDS_B=${SEEDS_B:-0 1}
@@ -29,7 +34,7 @@ IFS=';' read -r -a ablations <<< "${ABLATIONS:-}"
 for ablation in "${ablations[@]}"; do
   name=${ablation%%=*}
   SWEEP_TASKS=segmentation SWEEP_RATIOS=0.01 SEEDS="$SEEDS_B" SWEEP_INITS=nsmae FT_EPOCHS_FIXED="$EPOCHS_A" \
-    PRETRAIN_DIR="runs/pretrain_$name" PRETRAIN_ARGS="${ablation#*=}" SWEEP_OUT="runs/ablation_$name" \
+    PRETRAIN_DIR="runs/pretrain_$name" PRETRAIN_ARGS="$HEADLINE_RENDER ${ablation#*=}" SWEEP_OUT="runs/ablation_$name" \
     SWEEP_RES="$WORK/results/ablation_$name" bash "$script"
 done
 echo "[$(date +%H:%M:%S)] follow-up done"
