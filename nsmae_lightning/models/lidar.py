@@ -159,7 +159,8 @@ def voxelize(points: torch.Tensor, config: LidarConfig, max_voxels: int) -> Voxe
     inside = ((xyz_index >= 0) & (xyz_index < grid)).all(dim=1)
     points, xyz_index = points[inside], xyz_index[inside]
     num_points = points.shape[0]
-    key = (xyz_index[:, 2] * grid[1] + xyz_index[:, 1]) * grid[0] + xyz_index[:, 0]
+    nx, ny = config.grid_size[0], config.grid_size[1]  # Python ints, not device scalars
+    key = (xyz_index[:, 2] * ny + xyz_index[:, 1]) * nx + xyz_index[:, 0]
     unique_keys, voxel_of_point, points_per_voxel = torch.unique(key, return_inverse=True, return_counts=True)
     num_voxels = unique_keys.shape[0]
     # Rank of each point inside its voxel, in input order (stable sort by voxel).
@@ -183,7 +184,6 @@ def voxelize(points: torch.Tensor, config: LidarConfig, max_voxels: int) -> Voxe
     sums.index_add_(0, target, torch.where(used.unsqueeze(1), points, 0.0))
     counts = points.new_zeros(kept_voxels.shape[0]).index_add_(0, target, used.to(points.dtype)).clamp(min=1)
     keys = unique_keys[kept_voxels]
-    nx, ny = config.grid_size[0], config.grid_size[1]  # Python ints: int() of the device tensor would sync
     coords = torch.stack([keys // (nx * ny), (keys // nx) % ny, keys % nx], dim=1)  # (V', 3) z, y, x
     return Voxels(sums / counts.unsqueeze(1), coords)
 

@@ -383,7 +383,8 @@ class _FusedColorMarch(torch.autograd.Function):
         voxels = volume.numel() // volume.shape[-1]
         w1, w2, b2, w3, b3 = weights
         zeros = {"device": volume.device, "dtype": torch.float32}
-        sampled = volume.dim() == 2
+        constants = _constants(volume, w1, w2, ctx.compute)  # type: ignore[attr-defined]
+        sampled = constants["SAMPLED"]
         if sampled:  # every row of the values is one sample's, written by the program of its ray
             grad_density = grad_features = torch.empty_like(volume)
         else:
@@ -391,7 +392,6 @@ class _FusedColorMarch(torch.autograd.Function):
             grad_features = torch.zeros(voxels, features, **zeros)
         grad_bias = torch.zeros(ray_bias.shape, **zeros)
         grads = [torch.zeros(weight.shape, **zeros) for weight in weights]
-        constants = _constants(volume, w1, w2, ctx.compute)  # type: ignore[attr-defined]
         if rays:
             _launch("backward", rays, volume.device, volume, origins, directions, batch_index, t, offsets, ray_bias,
                     *weights, opacity, depth, color, grad_opacity.float().contiguous(),

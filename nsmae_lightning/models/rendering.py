@@ -414,18 +414,21 @@ class NeRFPretrainHead(nn.Module):
         sampler, march = resolve_render_path(config.sampler, config.march, volume.device)
         # every march reads the same samples (those with t < far, at most max_samples_per_ray a ray)
         samples = pack_samples(rays.near, rays.far, step, config.max_samples_per_ray)
-        fused = with_color and march in FUSED_MARCHES
-        if fused:
-            from nsmae_lightning.models.march_fused_triton import fused_color_march  # triton is optional
-        if fused and march == "fused_triton":  # samples inside its kernels
-            return fused_color_march(volume, rays, samples, step, self.network, self.pc_range, config.background,
-                                     config.normalize_depth)
         ray_index = samples.ray_index
-        points = rays.origins[ray_index] + samples.t.unsqueeze(-1) * rays.directions[ray_index]
-        values = self._sample(volume, points, rays.batch_index[ray_index], sampler)  # (M, C)
-        if fused:  # fused_mlp_triton: colour MLP + compositing of the sampled values
+
+        def sampled() -> Tensor:
+            """(M, C) volume values at the samples, with the configured sampler."""
+            points = rays.origins[ray_index] + samples.t.unsqueeze(-1) * rays.directions[ray_index]
+            return self._sample(volume, points, rays.batch_index[ray_index], sampler)
+
+        if with_color and march in FUSED_MARCHES:
+            from nsmae_lightning.models.march_fused_triton import fused_color_march  # triton is optional
+
+            # fused_triton samples inside its kernels; fused_mlp_triton reads the sampler's values
+            values = None if march == "fused_triton" else sampled()
             return fused_color_march(volume, rays, samples, step, self.network, self.pc_range, config.background,
                                      config.normalize_depth, values=values)
+        values = sampled()
         colors = self.network.color(values[:, 1:], rays.directions, ray_index) if with_color else None  # (M, 3)
         compositor = march_compositor(march)
         return compositor(values[:, 0], samples, step, colors, config.background, config.normalize_depth)
