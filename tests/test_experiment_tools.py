@@ -21,6 +21,7 @@ def _module(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
     spec.loader.exec_module(module)
     return module
 
@@ -109,6 +110,37 @@ def test_plan_epochs_for_one_task_and_a_fixed_schedule(tmp_path: Path) -> None:
     run_seconds = 25 + 3 * 32
     assert plan["EXPECTED_SWEEP_SECONDS"] == str(2 * run_seconds)
     assert plan["FT_MAX_TIME"] == "00:00:03:01"  # 121 s x 1.5
+
+
+def _results(path: Path, *rows: tuple[str, int, float]) -> Path:
+    """A sweep results.csv of segmentation runs at 1 %: (init, seed, mIoU) per row, plus a failed run."""
+    lines = ["task,init,ratio,seed,metric,value,run_dir,seconds,status"]
+    lines += [f"segmentation,{init},0.01,{seed},val/mIoU,{value},r,1.0,ok" for init, seed, value in rows]
+    lines.append("segmentation,random,0.01,9,val/mIoU,,r,1.0,failed rc=1: boom")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_followup_report_pairs_seeds_and_filters_inits(tmp_path: Path) -> None:
+    report = _module(TOOLS / "followup_report.py")
+    headline = _results(tmp_path / "a.csv", ("random", 0, 0.10), ("nsmae", 0, 0.14), ("random", 1, 0.20),
+                        ("nsmae", 1, 0.16))
+    ablation = _results(tmp_path / "b.csv", ("nsmae", 0, 0.12), ("nsmae", 1, 0.30))
+    out_md, out_png = tmp_path / "f.md", tmp_path / "f.png"
+    report.main(["--row", f"headline={headline}", "--row", f"ablation={ablation}+{headline}@random",
+                 "--out-md", str(out_md), "--out-png", str(out_png)])
+    table = out_md.read_text()
+    # headline: random (10, 20) -> 15 ± 7.07; nsmae (14, 16) -> 15 ± 1.41; differences +4, -4 -> 0 ± 5.66, 1 won
+    assert "| headline | 15.00 ± 7.07 (2) | 15.00 ± 1.41 (2) | 0.00 ± 5.66 (2), won 1 |" in table
+    # ablation: nsmae from b.csv, random from a.csv only; differences +2, +10 -> 6 ± 5.66, both won
+    assert "| ablation | 15.00 ± 7.07 (2) | 21.00 ± 12.73 (2) | 6.00 ± 5.66 (2), won 2 |" in table
+    assert out_png.stat().st_size > 0
+    with pytest.raises(ValueError, match="nsmae seed 0 appears twice"):
+        report.read_condition(f"x={headline}+{ablation}", "segmentation", 0.01, "val/mIoU")
+    with pytest.raises(ValueError, match="no finished detection run"):
+        report.read_condition(f"x={headline}", "detection", 0.01, "val/mAP")
+    with pytest.raises(ValueError, match="missing.csv does not exist"):
+        report.read_condition(f"x={tmp_path / 'missing.csv'}", "segmentation", 0.01, "val/mIoU")
 
 
 def _csv(path: Path, header: str, *rows: str) -> None:
