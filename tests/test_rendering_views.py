@@ -105,6 +105,28 @@ def test_pixel_rays_use_each_pixels_own_camera() -> None:
     torch.testing.assert_close(hits, points, atol=1e-5, rtol=0)
 
 
+def test_ray_geometry_ignores_bfloat16_autocast() -> None:
+    # nuScenes-sized camera: under autocast a bfloat16 `@` would move pixels by several px
+    intrinsics = torch.tensor([[[1266.4, 0.0, 816.3], [0.0, 1266.4, 491.5], [0.0, 0.0, 1.0]]])
+    img_aug = torch.eye(4)[None].clone()
+    img_aug[0, :2, :2] *= 0.5
+    cam2lidar = _camera((0.3, 1.2, 1.6))[None]
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.rand(200, 2, generator=generator) * torch.tensor([800.0, 450.0])
+    camera = torch.zeros(200, dtype=torch.long)
+    xyz = torch.rand(500, 3, generator=generator) * torch.tensor([60.0, 60.0, 4.0]) - torch.tensor([30.0, -5.0, 2.0])
+    expected_rays = pixel_rays(pixels, camera, intrinsics, cam2lidar, img_aug)
+    expected_image = distance_image(xyz, intrinsics, cam2lidar, img_aug, 450, 800)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rays = pixel_rays(pixels, camera, intrinsics, cam2lidar, img_aug)
+        image = distance_image(xyz, intrinsics, cam2lidar, img_aug, 450, 800)
+    for got, expected in zip(rays, expected_rays):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert torch.isfinite(expected_image).sum() > 100  # the points do land in the image
+    torch.testing.assert_close(image, expected_image, rtol=0, atol=0)
+
+
 def test_distance_image_keeps_nearest_point_and_ignores_points_behind() -> None:
     cam2lidar = _camera((0.5, 0.0, 0.0))
     near_point = _point_at_pixel(5, 3, 4.0, cam2lidar)

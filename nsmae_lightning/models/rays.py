@@ -23,15 +23,21 @@ intersection); rays that miss the range are dropped.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 import torch
 from torch import Tensor
 
 from nsmae_lightning.constants import IMAGE_MEAN, IMAGE_STD
 from nsmae_lightning.models.device_constants import device_constant
+from nsmae_lightning.models.small_inverse import affine_inverse, inverse_3x3
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 RAY_MODES: tuple[str, ...] = ("uniform", "lidar")
 
@@ -123,6 +129,23 @@ def clip_to_range(origins: Tensor, directions: Tensor, pc_range: Sequence[float]
     return near, far
 
 
+def _autocast_off(function: Callable[P, R]) -> Callable[P, R]:
+    """Run ray geometry in its inputs' dtype whatever autocast says.
+
+    Under bfloat16 autocast `@` rounds its operands to 8 mantissa bits: pixel coordinates of
+    ~1,600 px move by up to 4 px and camera-frame points 50 m away by ~0.1 m, so targets and
+    rays would disagree. The first argument's device names the autocast to switch off.
+    """
+
+    @functools.wraps(function)
+    def without_autocast(*args: P.args, **kwargs: P.kwargs) -> R:
+        with torch.autocast(device_type=args[0].device.type, enabled=False):  # type: ignore[attr-defined]
+            return function(*args, **kwargs)
+
+    return without_autocast
+
+
+@_autocast_off
 def pixel_rays(
     pixels: Tensor, camera: Tensor, intrinsics: Tensor, cam2lidar: Tensor, img_aug: Tensor
 ) -> tuple[Tensor, Tensor]:
@@ -138,15 +161,16 @@ def pixel_rays(
     Returns:
         origins (R, 3) = camera centres and unit directions (R, 3), LiDAR frame.
     """
-    # Invert per camera, then gather: a batched solve per ray was ~10 % of a pretraining step's GPU time.
+    # Invert per camera (closed form: small_inverse.py), then gather per ray.
     augmented = torch.cat([pixels, torch.ones_like(pixels)], dim=-1)  # (R, 4)
-    original = (torch.linalg.inv(img_aug)[camera] @ augmented.unsqueeze(-1)).squeeze(-1)  # (R, 4)
+    original = (affine_inverse(img_aug)[camera] @ augmented.unsqueeze(-1)).squeeze(-1)  # (R, 4)
     homogeneous = torch.cat([original[:, :2], torch.ones_like(original[:, :1])], dim=-1)  # (R, 3)
-    pixel_to_lidar = cam2lidar[:, :3, :3] @ torch.linalg.inv(intrinsics)  # (N, 3, 3)
+    pixel_to_lidar = cam2lidar[:, :3, :3] @ inverse_3x3(intrinsics)  # (N, 3, 3)
     directions = (pixel_to_lidar[camera] @ homogeneous.unsqueeze(-1)).squeeze(-1)
     return cam2lidar[camera, :3, 3], torch.nn.functional.normalize(directions, dim=-1)
 
 
+@_autocast_off
 def distance_image(
     points_xyz: Tensor, intrinsics: Tensor, cam2lidar: Tensor, img_aug: Tensor, height: int, width: int
 ) -> Tensor:
@@ -166,7 +190,7 @@ def distance_image(
     """
     cameras = intrinsics.shape[0]
     homogeneous = torch.cat([points_xyz, torch.ones_like(points_xyz[:, :1])], dim=-1)  # (P, 4)
-    camera_points = torch.linalg.solve(cam2lidar, homogeneous.T.unsqueeze(0).expand(cameras, -1, -1))  # (N, 4, P)
+    camera_points = affine_inverse(cam2lidar) @ homogeneous.T  # (N, 4, P)
     depth = camera_points[:, 2]  # (N, P)
     uvd = intrinsics @ camera_points[:, :3]  # (N, 3, P)
     pixel_uv = uvd[:, :2] / depth.clamp_min(1e-6).unsqueeze(1)  # (N, 2, P)

@@ -371,7 +371,9 @@ class RenderNetwork(nn.Module):
             return torch.sigmoid(self.color_mlp(torch.cat([features, encoded], dim=-1)))
         first = self.color_mlp[0]
         per_ray = nn.functional.linear(encoded, first.weight[:, self.feature_channels :], first.bias)  # (R, H)
-        hidden = torch.addmm(per_ray[ray_index], features, first.weight[:, : self.feature_channels].T)
+        # index_select, not per_ray[ray_index]: its backward is a scatter-add; advanced indexing's
+        # is a sort-based index_put_ on CUDA (pytorch/pytorch#15245), over every sample here
+        hidden = torch.addmm(per_ray.index_select(0, ray_index), features, first.weight[:, : self.feature_channels].T)
         return torch.sigmoid(self.color_mlp[1:](hidden))
 
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from nsmae_lightning.models.device_constants import device_constant
+from nsmae_lightning.models.small_inverse import affine_inverse, inverse_3x3
 from nsmae_lightning.models.fuser import ConvBNReLU
 
 
@@ -159,10 +160,10 @@ class LSSViewTransform(nn.Module):
                 ],
                 dim=-1,
             ).view(-1, 4)  # (D*fH*fW, 4) augmented [u', v', d, 1]
-            original = torch.einsum("bnij,pj->bnpi", torch.linalg.inv(img_aug.float()), pixels)  # (B, N, P, 4)
+            original = torch.einsum("bnij,pj->bnpi", affine_inverse(img_aug.float()), pixels)  # (B, N, P, 4)
             depth_original = original[..., 2:3]
             scaled = torch.cat([original[..., :2] * depth_original, depth_original], dim=-1)  # [u d, v d, d]
-            camera = torch.einsum("bnij,bnpj->bnpi", torch.linalg.inv(intrinsics.float()), scaled)
+            camera = torch.einsum("bnij,bnpj->bnpi", inverse_3x3(intrinsics.float()), scaled)
             cam2lidar = cam2lidar.float()
             lidar = torch.einsum("bnij,bnpj->bnpi", cam2lidar[..., :3, :3], camera) + cam2lidar[..., None, :3, 3]
         batch, num_cameras = intrinsics.shape[:2]
