@@ -9,6 +9,7 @@ import torch
 
 from nsmae_lightning.constants import IMAGE_MEAN, IMAGE_STD
 from nsmae_lightning.models.rays import (
+    RayBundle,
     bev_rays,
     clip_to_range,
     distance_image,
@@ -139,6 +140,34 @@ def test_distance_image_keeps_nearest_point_and_ignores_points_behind() -> None:
     assert image[3, 5].item() == pytest.approx((near_point - origin).norm().item(), rel=1e-5)
     assert image[10, 20].item() == pytest.approx((other - origin).norm().item(), rel=1e-5)
     assert torch.isfinite(image).sum().item() == 2
+
+
+def test_distance_image_mask_equals_selecting_the_points() -> None:
+    generator = torch.Generator().manual_seed(3)
+    points = torch.rand(300, 3, generator=generator) * torch.tensor([16.0, 16.0, 4.0]) - torch.tensor([8.0, 0.0, 2.0])
+    use = torch.rand(300, generator=generator) < 0.5
+    cam2lidar = _camera((0.0, 0.0, 0.0))[None]
+    masked = distance_image(points, INTRINSICS[None], cam2lidar, IMG_AUG[None], HEIGHT, WIDTH, use)
+    selected = distance_image(points[use], INTRINSICS[None], cam2lidar, IMG_AUG[None], HEIGHT, WIDTH)
+    assert torch.isfinite(selected).sum() > 20
+    assert torch.equal(masked, selected)
+
+
+def test_ray_bundle_select_by_mask_index_and_slice() -> None:
+    count = 6
+    bundle = RayBundle(
+        origins=torch.arange(3 * count, dtype=torch.float32).view(count, 3), directions=torch.ones(count, 3),
+        batch_index=torch.arange(count), near=torch.zeros(count), far=torch.arange(count, dtype=torch.float32),
+        depth_target=torch.arange(count, dtype=torch.float32), has_depth=torch.ones(count, dtype=torch.bool),
+        rgb_target=torch.rand(count, 3),
+    )
+    by_mask = bundle.select(bundle.far > 2.5)
+    by_index = bundle.select(torch.tensor([3, 4, 5]))
+    by_slice = bundle.select(slice(3, 6))
+    for name in ("origins", "directions", "batch_index", "near", "far", "depth_target", "has_depth", "rgb_target"):
+        assert torch.equal(getattr(by_mask, name), getattr(by_index, name)), name
+        assert torch.equal(getattr(by_mask, name), getattr(by_slice, name)), name
+    assert by_mask.batch_index.tolist() == [3, 4, 5]
 
 
 def test_clip_to_range_box_intersection() -> None:

@@ -69,8 +69,10 @@ class RayBundle:
     def __len__(self) -> int:
         return self.origins.shape[0]
 
-    def select(self, keep: Tensor) -> RayBundle:
-        """The rays where `keep` (bool mask or index tensor) selects."""
+    def select(self, keep: Tensor | slice) -> RayBundle:
+        """The rays where `keep` (bool mask, index tensor or slice) selects."""
+        if isinstance(keep, Tensor) and keep.dtype == torch.bool:
+            keep = keep.nonzero().squeeze(1)  # one wait on the device for the mask, not one per field
         return RayBundle(
             origins=self.origins[keep],
             directions=self.directions[keep],
@@ -172,7 +174,13 @@ def pixel_rays(
 
 @_autocast_off
 def distance_image(
-    points_xyz: Tensor, intrinsics: Tensor, cam2lidar: Tensor, img_aug: Tensor, height: int, width: int
+    points_xyz: Tensor,
+    intrinsics: Tensor,
+    cam2lidar: Tensor,
+    img_aug: Tensor,
+    height: int,
+    width: int,
+    use: Tensor | None = None,
 ) -> Tensor:
     """Z-buffer of LiDAR points: per pixel, the distance from the camera centre to the nearest point.
 
@@ -184,6 +192,8 @@ def distance_image(
         intrinsics: (N, 3, 3), cam2lidar: (N, 4, 4), img_aug: (N, 4, 4) per camera.
         height: image height (augmented image).
         width: image width.
+        use: (P,) bool, the points to project (default: all); a mask instead of a selection of
+            the points, which would wait on the device for its size.
 
     Returns:
         (N, H, W) distances, `inf` where no point projects.
@@ -199,12 +209,16 @@ def distance_image(
     column = torch.round(augmented[:, 0]).long()
     row = torch.round(augmented[:, 1]).long()
     visible = (depth > 0.1) & (column >= 0) & (column < width) & (row >= 0) & (row < height)
+    if use is not None:
+        visible = visible & use
     distance = (points_xyz.unsqueeze(0) - cam2lidar[:, None, :3, 3]).norm(dim=-1)  # (N, P)
     camera_index = torch.arange(cameras, device=points_xyz.device).unsqueeze(1).expand_as(row)
-    flat = (camera_index * height + row) * width + column
-    image = torch.full((cameras * height * width,), math.inf, device=points_xyz.device, dtype=points_xyz.dtype)
-    image.scatter_reduce_(0, flat[visible], distance[visible], reduce="amin")
-    return image.view(cameras, height, width)
+    pixels = cameras * height * width
+    # invisible points land in one extra slot, dropped after: no boolean selection (a device wait)
+    flat = torch.where(visible, (camera_index * height + row) * width + column, pixels)
+    image = torch.full((pixels + 1,), math.inf, device=points_xyz.device, dtype=points_xyz.dtype)
+    image.scatter_reduce_(0, flat.reshape(-1), distance.reshape(-1), reduce="amin")
+    return image[:pixels].view(cameras, height, width)
 
 
 def _choose(candidates: Tensor, count: int) -> Tensor:
@@ -309,11 +323,10 @@ def perspective_rays(
     bundles = []
     for sample_index, sample_points in enumerate(points):
         xyz = sample_points[:, :3].to(images.dtype)
-        xyz = xyz[points_in_range(xyz, pc_range)]
         intrinsics = batch["intrinsics"][sample_index]  # type: ignore[index]
         cam2lidar = batch["cam2lidar"][sample_index]  # type: ignore[index]
         img_aug = batch["img_aug"][sample_index]  # type: ignore[index]
-        distances = distance_image(xyz, intrinsics, cam2lidar, img_aug, height, width)
+        distances = distance_image(xyz, intrinsics, cam2lidar, img_aug, height, width, points_in_range(xyz, pc_range))
         colors = denormalize_images(images[sample_index]) if with_color else None
         bundles.append(
             camera_rays(distances, intrinsics, cam2lidar, img_aug, count, mode, sample_index, pc_range, colors)
@@ -334,12 +347,14 @@ def pillar_depth(points_xyz: Tensor, pc_range: Sequence[float], grid_shape: tupl
     """
     size_y, size_x = grid_shape
     x0, y0, _, x1, y1, z1 = pc_range
-    inside = points_xyz[points_in_range(points_xyz, pc_range)]
-    column = ((inside[:, 0] - x0) / ((x1 - x0) / size_x)).long().clamp(0, size_x - 1)
-    row = ((inside[:, 1] - y0) / ((y1 - y0) / size_y)).long().clamp(0, size_y - 1)
-    highest = torch.full((size_y * size_x,), -math.inf, device=points_xyz.device, dtype=points_xyz.dtype)
-    highest.scatter_reduce_(0, row * size_x + column, inside[:, 2], reduce="amax")
-    return (z1 - highest).view(size_y, size_x)
+    cells = size_y * size_x
+    column = ((points_xyz[:, 0] - x0) / ((x1 - x0) / size_x)).long().clamp(0, size_x - 1)
+    row = ((points_xyz[:, 1] - y0) / ((y1 - y0) / size_y)).long().clamp(0, size_y - 1)
+    # points outside the range land in one extra slot, dropped after (no boolean selection)
+    cell = torch.where(points_in_range(points_xyz, pc_range), row * size_x + column, cells)
+    highest = torch.full((cells + 1,), -math.inf, device=points_xyz.device, dtype=points_xyz.dtype)
+    highest.scatter_reduce_(0, cell, points_xyz[:, 2], reduce="amax")
+    return (z1 - highest[:cells]).view(size_y, size_x)
 
 
 def bev_rays(
@@ -465,11 +480,10 @@ def random_view_rays(
     bundles = []
     for sample_index, sample_points in enumerate(points):
         xyz = sample_points[:, :3].float()
-        xyz = xyz[points_in_range(xyz, pc_range)]
         intrinsics, cam2lidar = virtual_cameras(
             cameras_per_sample, image_size, fov_deg, origin_radius, height_range, pitch_range_deg, xyz.device
         )
         img_aug = torch.eye(4, device=xyz.device).repeat(cameras_per_sample, 1, 1)
-        distances = distance_image(xyz, intrinsics, cam2lidar, img_aug, *image_size)
+        distances = distance_image(xyz, intrinsics, cam2lidar, img_aug, *image_size, points_in_range(xyz, pc_range))
         bundles.append(camera_rays(distances, intrinsics, cam2lidar, img_aug, count, mode, sample_index, pc_range))
     return RayBundle.concatenate(bundles)
