@@ -200,3 +200,27 @@ def test_benchmark_batches_follow_the_task(config: str, cameras: int, classes: i
     assert all(int(labels.max()) < classes for labels in batch["gt_labels"])
     loss = task.head.loss(task.head(task.embedding(batch)["bev"]), batch["gt_boxes"], batch["gt_labels"])["loss"]
     assert loss.isfinite()
+
+
+def test_host_sync_census_attributes_waits_to_our_lines() -> None:
+    from nsmae_lightning.models.rays import RayBundle
+
+    benchmarks = TOOLS.parents[1] / "benchmarks"
+    sys.path.insert(0, str(benchmarks))
+    try:
+        census = _module(benchmarks / "host_syncs.py")
+    finally:
+        sys.path.remove(str(benchmarks))
+    count = 5
+    bundle = RayBundle(origins=torch.zeros(count, 3), directions=torch.ones(count, 3), batch_index=torch.arange(count),
+                       near=torch.zeros(count), far=torch.arange(count, dtype=torch.float32),
+                       depth_target=torch.zeros(count), has_depth=torch.ones(count, dtype=torch.bool))
+    mode = census.OpCensus()
+    with mode:
+        bundle.select(bundle.far > 1.5)  # one nonzero for the mask, then index by integers
+        mask = torch.ones(count, dtype=torch.bool)
+        torch.zeros(count)[mask]  # boolean indexing outside our package
+    waits = {(line.split(":")[0], op): n for (line, op), n in mode.syncs.items()}
+    assert waits == {("models/rays.py", "nonzero"): 1, ("(outside nsmae_lightning", "index.Tensor"): 1}
+    assert sum(mode.ops.values()) > 8  # every op is counted, not only the waiting ones
+
