@@ -157,7 +157,8 @@ def voxelize(points: torch.Tensor, config: LidarConfig, max_voxels: int) -> Voxe
     grid = device_constant(config.grid_size, points.device)
     xyz_index = torch.floor((points[:, :3] - low) / size).long()  # (P, 3) ix, iy, iz
     inside = ((xyz_index >= 0) & (xyz_index < grid)).all(dim=1)
-    points, xyz_index = points[inside], xyz_index[inside]
+    kept = inside.nonzero().squeeze(1)  # one wait on the device for both selections
+    points, xyz_index = points[kept], xyz_index[kept]
     num_points = points.shape[0]
     nx, ny = config.grid_size[0], config.grid_size[1]  # Python ints, not device scalars
     key = (xyz_index[:, 2] * ny + xyz_index[:, 1]) * nx + xyz_index[:, 0]

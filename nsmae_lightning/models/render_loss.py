@@ -15,17 +15,19 @@ class LossTerm:
     Attributes:
         value: scalar float32 loss L_k (unweighted); an exact zero tied to the graph when
             no ray of the batch has a target.
-        skipped: batch elements without any valid target for this term.
-        rays: rays that contributed to the term.
+        skipped: int64 scalar tensor, batch elements without any valid target for this term.
+        rays: int64 scalar tensor, rays that contributed to the term.
+
+    The counts stay on the device: reading them (`int()`) would make the host wait on it.
     """
 
     value: Tensor
-    skipped: int
-    rays: int
+    skipped: Tensor
+    rays: Tensor
 
 
-def reconstruction_loss(rendered: Tensor, target: Tensor, power: int) -> Tensor:
-    """Eqs. (5)/(6): mean over rays of ||rendered - target||_p^p, in float32.
+def ray_errors(rendered: Tensor, target: Tensor, power: int) -> Tensor:
+    """Eqs. (5)/(6) per ray: ||rendered - target||_p^p, in float32 (their mean over rays is the loss).
 
     Args:
         rendered: (R,) or (R, K) rendered values.
@@ -33,12 +35,12 @@ def reconstruction_loss(rendered: Tensor, target: Tensor, power: int) -> Tensor:
         power: p (2 for colour, 1 for depth in the paper).
 
     Returns:
-        Scalar float32 loss.
+        (R,) float32 errors.
     """
     difference = (rendered.float() - target.float()).abs()
     if difference.dim() == 1:
         difference = difference.unsqueeze(-1)  # (R, 1)
-    return difference.pow(power).sum(dim=-1).mean()
+    return difference.pow(power).sum(dim=-1)
 
 
 def loss_term(
@@ -65,7 +67,13 @@ def loss_term(
     Returns:
         The term.
     """
-    covered = torch.unique(batch_index[valid]).numel()
-    valid_rays = int(valid.sum())
-    value = zero if valid_rays == 0 else reconstruction_loss(rendered[valid], target[valid], power)
-    return LossTerm(value=value, skipped=batch_size - covered, rays=valid_rays)
+    # Masks, not selections: selecting the valid rays, or testing whether there are any, would
+    # make the host wait on the device (four times per term).
+    valid_per_element = torch.zeros(batch_size, dtype=torch.int64, device=valid.device)
+    valid_per_element.index_add_(0, batch_index, valid.long())
+    valid_rays = valid_per_element.sum()
+    # invalid rays compare 0 with 0 (where before the error, so non-finite values leave no NaN gradient)
+    use = valid.view(-1, *([1] * (rendered.dim() - 1)))
+    errors = ray_errors(torch.where(use, rendered, 0.0), torch.where(use, target, 0.0), power)
+    value = zero + errors.sum() / valid_rays.clamp_min(1)  # the mean over the valid rays
+    return LossTerm(value=value, skipped=(valid_per_element == 0).sum(), rays=valid_rays)

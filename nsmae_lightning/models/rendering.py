@@ -234,14 +234,14 @@ class RenderOutput:
         losses: unweighted L_k of the enabled terms (loss_color, loss_depth_per,
             loss_depth_bev, loss_depth_rand), float32 scalars.
         total: sum_k lambda_k L_k (eq. 7).
-        skipped: per enabled term, batch elements that had no valid target.
-        rays: per enabled term, rays that carried a target.
+        skipped: per enabled term, batch elements that had no valid target (int64 scalar tensors).
+        rays: per enabled term, rays that carried a target (int64 scalar tensors).
     """
 
     losses: dict[str, Tensor]
     total: Tensor
-    skipped: dict[str, int]
-    rays: dict[str, int]
+    skipped: dict[str, Tensor]
+    rays: dict[str, Tensor]
 
 
 def composite(

@@ -76,7 +76,7 @@ class PretrainTask(BaseTask):
         logs = {f"{stage}/{name}": value.detach() for name, value in rendered.losses.items()}
         logs[f"{stage}/loss"] = rendered.total.detach()
         for name, count in rendered.skipped.items():
-            logs[f"{stage}/skipped_{name}"] = float(count)
+            logs[f"{stage}/skipped_{name}"] = count.float()  # a tensor: float() would wait on the device
         if stage == "train" and outputs["image_mask"] is not None:
             logs["train/image_masked_fraction"] = outputs["image_mask"].float().mean()
         if stage == "train" and outputs["voxel_keep"] is not None:
