@@ -66,6 +66,21 @@ def sorted_by_x(boxes: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor
     return boxes[order], labels[order]
 
 
+def test_split_by_task_groups_in_order_and_drops_ungrouped_labels() -> None:
+    # two groups over four of the ten classes: the other labels belong to no group
+    tasks = (TaskGroup(("pedestrian", "car")), TaskGroup(("bus",)))
+    head = CenterPointHead(tiny_config(tasks=tasks))
+    names = ["car", "truck", "pedestrian", "bus", "car", "traffic_cone", "pedestrian", "bus"]
+    labels = torch.tensor([DETECTION_CLASSES.index(name) for name in names])
+    boxes = torch.arange(len(names), dtype=torch.float32)[:, None].expand(-1, 9).contiguous()  # row i holds i
+    (first_boxes, first_ids), (second_boxes, second_ids) = head.split_by_task(boxes, labels)
+    assert first_boxes[:, 0].tolist() == [0.0, 2.0, 4.0, 6.0]  # input order kept
+    assert first_ids.tolist() == [1, 0, 1, 0]  # car is the group's second class, pedestrian its first
+    assert second_boxes[:, 0].tolist() == [3.0, 7.0] and second_ids.tolist() == [0, 0]
+    empty = head.split_by_task(torch.zeros(0, 9), torch.zeros(0, dtype=torch.int64))
+    assert [(b.shape, i.shape) for b, i in empty] == [((0, 9), (0,))] * 2
+
+
 @pytest.mark.parametrize("nms_type", ["circle", "rotated"])
 def test_encode_decode_round_trip_recovers_boxes(nms_type: str) -> None:
     tasks = tuple(TaskGroup(group.class_names, nms_type, 0.2 if nms_type == "rotated" else group.nms_threshold)

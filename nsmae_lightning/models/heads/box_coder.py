@@ -160,14 +160,17 @@ class CenterPointBoxCoder:
         on_grid = (ix >= 0) & (ix < num_x) & (iy >= 0) & (iy < num_y)
         radius = gaussian_radius(length / cell_x, width / cell_y, self.gaussian_overlap).long().clamp(min=self.min_radius)
 
-        heatmap = torch.zeros(batch * num_classes * num_y * num_x, device=device)
-        dx, dy, values = gaussian_windows(radius[on_grid])
-        cell_ix = ix[on_grid, None] + dx[None, :]  # (N_on, W)
-        cell_iy = iy[on_grid, None] + dy[None, :]
+        on = on_grid.nonzero().squeeze(1)  # one wait on the device for every selection below
+        cells = batch * num_classes * num_y * num_x
+        heatmap = torch.zeros(cells + 1, device=device)  # + a dropped slot for window cells off the grid
+        dx, dy, values = gaussian_windows(radius[on])
+        cell_ix = ix[on, None] + dx[None, :]  # (N_on, W)
+        cell_iy = iy[on, None] + dy[None, :]
         inside = (cell_ix >= 0) & (cell_ix < num_x) & (cell_iy >= 0) & (cell_iy < num_y)
-        plane = (sample[on_grid] * num_classes + flat_ids[on_grid])[:, None]
-        target = ((plane * num_y + cell_iy) * num_x + cell_ix)[inside]
-        heatmap.scatter_reduce_(0, target, values[inside], reduce="amax")  # overlaps keep the maximum
+        plane = (sample[on] * num_classes + flat_ids[on])[:, None]
+        target = torch.where(inside, (plane * num_y + cell_iy) * num_x + cell_ix, cells)
+        heatmap.scatter_reduce_(0, target.reshape(-1), values.reshape(-1), reduce="amax")  # overlaps keep the maximum
+        heatmap = heatmap[:cells]
 
         indices = torch.zeros(batch, self.max_objects, dtype=torch.int64, device=device)
         mask = torch.zeros(batch, self.max_objects, dtype=torch.bool, device=device)
@@ -175,10 +178,10 @@ class CenterPointBoxCoder:
         codes = torch.stack(
             [coord_x - ix, coord_y - iy, z, length.log(), width.log(), height.log(), yaw.sin(), yaw.cos(), vx, vy], 1
         )
-        rows, slots = sample[on_grid], slot[on_grid]
-        indices[rows, slots] = (iy * num_x + ix)[on_grid]
+        rows, slots = sample[on], slot[on]
+        indices[rows, slots] = (iy * num_x + ix)[on]
         mask[rows, slots] = True
-        box_targets[rows, slots] = codes[on_grid].float()
+        box_targets[rows, slots] = codes[on].float()
         return TaskTargets(
             heatmap=heatmap.reshape(batch, num_classes, num_y, num_x), indices=indices, mask=mask, box_targets=box_targets
         )

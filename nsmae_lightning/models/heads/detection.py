@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from nsmae_lightning.constants import DETECTION_CLASSES, PC_RANGE_NUSCENES
 from nsmae_lightning.models.heads.box_coder import CODE_SIZE, REGRESSION_HEADS, CenterPointBoxCoder, gather_at
+from nsmae_lightning.models.device_constants import device_constant
 from nsmae_lightning.models.heads.nms import circle_nms, rotated_nms
 
 # Sigmoid outputs are clamped to [eps, 1 - eps] so log() stays finite (CenterPoint's clamp).
@@ -193,6 +194,12 @@ class CenterPointHead(nn.Module):
         self.box_coder = CenterPointBoxCoder(config.pc_range, config.gaussian_overlap, config.min_radius, config.max_objects)
         # Global label (index into class_names) of each class of each task group.
         self.task_labels = [[config.class_names.index(name) for name in task.class_names] for task in config.tasks]
+        # Per global label: its task group (-1: none) and its index inside the group.
+        group_of_label, index_in_group = [-1] * len(config.class_names), [0] * len(config.class_names)
+        for group, labels in enumerate(self.task_labels):
+            for index, label in enumerate(labels):
+                group_of_label[label], index_in_group[label] = group, index
+        self._group_of_label, self._index_in_group = tuple(group_of_label), tuple(index_in_group)
         self.register_buffer("code_weights", torch.tensor(config.code_weights, dtype=torch.float32), persistent=False)
 
     def forward(self, bev: Tensor) -> list[dict[str, Tensor]]:
@@ -216,15 +223,17 @@ class CenterPointHead(nn.Module):
     def split_by_task(self, boxes: Tensor, labels: Tensor) -> list[tuple[Tensor, Tensor]]:
         """One sample's boxes grouped per task group: [(boxes (M_t, 9), class ids inside the group (M_t,))].
 
-        Boxes whose label belongs to no group are left out.
+        Boxes whose label belongs to no group are left out; inside a group they keep their order.
+        ``labels`` must index ``config.class_names`` (``loss`` checks).
         """
-        groups = []
-        for task_labels in self.task_labels:
-            task_label_tensor = torch.tensor(task_labels, device=labels.device)
-            in_task = (labels[:, None] == task_label_tensor[None, :])  # (M, C_task)
-            selected = in_task.any(dim=1)
-            groups.append((boxes[selected], in_task[selected].int().argmax(dim=1)))
-        return groups
+        # A stable sort by group and one read of the group sizes: one wait on the device per
+        # sample, not two per group (boolean selections).
+        group = device_constant(self._group_of_label, labels.device)[labels]
+        order = torch.argsort(group, stable=True)
+        sizes = torch.bincount(group + 1, minlength=len(self.task_labels) + 1).tolist()  # bin 0: no group
+        class_ids = device_constant(self._index_in_group, labels.device)[labels]
+        grouped = zip(torch.split(boxes[order], sizes), torch.split(class_ids[order], sizes))
+        return list(grouped)[1:]
 
     def loss(
         self, preds: list[dict[str, Tensor]], gt_boxes: Sequence[Tensor], gt_labels: Sequence[Tensor]
