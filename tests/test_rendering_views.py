@@ -13,8 +13,13 @@ from nsmae_lightning.models.rays import (
     bev_rays,
     clip_to_range,
     distance_image,
+    distance_images,
+    draw,
+    padded_points,
+    perspective_rays,
     pillar_depth,
     pixel_rays,
+    random_view_rays,
     virtual_cameras,
 )
 from nsmae_lightning.models.rendering import NeRFPretrainHead, RenderConfig
@@ -151,6 +156,53 @@ def test_distance_image_mask_equals_selecting_the_points() -> None:
     selected = distance_image(points[use], INTRINSICS[None], cam2lidar, IMG_AUG[None], HEIGHT, WIDTH)
     assert torch.isfinite(selected).sum() > 20
     assert torch.equal(masked, selected)
+
+
+def test_batched_z_buffers_equal_each_sample_alone() -> None:
+    generator = torch.Generator().manual_seed(4)
+    clouds = [torch.rand(count, 3, generator=generator) * torch.tensor([16.0, 16.0, 4.0]) - torch.tensor([8.0, 0.0, 2.0])
+              for count in (300, 120)]
+    cameras = torch.stack([_camera((0.0, 0.0, 0.0)), _camera((0.5, -0.5, 0.2))])  # two cameras, as in a sample
+    intrinsics, img_aug = INTRINSICS.expand(2, 2, 3, 3), IMG_AUG.expand(2, 2, 4, 4)
+    cam2lidar = torch.stack([cameras, cameras.flip(0)])  # the second sample has them swapped
+    xyz, present = padded_points(clouds, torch.float32)
+    assert xyz.shape == (2, 300, 3) and present.sum(dim=1).tolist() == [300, 120]
+    batched = distance_images(xyz, intrinsics, cam2lidar, img_aug, HEIGHT, WIDTH, present)
+    for index, cloud in enumerate(clouds):
+        alone = distance_image(cloud, intrinsics[index], cam2lidar[index], img_aug[index], HEIGHT, WIDTH)
+        assert torch.isfinite(alone).sum() > 10
+        torch.testing.assert_close(batched[index], alone, rtol=1e-6, atol=1e-6)  # padding adds nothing
+
+
+def test_draw_takes_distinct_candidates_of_each_row() -> None:
+    torch.manual_seed(0)
+    candidate = torch.zeros(3, 50, dtype=torch.bool)
+    candidate[0, ::2] = True  # 25 candidates
+    candidate[1, :4] = True  # fewer than the count: all of them
+    rows, columns = draw(candidate, 10)
+    assert rows.bincount(minlength=3).tolist() == [10, 4, 0]
+    assert bool(candidate[rows, columns].all())
+    for row in range(2):
+        picked = columns[rows == row]
+        assert picked.unique().numel() == picked.numel()  # without replacement
+    assert sorted(columns[rows == 1].tolist()) == [0, 1, 2, 3]
+    every_row, every_column = draw(candidate, None)
+    assert every_row.tolist() == [0] * 25 + [1] * 4 and every_column[:3].tolist() == [0, 2, 4]  # all, in order
+
+
+def test_rays_of_a_batch_stay_with_their_own_sample() -> None:
+    torch.manual_seed(0)
+    batch = _batch([_cloud(400, 0), torch.zeros(0, 5)])  # the second sample has no LiDAR at all
+    per = perspective_rays(batch, PC_RANGE, 32, "lidar", True)
+    assert set(per.batch_index.tolist()) == {0} and 0 < len(per) <= 32 and bool(per.has_depth.all())
+    uniform = perspective_rays(batch, PC_RANGE, 32, "uniform", True)
+    assert uniform.batch_index.bincount(minlength=2).tolist()[1] > 0  # uniform rays do not need LiDAR
+    assert not bool(uniform.has_depth[uniform.batch_index == 1].any())
+    assert uniform.rgb_target is not None and uniform.rgb_target.shape == (len(uniform), 3)
+    bev = bev_rays(batch["points"], PC_RANGE, (4, 4), 8, "lidar")  # type: ignore[arg-type]
+    assert set(bev.batch_index.tolist()) == {0} and 0 < len(bev) <= 8
+    rand = random_view_rays(batch["points"], PC_RANGE, 2, 16, "lidar", (12, 16), 90.0, 1.0, (0.0, 0.5), (-10.0, 10.0))  # type: ignore[arg-type]
+    assert set(rand.batch_index.tolist()) <= {0} and len(rand) <= 16
 
 
 def test_ray_bundle_select_by_mask_index_and_slice() -> None:

@@ -172,7 +172,67 @@ def pixel_rays(
     return cam2lidar[camera, :3, 3], torch.nn.functional.normalize(directions, dim=-1)
 
 
+def padded_points(points: Sequence[Tensor], dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Per-sample point clouds as one padded tensor: xyz (B, P_max, 3) and present (B, P_max) bool.
+
+    The sizes come from the tensors' shapes (known on the host), so padding waits on nothing.
+    """
+    xyz = torch.nn.utils.rnn.pad_sequence([cloud[:, :3].to(dtype) for cloud in points], batch_first=True)
+    present = torch.nn.utils.rnn.pad_sequence(
+        [torch.ones(cloud.shape[0], dtype=torch.bool, device=cloud.device) for cloud in points], batch_first=True
+    )
+    return xyz, present
+
+
 @_autocast_off
+def distance_images(
+    points_xyz: Tensor,
+    intrinsics: Tensor,
+    cam2lidar: Tensor,
+    img_aug: Tensor,
+    height: int,
+    width: int,
+    use: Tensor | None = None,
+) -> Tensor:
+    """Z-buffers of LiDAR points for a batch: per pixel, the distance from the camera centre to the nearest point.
+
+    Projection follows docs/conventions.md; points behind the camera (d <= 0.1 m) or
+    outside the image are ignored. One batched projection and one scatter for the batch.
+
+    Args:
+        points_xyz: (B, P, 3) LiDAR points per sample (padded: see `use`).
+        intrinsics: (B, N, 3, 3), cam2lidar: (B, N, 4, 4), img_aug: (B, N, 4, 4) per camera.
+        height: image height (augmented image).
+        width: image width.
+        use: (B, P) bool, the points to project (default: all): padding and out-of-range points
+            are masked instead of selected away, which would wait on the device for the size.
+
+    Returns:
+        (B, N, H, W) distances, `inf` where no point projects.
+    """
+    batch, cameras = intrinsics.shape[:2]
+    homogeneous = torch.cat([points_xyz, torch.ones_like(points_xyz[..., :1])], dim=-1)  # (B, P, 4)
+    camera_points = affine_inverse(cam2lidar) @ homogeneous.transpose(1, 2).unsqueeze(1)  # (B, N, 4, P)
+    depth = camera_points[:, :, 2]  # (B, N, P)
+    uvd = intrinsics @ camera_points[:, :, :3]  # (B, N, 3, P)
+    pixel_uv = uvd[:, :, :2] / depth.clamp_min(1e-6).unsqueeze(2)  # (B, N, 2, P)
+    original = torch.cat([pixel_uv, depth.unsqueeze(2), torch.ones_like(depth).unsqueeze(2)], dim=2)  # (B, N, 4, P)
+    augmented = img_aug @ original  # (B, N, 4, P)
+    column = torch.round(augmented[:, :, 0]).long()
+    row = torch.round(augmented[:, :, 1]).long()
+    visible = (depth > 0.1) & (column >= 0) & (column < width) & (row >= 0) & (row < height)
+    if use is not None:
+        visible = visible & use.unsqueeze(1)
+    distance = (points_xyz.unsqueeze(1) - cam2lidar[:, :, None, :3, 3]).norm(dim=-1)  # (B, N, P)
+    image_index = torch.arange(batch * cameras, device=points_xyz.device).view(batch, cameras, 1)
+    pixels = batch * cameras * height * width
+    # invisible points land in one extra slot, dropped after: no boolean selection (a device wait)
+    flat = torch.where(visible, (image_index * height + row) * width + column, pixels)
+    image = torch.full((pixels + 1,), math.inf, device=points_xyz.device, dtype=points_xyz.dtype)
+    image.scatter_reduce_(0, flat.reshape(-1), distance.reshape(-1), reduce="amin")
+    return image[:pixels].view(batch, cameras, height, width)
+
+
 def distance_image(
     points_xyz: Tensor,
     intrinsics: Tensor,
@@ -182,50 +242,30 @@ def distance_image(
     width: int,
     use: Tensor | None = None,
 ) -> Tensor:
-    """Z-buffer of LiDAR points: per pixel, the distance from the camera centre to the nearest point.
+    """`distance_images` of one sample: points (P, 3), cameras (N, ...), use (P,) -> (N, H, W)."""
+    return distance_images(
+        points_xyz[None], intrinsics[None], cam2lidar[None], img_aug[None], height, width,
+        None if use is None else use[None],
+    )[0]
 
-    Projection follows docs/conventions.md; points behind the camera (d <= 0.1 m) or
-    outside the image are ignored.
 
-    Args:
-        points_xyz: (P, 3) LiDAR points.
-        intrinsics: (N, 3, 3), cam2lidar: (N, 4, 4), img_aug: (N, 4, 4) per camera.
-        height: image height (augmented image).
-        width: image width.
-        use: (P,) bool, the points to project (default: all); a mask instead of a selection of
-            the points, which would wait on the device for its size.
+def draw(candidate: Tensor, count: int | None) -> tuple[Tensor, Tensor]:
+    """Per row of `candidate` (B, K) bool, up to `count` of its True entries, without replacement.
+
+    Every row draws from its own candidates (a uniform random subset: the top `count` of random
+    scores); rows with fewer candidates give all of them; `count` None gives every candidate in
+    order. One wait on the device for the whole batch (the number of rays drawn).
 
     Returns:
-        (N, H, W) distances, `inf` where no point projects.
+        row (R,) and column (R,) of each drawn entry.
     """
-    cameras = intrinsics.shape[0]
-    homogeneous = torch.cat([points_xyz, torch.ones_like(points_xyz[:, :1])], dim=-1)  # (P, 4)
-    camera_points = affine_inverse(cam2lidar) @ homogeneous.T  # (N, 4, P)
-    depth = camera_points[:, 2]  # (N, P)
-    uvd = intrinsics @ camera_points[:, :3]  # (N, 3, P)
-    pixel_uv = uvd[:, :2] / depth.clamp_min(1e-6).unsqueeze(1)  # (N, 2, P)
-    original = torch.cat([pixel_uv, depth.unsqueeze(1), torch.ones_like(depth).unsqueeze(1)], dim=1)  # (N, 4, P)
-    augmented = img_aug @ original  # (N, 4, P)
-    column = torch.round(augmented[:, 0]).long()
-    row = torch.round(augmented[:, 1]).long()
-    visible = (depth > 0.1) & (column >= 0) & (column < width) & (row >= 0) & (row < height)
-    if use is not None:
-        visible = visible & use
-    distance = (points_xyz.unsqueeze(0) - cam2lidar[:, None, :3, 3]).norm(dim=-1)  # (N, P)
-    camera_index = torch.arange(cameras, device=points_xyz.device).unsqueeze(1).expand_as(row)
-    pixels = cameras * height * width
-    # invisible points land in one extra slot, dropped after: no boolean selection (a device wait)
-    flat = torch.where(visible, (camera_index * height + row) * width + column, pixels)
-    image = torch.full((pixels + 1,), math.inf, device=points_xyz.device, dtype=points_xyz.dtype)
-    image.scatter_reduce_(0, flat.reshape(-1), distance.reshape(-1), reduce="amin")
-    return image[:pixels].view(cameras, height, width)
-
-
-def _choose(candidates: Tensor, count: int) -> Tensor:
-    """Up to `count` entries of `candidates` drawn without replacement."""
-    if candidates.numel() <= count:
-        return candidates
-    return candidates[torch.randperm(candidates.numel(), device=candidates.device)[:count]]
+    if count is None or count >= candidate.shape[1]:
+        rows, columns = candidate.nonzero(as_tuple=True)
+        return rows, columns
+    scores = torch.where(candidate, torch.rand(candidate.shape, device=candidate.device), -1.0)
+    top = scores.topk(count, dim=1)  # (B, count)
+    rows, slots = (top.values >= 0).nonzero(as_tuple=True)
+    return rows, top.indices[rows, slots]
 
 
 def _finish(
@@ -233,7 +273,7 @@ def _finish(
     directions: Tensor,
     depth: Tensor,
     rgb: Tensor | None,
-    sample_index: int,
+    batch_index: Tensor,
     pc_range: Sequence[float],
 ) -> RayBundle:
     """Clip rays to the range, attach targets, drop rays that miss the range."""
@@ -242,7 +282,7 @@ def _finish(
     bundle = RayBundle(
         origins=origins,
         directions=directions,
-        batch_index=torch.full_like(near, sample_index, dtype=torch.int64),
+        batch_index=batch_index,
         near=near,
         far=far,
         depth_target=torch.where(has_depth, depth, torch.zeros_like(depth)),
@@ -259,40 +299,37 @@ def camera_rays(
     img_aug: Tensor,
     count: int | None,
     mode: str,
-    sample_index: int,
     pc_range: Sequence[float],
     images_rgb: Tensor | None = None,
 ) -> RayBundle:
-    """Rays through pixels of a set of cameras of one batch element (PER and Rand views).
+    """Rays through pixels of the cameras of a batch (PER and Rand views).
 
     Args:
-        distances: (N, H, W) z-buffer from `distance_image` (`inf` = no LiDAR).
-        intrinsics: (N, 3, 3), cam2lidar: (N, 4, 4), img_aug: (N, 4, 4).
-        count: rays to draw over all cameras (None = every candidate pixel).
+        distances: (B, N, H, W) z-buffers from `distance_images` (`inf` = no LiDAR).
+        intrinsics: (B, N, 3, 3), cam2lidar: (B, N, 4, 4), img_aug: (B, N, 4, 4).
+        count: rays to draw per batch element over all its cameras (None = every candidate pixel).
         mode: "uniform" (all pixels) or "lidar" (pixels with a LiDAR distance).
-        sample_index: batch element, stored in the bundle.
         pc_range: range the rays are clipped to.
-        images_rgb: (N, 3, H, W) colour targets in [0, 1], or None for depth only.
+        images_rgb: (B, N, 3, H, W) colour targets in [0, 1], or None for depth only.
 
     Returns:
         The rays with depth targets (and colour targets when images are given).
     """
     if mode not in RAY_MODES:
         raise ValueError(f"ray mode must be one of {RAY_MODES}, got {mode!r}")
-    cameras, height, width = distances.shape
-    flat_distances = distances.reshape(-1)
-    if mode == "lidar":
-        candidates = torch.nonzero(torch.isfinite(flat_distances)).squeeze(1)
-    else:
-        candidates = torch.arange(flat_distances.numel(), device=distances.device)
-    chosen = candidates if count is None else _choose(candidates, count)
+    batch, cameras, height, width = distances.shape
+    flat_distances = distances.reshape(batch, -1)
+    candidate = torch.isfinite(flat_distances) if mode == "lidar" else torch.ones_like(flat_distances, dtype=torch.bool)
+    sample, chosen = draw(candidate, count)
     camera = chosen // (height * width)
     row = (chosen // width) % height
     column = chosen % width
     pixels = torch.stack([column, row], dim=-1).to(distances.dtype)
-    origins, directions = pixel_rays(pixels, camera, intrinsics, cam2lidar, img_aug)
-    rgb = None if images_rgb is None else images_rgb[camera, :, row, column]  # (R, 3)
-    return _finish(origins, directions, flat_distances[chosen], rgb, sample_index, pc_range)
+    origins, directions = pixel_rays(
+        pixels, sample * cameras + camera, intrinsics.flatten(0, 1), cam2lidar.flatten(0, 1), img_aug.flatten(0, 1)
+    )
+    rgb = None if images_rgb is None else images_rgb[sample, camera, :, row, column]  # (R, 3)
+    return _finish(origins, directions, flat_distances[sample, chosen], rgb, sample, pc_range)
 
 
 def denormalize_images(images: Tensor) -> Tensor:
@@ -318,43 +355,47 @@ def perspective_rays(
         The rays of all batch elements.
     """
     images: Tensor = batch["images"]  # type: ignore[assignment]
-    points: list[Tensor] = batch["points"]  # type: ignore[assignment]
     height, width = images.shape[-2:]
-    bundles = []
-    for sample_index, sample_points in enumerate(points):
-        xyz = sample_points[:, :3].to(images.dtype)
-        intrinsics = batch["intrinsics"][sample_index]  # type: ignore[index]
-        cam2lidar = batch["cam2lidar"][sample_index]  # type: ignore[index]
-        img_aug = batch["img_aug"][sample_index]  # type: ignore[index]
-        distances = distance_image(xyz, intrinsics, cam2lidar, img_aug, height, width, points_in_range(xyz, pc_range))
-        colors = denormalize_images(images[sample_index]) if with_color else None
-        bundles.append(
-            camera_rays(distances, intrinsics, cam2lidar, img_aug, count, mode, sample_index, pc_range, colors)
-        )
-    return RayBundle.concatenate(bundles)
+    xyz, present = padded_points(batch["points"], images.dtype)  # type: ignore[arg-type]
+    intrinsics, cam2lidar, img_aug = (batch[key] for key in ("intrinsics", "cam2lidar", "img_aug"))
+    use = present & points_in_range(xyz, pc_range)
+    distances = distance_images(xyz, intrinsics, cam2lidar, img_aug, height, width, use)  # type: ignore[arg-type]
+    colors = denormalize_images(images) if with_color else None
+    return camera_rays(distances, intrinsics, cam2lidar, img_aug, count, mode, pc_range, colors)  # type: ignore[arg-type]
 
 
-def pillar_depth(points_xyz: Tensor, pc_range: Sequence[float], grid_shape: tuple[int, int]) -> Tensor:
-    """BEV depth target: distance from the top of the range to each pillar's highest return.
+def pillar_depths(
+    points_xyz: Tensor, pc_range: Sequence[float], grid_shape: tuple[int, int], use: Tensor | None = None
+) -> Tensor:
+    """BEV depth targets of a batch: distance from the top of the range to each pillar's highest return.
 
     Args:
-        points_xyz: (P, 3) LiDAR points (points outside the range are ignored).
+        points_xyz: (B, P, 3) LiDAR points per sample (points outside the range are ignored).
         pc_range: (x0, y0, z0, x1, y1, z1).
         grid_shape: (Ny, Nx) of the BEV grid over the range.
+        use: (B, P) bool, the points to use (default: all; e.g. not the padding).
 
     Returns:
-        (Ny, Nx) distances `z1 - z_max`, `inf` for empty pillars.
+        (B, Ny * Nx) distances `z1 - z_max`, `inf` for empty pillars.
     """
+    batch = points_xyz.shape[0]
     size_y, size_x = grid_shape
     x0, y0, _, x1, y1, z1 = pc_range
     cells = size_y * size_x
-    column = ((points_xyz[:, 0] - x0) / ((x1 - x0) / size_x)).long().clamp(0, size_x - 1)
-    row = ((points_xyz[:, 1] - y0) / ((y1 - y0) / size_y)).long().clamp(0, size_y - 1)
+    column = ((points_xyz[..., 0] - x0) / ((x1 - x0) / size_x)).long().clamp(0, size_x - 1)
+    row = ((points_xyz[..., 1] - y0) / ((y1 - y0) / size_y)).long().clamp(0, size_y - 1)
+    inside = points_in_range(points_xyz, pc_range) if use is None else points_in_range(points_xyz, pc_range) & use
+    sample = torch.arange(batch, device=points_xyz.device).unsqueeze(1)
     # points outside the range land in one extra slot, dropped after (no boolean selection)
-    cell = torch.where(points_in_range(points_xyz, pc_range), row * size_x + column, cells)
-    highest = torch.full((cells + 1,), -math.inf, device=points_xyz.device, dtype=points_xyz.dtype)
-    highest.scatter_reduce_(0, cell, points_xyz[:, 2], reduce="amax")
-    return (z1 - highest[:cells]).view(size_y, size_x)
+    cell = torch.where(inside, sample * cells + row * size_x + column, batch * cells)
+    highest = torch.full((batch * cells + 1,), -math.inf, device=points_xyz.device, dtype=points_xyz.dtype)
+    highest.scatter_reduce_(0, cell.reshape(-1), points_xyz[..., 2].reshape(-1), reduce="amax")
+    return (z1 - highest[: batch * cells]).view(batch, cells)
+
+
+def pillar_depth(points_xyz: Tensor, pc_range: Sequence[float], grid_shape: tuple[int, int]) -> Tensor:
+    """`pillar_depths` of one sample: points (P, 3) -> (Ny, Nx)."""
+    return pillar_depths(points_xyz[None], pc_range, grid_shape)[0].view(grid_shape)
 
 
 def bev_rays(
@@ -378,18 +419,12 @@ def bev_rays(
     """
     if mode not in RAY_MODES:
         raise ValueError(f"ray mode must be one of {RAY_MODES}, got {mode!r}")
-    bundles = []
-    for sample_index, sample_points in enumerate(points):
-        xyz = sample_points[:, :3].float()
-        depth = pillar_depth(xyz, pc_range, grid_shape).reshape(-1)
-        if mode == "lidar":
-            candidates = torch.nonzero(torch.isfinite(depth)).squeeze(1)
-        else:
-            candidates = torch.arange(depth.numel(), device=xyz.device)
-        chosen = candidates if count is None else _choose(candidates, count)
-        origins, directions = pillar_rays(chosen, pc_range, grid_shape)
-        bundles.append(_finish(origins, directions, depth[chosen], None, sample_index, pc_range))
-    return RayBundle.concatenate(bundles)
+    xyz, present = padded_points(points, torch.float32)
+    depth = pillar_depths(xyz, pc_range, grid_shape, present)  # (B, cells)
+    candidate = torch.isfinite(depth) if mode == "lidar" else torch.ones_like(depth, dtype=torch.bool)
+    sample, chosen = draw(candidate, count)
+    origins, directions = pillar_rays(chosen, pc_range, grid_shape)
+    return _finish(origins, directions, depth[sample, chosen], None, sample, pc_range)
 
 
 def pillar_rays(cells: Tensor, pc_range: Sequence[float], grid_shape: tuple[int, int]) -> tuple[Tensor, Tensor]:
@@ -477,13 +512,14 @@ def random_view_rays(
     Returns:
         The rays of all batch elements.
     """
-    bundles = []
-    for sample_index, sample_points in enumerate(points):
-        xyz = sample_points[:, :3].float()
-        intrinsics, cam2lidar = virtual_cameras(
-            cameras_per_sample, image_size, fov_deg, origin_radius, height_range, pitch_range_deg, xyz.device
-        )
-        img_aug = torch.eye(4, device=xyz.device).repeat(cameras_per_sample, 1, 1)
-        distances = distance_image(xyz, intrinsics, cam2lidar, img_aug, *image_size, points_in_range(xyz, pc_range))
-        bundles.append(camera_rays(distances, intrinsics, cam2lidar, img_aug, count, mode, sample_index, pc_range))
-    return RayBundle.concatenate(bundles)
+    xyz, present = padded_points(points, torch.float32)
+    batch = xyz.shape[0]
+    intrinsics, cam2lidar = virtual_cameras(
+        batch * cameras_per_sample, image_size, fov_deg, origin_radius, height_range, pitch_range_deg, xyz.device
+    )
+    intrinsics = intrinsics.view(batch, cameras_per_sample, 3, 3)
+    cam2lidar = cam2lidar.view(batch, cameras_per_sample, 4, 4)
+    img_aug = torch.eye(4, device=xyz.device).expand(batch, cameras_per_sample, 4, 4)
+    use = present & points_in_range(xyz, pc_range)
+    distances = distance_images(xyz, intrinsics, cam2lidar, img_aug, *image_size, use)
+    return camera_rays(distances, intrinsics, cam2lidar, img_aug, count, mode, pc_range)
