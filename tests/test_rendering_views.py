@@ -12,7 +12,6 @@ from nsmae_lightning.models.rays import (
     RayBundle,
     bev_rays,
     clip_to_range,
-    distance_image,
     distance_images,
     draw,
     padded_points,
@@ -45,6 +44,13 @@ def _point_at_pixel(column: int, row: int, depth: float, cam2lidar: torch.Tensor
     original = torch.linalg.solve(IMG_AUG, torch.tensor([float(column), float(row), depth, 1.0]))
     camera_point = depth * torch.linalg.solve(INTRINSICS, torch.tensor([original[0], original[1], 1.0]))
     return cam2lidar[:3, :3] @ camera_point + cam2lidar[:3, 3]
+
+
+def distance_image(points: torch.Tensor, intrinsics: torch.Tensor, cam2lidar: torch.Tensor, img_aug: torch.Tensor,
+                   height: int, width: int, use: torch.Tensor | None = None) -> torch.Tensor:
+    """`distance_images` of one sample: points (P, 3), cameras (N, ...) -> (N, H, W)."""
+    return distance_images(points[None], intrinsics[None], cam2lidar[None], img_aug[None], height, width,
+                           None if use is None else use[None])[0]
 
 
 def _batch(points: list[torch.Tensor]) -> dict[str, object]:

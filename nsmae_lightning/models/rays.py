@@ -233,22 +233,6 @@ def distance_images(
     return image[:pixels].view(batch, cameras, height, width)
 
 
-def distance_image(
-    points_xyz: Tensor,
-    intrinsics: Tensor,
-    cam2lidar: Tensor,
-    img_aug: Tensor,
-    height: int,
-    width: int,
-    use: Tensor | None = None,
-) -> Tensor:
-    """`distance_images` of one sample: points (P, 3), cameras (N, ...), use (P,) -> (N, H, W)."""
-    return distance_images(
-        points_xyz[None], intrinsics[None], cam2lidar[None], img_aug[None], height, width,
-        None if use is None else use[None],
-    )[0]
-
-
 def draw(candidate: Tensor, count: int | None) -> tuple[Tensor, Tensor]:
     """Per row of `candidate` (B, K) bool, up to `count` of its True entries, without replacement.
 

@@ -34,7 +34,7 @@ from nsmae_lightning.models.rays import (
     bev_rays,
     clip_to_range,
     denormalize_images,
-    distance_image,
+    distance_images,
     perspective_rays,
     pillar_depth,
     pillar_rays,
@@ -564,7 +564,7 @@ class NeRFPretrainHead(nn.Module):
         per = self._render_chunked(volume, self._full_bundle(origins, directions), self.config.per_step, True)
         xyz = batch["points"][sample_index][:, :3].to(images.dtype)  # type: ignore[index]
         xyz = xyz[points_in_range(xyz, self.pc_range)]
-        distances = distance_image(xyz, intrinsics[None], cam2lidar[None], img_aug[None], height, width)
+        distances = distance_images(xyz[None], intrinsics[None, None], cam2lidar[None, None], img_aug[None, None], height, width)[0]
         nearest = -nn.functional.max_pool2d(-distances, stride, ceil_mode=True)[0]  # (h, w)
         size_y, size_x = bev.shape[-2:]
         cells = torch.arange(size_y * size_x, device=bev.device)
