@@ -233,6 +233,13 @@ def distance_images(
     return image[:pixels].view(batch, cameras, height, width)
 
 
+def _candidates(depth: Tensor, mode: str) -> Tensor:
+    """Where rays may be drawn: everywhere ("uniform") or where a LiDAR depth target exists ("lidar")."""
+    if mode not in RAY_MODES:
+        raise ValueError(f"ray mode must be one of {RAY_MODES}, got {mode!r}")
+    return torch.isfinite(depth) if mode == "lidar" else torch.ones_like(depth, dtype=torch.bool)
+
+
 def draw(candidate: Tensor, count: int | None) -> tuple[Tensor, Tensor]:
     """Per row of `candidate` (B, K) bool, up to `count` of its True entries, without replacement.
 
@@ -299,12 +306,9 @@ def camera_rays(
     Returns:
         The rays with depth targets (and colour targets when images are given).
     """
-    if mode not in RAY_MODES:
-        raise ValueError(f"ray mode must be one of {RAY_MODES}, got {mode!r}")
     batch, cameras, height, width = distances.shape
     flat_distances = distances.reshape(batch, -1)
-    candidate = torch.isfinite(flat_distances) if mode == "lidar" else torch.ones_like(flat_distances, dtype=torch.bool)
-    sample, chosen = draw(candidate, count)
+    sample, chosen = draw(_candidates(flat_distances, mode), count)
     camera = chosen // (height * width)
     row = (chosen // width) % height
     column = chosen % width
@@ -401,12 +405,9 @@ def bev_rays(
     Returns:
         The rays of all batch elements; `depth_target = z1 - z_max` of the pillar.
     """
-    if mode not in RAY_MODES:
-        raise ValueError(f"ray mode must be one of {RAY_MODES}, got {mode!r}")
     xyz, present = padded_points(points, torch.float32)
     depth = pillar_depths(xyz, pc_range, grid_shape, present)  # (B, cells)
-    candidate = torch.isfinite(depth) if mode == "lidar" else torch.ones_like(depth, dtype=torch.bool)
-    sample, chosen = draw(candidate, count)
+    sample, chosen = draw(_candidates(depth, mode), count)
     origins, directions = pillar_rays(chosen, pc_range, grid_shape)
     return _finish(origins, directions, depth[sample, chosen], None, sample, pc_range)
 

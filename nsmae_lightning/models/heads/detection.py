@@ -306,7 +306,7 @@ class CenterPointHead(nn.Module):
                     keep = circle_nms(boxes[:, :2], scores, task.nms_threshold, self.config.post_max_size)
                 else:
                     keep = rotated_nms(boxes[:, [0, 1, 3, 4, 6]], scores, task.nms_threshold, self.config.post_max_size)
-                label_lookup = torch.tensor(task_labels, device=class_ids.device)
+                label_lookup = device_constant(task_labels, class_ids.device)  # no host copy per sample
                 sample_boxes.append(boxes[keep])
                 sample_scores.append(scores[keep])
                 sample_labels.append(label_lookup[class_ids[keep]])
