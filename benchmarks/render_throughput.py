@@ -11,6 +11,8 @@ paper-size volume (B = 2, Z = 40, Ny = Nx = 180, 1 + Cf = 33):
   colour -> loss -> backward), the dense one including its scatter into (R, S) (no sampler);
 - ``mlp``: the colour MLP alone (sampled features + each ray's encoded view direction ->
   RGB -> backward), the share of the march that is neither sampling nor compositing;
+  per ``--color-mlps`` (`RenderConfig.color_mlp`: "torch" layers, "triton" kernels), which the
+  march and render rows of the non-fused marches also run through;
 - ``march``: the render network after its volume decoder: ray marching -> sampling ->
   colour MLP -> compositing -> loss -> backward into the volume;
 - ``render``: the whole render head for PER-like rays: BEV embedding -> conv volume ->
@@ -50,11 +52,13 @@ from nsmae_lightning.models.ray_samples import pack_samples
 from nsmae_lightning.models.rays import RayBundle, clip_to_range
 from nsmae_lightning.models.rendered_rays import RenderedRays
 from nsmae_lightning.models.rendering import (
+    COLOR_MLPS,
     FUSED_MARCHES,
     MARCHES,
     NeRFPretrainHead,
     RenderConfig,
     march_compositor,
+    resolve_color_mlp,
     resolve_render_path,
 )
 from nsmae_lightning.models.trilinear import metric_to_voxel, sample_volume
@@ -78,6 +82,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--marches", default="dense", help=f"comma-separated, of {','.join(MARCHES)}")
     parser.add_argument("--pairs", help="sampler:march,... instead of --samplers x --marches")
     parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {','.join(KINDS)}")
+    parser.add_argument("--color-mlps", default="torch", help=f"comma-separated, of {','.join(COLOR_MLPS)},auto")
     parser.add_argument("--dtypes", default="fp32,bf16")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
@@ -158,9 +163,10 @@ def bench_composite(args: argparse.Namespace, march: str, dtype: torch.dtype, de
     return {**result, "samples": float(count), "samples_per_s": count / result["seconds"]}
 
 
-def bench_mlp(args: argparse.Namespace, dtype: torch.dtype, device: torch.device) -> dict[str, float]:
+def bench_mlp(args: argparse.Namespace, color_mlp: str, dtype: torch.dtype, device: torch.device) -> dict[str, float]:
     """The colour MLP alone, fwd + bwd into its weights and the sampled features."""
-    config = RenderConfig(z_bins=args.z_bins, feature_channels=args.feature_channels, per_step=args.step)
+    config = RenderConfig(z_bins=args.z_bins, feature_channels=args.feature_channels, per_step=args.step,
+                          color_mlp=color_mlp)
     network = NeRFPretrainHead(config, args.embed_channels, PC_RANGE).network.to(device)
     rays = random_rays(args.batch, args.rays, device)
     samples = pack_samples(rays.near, rays.far, args.step, config.max_samples_per_ray)
@@ -180,17 +186,18 @@ def bench_mlp(args: argparse.Namespace, dtype: torch.dtype, device: torch.device
 
 
 def bench_head(
-    args: argparse.Namespace, sampler: str, march: str, dtype: torch.dtype, device: torch.device, with_decoder: bool
+    args: argparse.Namespace, sampler: str, march: str, color_mlp: str, dtype: torch.dtype, device: torch.device,
+    with_decoder: bool,
 ) -> dict[str, float]:
     """The render head fwd + bwd from the BEV embedding (``with_decoder``) or from a fixed volume.
 
     Besides the time, ``reference_error``: the largest difference of the loss and of every gradient
     (input and parameters) from the same head with the eager sampler and the dense march, relative
-    to that reference's largest magnitude: the compiled / autotuned kernels checked on the device
+    to that reference's largest magnitude (with the torch colour MLP): the compiled / autotuned kernels checked on the device
     they are timed on (the tests check them in Triton's CPU interpreter).
     """
     config = RenderConfig(z_bins=args.z_bins, feature_channels=args.feature_channels, per_step=args.step,
-                          sampler=sampler, march=march)
+                          sampler=sampler, march=march, color_mlp="torch" if color_mlp == "-" else color_mlp)
     head = NeRFPretrainHead(config, args.embed_channels, PC_RANGE).to(device)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     bev = torch.randn(args.batch, args.embed_channels, args.grid, args.grid, device=device, requires_grad=with_decoder)
@@ -220,24 +227,24 @@ def bench_head(
         return [loss.detach(), *torch.autograd.grad(loss, inputs, allow_unused=True)]
 
     got = loss_and_gradients(config)
-    expected = loss_and_gradients(dataclasses.replace(config, sampler="trilinear", march="dense"))
+    expected = loss_and_gradients(dataclasses.replace(config, sampler="trilinear", march="dense", color_mlp="torch"))
     error = max(float((value.float() - reference.float()).abs().max() / reference.float().abs().max().clamp_min(1e-30))
                 for value, reference in zip(got, expected) if reference is not None and reference.numel())
     return {**result, "samples": float(samples), "samples_per_s": samples / result["seconds"], "reference_error": error}
 
 
 def bench_render(
-    args: argparse.Namespace, sampler: str, march: str, dtype: torch.dtype, device: torch.device
+    args: argparse.Namespace, sampler: str, march: str, color_mlp: str, dtype: torch.dtype, device: torch.device
 ) -> dict[str, float]:
     """The whole render head: volume decoder, marching, sampling, MLP, compositing."""
-    return bench_head(args, sampler, march, dtype, device, with_decoder=True)
+    return bench_head(args, sampler, march, color_mlp, dtype, device, with_decoder=True)
 
 
 def bench_march(
-    args: argparse.Namespace, sampler: str, march: str, dtype: torch.dtype, device: torch.device
+    args: argparse.Namespace, sampler: str, march: str, color_mlp: str, dtype: torch.dtype, device: torch.device
 ) -> dict[str, float]:
     """The render head after its volume decoder (gradients stop at the volume)."""
-    return bench_head(args, sampler, march, dtype, device, with_decoder=False)
+    return bench_head(args, sampler, march, color_mlp, dtype, device, with_decoder=False)
 
 
 def _split(values: str, allowed: tuple[str, ...], flag: str) -> list[str]:
@@ -249,14 +256,18 @@ def _split(values: str, allowed: tuple[str, ...], flag: str) -> list[str]:
     return chosen
 
 
-def planned_rows(
-    args: argparse.Namespace, device: torch.device
-) -> list[tuple[str, str, str, Callable[..., dict[str, float]]]]:
-    """(kind, sampler, march, bench(dtype, device)) of every row to time, in order; "-" where it does not apply.
+Row = tuple[str, str, str, str, Callable[..., dict[str, float]]]
 
-    "auto" (sampler or march) is timed as the path it resolves to on ``device``.
+
+def planned_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
+    """(kind, sampler, march, color_mlp, bench(dtype, device)) of every row to time, in order; "-" where it
+    does not apply (the fused marches run their own colour MLP).
+
+    "auto" (sampler, march or colour MLP) is timed as the path it resolves to on ``device``.
     """
     kinds = _split(args.kinds, KINDS, "--kinds")
+    color_mlps = list(dict.fromkeys(resolve_color_mlp(kind, device)
+                                    for kind in _split(args.color_mlps, (*COLOR_MLPS, "auto"), "--color-mlps")))
     if args.pairs:
         named = [tuple(pair.split(":", 1)) for pair in args.pairs.split(",") if pair]
         if any(len(pair) != 2 for pair in named):
@@ -269,28 +280,29 @@ def planned_rows(
     fused = sorted({sampler for sampler, march in pairs if march == "fused_triton"} - {"trilinear_triton"})
     if fused:
         raise SystemExit(f"march fused_triton samples in its own kernels: pair it with trilinear_triton, got {fused}")
-    plan: list[tuple[str, str, str, Callable[..., dict[str, float]]]] = []
+    plan: list[Row] = []
     if "composite" in kinds:
-        plan += [("composite", "-", march, lambda d, v, m=march: bench_composite(args, m, d, v))
+        plan += [("composite", "-", march, "-", lambda d, v, m=march: bench_composite(args, m, d, v))
                  for march in marches if march not in FUSED_MARCHES]  # no separate compositor
     if "mlp" in kinds:
-        plan.append(("mlp", "-", "-", lambda d, v: bench_mlp(args, d, v)))
+        plan += [("mlp", "-", "-", mlp, lambda d, v, c=mlp: bench_mlp(args, c, d, v)) for mlp in color_mlps]
     if "sampler" in kinds:
-        plan += [("sampler", sampler, "-", lambda d, v, s=sampler: bench_sampler(args, s, d, v)) for sampler in samplers]
+        plan += [("sampler", sampler, "-", "-", lambda d, v, s=sampler: bench_sampler(args, s, d, v))
+                 for sampler in samplers]
     for kind, bench in (("march", bench_march), ("render", bench_render)):
         if kind in kinds:
-            plan += [(kind, sampler, march, lambda d, v, s=sampler, m=march, b=bench: b(args, s, m, d, v))
-                     for sampler, march in pairs]
+            plan += [(kind, sampler, march, mlp, lambda d, v, s=sampler, m=march, c=mlp, b=bench: b(args, s, m, c, d, v))
+                     for sampler, march in pairs for mlp in (["-"] if march in FUSED_MARCHES else color_mlps)]
     return plan
 
 
-HEADER = (f"{'kind':9} {'sampler':20} {'march':16} {'dtype':5} {'samples':>10} {'ms':>9} {'Msamples/s':>11} "
+HEADER = (f"{'kind':9} {'sampler':20} {'march':16} {'mlp':6} {'dtype':5} {'samples':>10} {'ms':>9} {'Msamples/s':>11} "
           f"{'peak MiB':>9} {'ref. err':>9}")
 
 
 def format_row(row: dict[str, object]) -> str:
     """One line of the printed table."""
-    label = f"{row['kind']:9} {row['sampler']:20} {row['march']:16} {row['dtype']:5}"
+    label = f"{row['kind']:9} {row['sampler']:20} {row['march']:16} {row['color_mlp']:6} {row['dtype']:5}"
     if "error" in row:
         return f"{label} {row['error']}"
     return (f"{label} {int(row['samples']):>10} {row['seconds'] * 1e3:>9.2f} "  # type: ignore[operator]
@@ -308,12 +320,13 @@ def main() -> None:
     rows: list[dict[str, object]] = report["rows"]  # type: ignore[assignment]
     plan = planned_rows(args, device)
     for dtype_name in _split(args.dtypes, tuple(DTYPES), "--dtypes"):
-        for kind, sampler, march, bench in plan:
+        for kind, sampler, march, color_mlp, bench in plan:
             try:
                 measured = bench(DTYPES[dtype_name], device)
             except (RuntimeError, ValueError, torch.OutOfMemoryError) as error:  # keep the other rows
                 measured = {"error": f"{type(error).__name__}: {str(error).splitlines()[0]}"}
-            row = {"kind": kind, "sampler": sampler, "march": march, "dtype": dtype_name, **measured}
+            row = {"kind": kind, "sampler": sampler, "march": march, "color_mlp": color_mlp, "dtype": dtype_name,
+                   **measured}
             rows.append(row)
             print(format_row(row), flush=True)
             # after every row: a run cut by a time limit keeps what it measured

@@ -37,7 +37,10 @@ def render_table(report: dict[str, Any]) -> str:
     rows = []
     for row in report["rows"]:
         # reports before the packed marches have no "march": their head rows are the dense march
-        label = [row["kind"], row["sampler"], row.get("march", "-" if row["kind"] == "sampler" else "dense"), row["dtype"]]
+        march = row.get("march", "-" if row["kind"] == "sampler" else "dense")
+        # reports before color_mlp ran the torch MLP wherever one ran (not in the fused marches)
+        torch_mlp = row["kind"] in ("mlp", "march", "render") and not march.startswith("fused")
+        label = [row["kind"], row["sampler"], march, row.get("color_mlp", "torch" if torch_mlp else "-"), row["dtype"]]
         if "error" in row:
             rows.append([*label, "-", "-", row["error"][:60], "-"])
             continue
@@ -45,7 +48,8 @@ def render_table(report: dict[str, Any]) -> str:
         checked = f"{row['reference_error']:.1e}" if "reference_error" in row else "-"
         rows.append([*label, f"{row['samples'] / 1e6:.2f} M", f"{row['seconds'] * 1e3:.2f}",
                      f"{row['samples_per_s'] / 1e9:.3f}", checked])
-    return _table(["measured", "sampler", "march", "dtype", "samples", "fwd+bwd (ms)", "Gsamples/s", "vs reference"], rows)
+    return _table(["measured", "sampler", "march", "colour MLP", "dtype", "samples", "fwd+bwd (ms)", "Gsamples/s",
+                   "vs reference"], rows)
 
 
 def describe(path: Path) -> str:

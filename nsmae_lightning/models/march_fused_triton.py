@@ -446,8 +446,6 @@ def fused_color_march(
         normalize_depth: divide depth by the opacity.
         values: (M, 1 + Cf) the volume sampled at ``samples`` (density first), or None.
     """
-    from nsmae_lightning.models.rendering import encode_directions  # rendering imports this module lazily
-
     require_triton("RenderConfig.march 'fused_triton'", "march 'packed_triton' or 'packed'")
     check_triton_device(volume, "march 'fused_triton'", "march 'packed'")
     first, second, last = _color_layers(network.color_mlp)
@@ -464,12 +462,7 @@ def fused_color_march(
     compute = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else volume.dtype
     if compute == torch.float64 or volume.dtype == torch.float64:
         raise ValueError("march 'fused_triton' works in float32 / bf16 / fp16; use march 'packed' for float64")
-    with torch.autocast(device_type=device_type, enabled=False):
-        # p_r = W1e enc(d_r) + b1: the first layer's per-ray part (float32, differentiated by autograd)
-        ray_bias = first.bias.float().expand(len(rays), -1)
-        if network.use_view_dir:
-            encoded = encode_directions(rays.directions.float(), network.view_dir_frequencies)
-            ray_bias = ray_bias + encoded @ first.weight[:, features:].float().T
+    ray_bias = network.ray_bias(rays.directions)  # p_r = W1e enc(d_r) + b1 (float32, differentiated by autograd)
     lower = torch.tensor(pc_range[:3], dtype=torch.float32)
     counts = torch.tensor(_shape_args(volume)[:3], dtype=torch.float32)  # x, y, z
     cell = (torch.tensor(pc_range[3:], dtype=torch.float32) - lower) / counts  # as metric_to_voxel

@@ -56,6 +56,8 @@ from nsmae_lightning.models.trilinear import SAMPLERS, metric_to_voxel, sample_v
 # configured sampler and runs the colour MLP and compositing in those kernels.
 MARCHES: tuple[str, ...] = ("dense", "packed", "packed_triton", "fused_triton", "fused_mlp_triton")
 FUSED_MARCHES: tuple[str, ...] = ("fused_triton", "fused_mlp_triton")
+# How the colour MLP of the other marches runs: its torch layers, or `color_mlp_triton`'s kernels.
+COLOR_MLPS: tuple[str, ...] = ("torch", "triton")
 
 # `sampler: auto` / `march: auto`: the fastest measured path for the volume's device. On CUDA with
 # triton that is the Triton sampler + Triton compositor (benchmarks/RESULTS.md, 2026-12-02, H200 bf16:
@@ -74,6 +76,15 @@ def resolve_render_path(sampler: str, march: str, device: torch.device) -> tuple
     if march == AUTO:
         march = "packed_triton" if fast else "dense"
     return sampler, march
+
+
+def resolve_color_mlp(kind: str, device: torch.device) -> str:
+    """The colour MLP's implementation for ``kind`` ("auto": "triton" on CUDA with triton, else "torch")."""
+    from nsmae_lightning.models.trilinear_triton import triton  # None without the optional package
+
+    if kind == AUTO:
+        return "triton" if device.type == "cuda" and triton is not None else "torch"
+    return kind
 
 
 # Table VIII rendering targets (colour, D_PER, D_BEV, D_Rand) per setting; masking is the task's.
@@ -139,6 +150,10 @@ class RenderConfig:
             "fused_triton", but the kernels read the `sampler`'s values); all render the
             same samples to the same values; "auto" (`resolve_render_path`): "packed_triton"
             on CUDA with triton, else "dense".
+        color_mlp: how the colour MLP runs on the samples: "torch" (layers as written), "triton"
+            (`color_mlp_triton`: one forward and one backward kernel, CUDA; needs mlp_layers == 2)
+            or "auto" ("triton" on CUDA with triton, else "torch"); the same function either way.
+            The fused marches run their own MLP and ignore it.
         render_chunk_rays: rays per chunk when rendering full images for logging.
     """
 
@@ -176,6 +191,7 @@ class RenderConfig:
     rand_pitch_range_deg: tuple[float, float] = field(default=(-15.0, 10.0))
     sampler: str = "trilinear"
     march: str = "dense"
+    color_mlp: str = "torch"
     render_chunk_rays: int = 8192
 
     def __post_init__(self) -> None:
@@ -185,6 +201,14 @@ class RenderConfig:
             raise ValueError(f"RenderConfig.sampler must be one of {(*SAMPLERS, AUTO)}, got {self.sampler!r}")
         if self.march not in (*MARCHES, AUTO):
             raise ValueError(f"RenderConfig.march must be one of {(*MARCHES, AUTO)}, got {self.march!r}")
+        if self.color_mlp not in (*COLOR_MLPS, AUTO):
+            raise ValueError(f"RenderConfig.color_mlp must be one of {(*COLOR_MLPS, AUTO)}, got {self.color_mlp!r}")
+        if self.color_mlp == "triton":
+            from nsmae_lightning.models.color_mlp_triton import color_mlp_problem  # triton is optional
+
+            problem = color_mlp_problem(self.mlp_layers, self.mlp_hidden, self.feature_channels)
+            if problem is not None:
+                raise ValueError(problem)
         if self.march in FUSED_MARCHES:
             from nsmae_lightning.models.march_fused_triton import fused_march_problem  # triton is optional
 
@@ -322,6 +346,7 @@ class RenderNetwork(nn.Module):
         self.feature_channels = config.feature_channels
         self.use_view_dir = config.use_view_dir
         self.view_dir_frequencies = config.view_dir_frequencies
+        self.color_kernel = config.color_mlp
         trunk: list[nn.Module] = []
         channels = embed_channels
         for _ in range(config.trunk_layers):
@@ -354,6 +379,17 @@ class RenderNetwork(nn.Module):
         fused = torch.cat([density, projected[:, 1:]], dim=1)  # (B, 1 + Cf, Z, Ny, Nx)
         return fused.permute(0, 2, 3, 4, 1).contiguous()  # (B, Z, Ny, Nx, 1 + Cf)
 
+    def ray_bias(self, directions: Tensor) -> Tensor:
+        """(R, 3) unit ray directions -> (R, H) float32 p_r = W1e enc(d_r) + b1, the first layer's per-ray
+        part (b1 alone without view directions); autocast off, differentiable in W1e and b1."""
+        first = self.color_mlp[0]
+        with torch.autocast(device_type=directions.device.type, enabled=False):
+            bias = first.bias.float().expand(directions.shape[0], -1)
+            if not self.use_view_dir:
+                return bias
+            encoded = encode_directions(directions.float(), self.view_dir_frequencies)
+            return bias + encoded @ first.weight[:, self.feature_channels :].float().T
+
     def color(self, features: Tensor, directions: Tensor, ray_index: Tensor | None = None) -> Tensor:
         """(M, Cf) sampled features + unit view directions -> (M, 3) RGB in [0, 1].
 
@@ -362,8 +398,15 @@ class RenderNetwork(nn.Module):
         along the ray: W1 [f, enc(d)] + b1 = W1f f + (W1e enc(d_r) + b1), the bracket
         computed once per ray, so the per-sample product has K = Cf inputs (32: aligned,
         no concatenated (M, Cf + 27) copy) instead of Cf + 27. The same function; the
-        parameters (and checkpoints) are those of the concatenated layer.
+        parameters (and checkpoints) are those of the concatenated layer. With ``ray_index``
+        and color_mlp "triton" (or "auto" on CUDA) the layers run in `color_mlp_triton`'s kernels.
         """
+        if ray_index is not None and resolve_color_mlp(self.color_kernel, features.device) == "triton":
+            from nsmae_lightning.models.color_mlp_triton import color_mlp_triton  # triton is optional
+
+            first, second, last = self.color_mlp[0], self.color_mlp[2], self.color_mlp[4]
+            return color_mlp_triton(features, self.ray_bias(directions), ray_index,
+                                    first.weight[:, : self.feature_channels], second, last)
         if not self.use_view_dir:
             return torch.sigmoid(self.color_mlp(features))
         encoded = encode_directions(directions, self.view_dir_frequencies).to(features.dtype)

@@ -1,0 +1,268 @@
+"""The colour MLP over every ray sample as one Triton forward and one backward kernel.
+
+Why: in torch the MLP c = sigmoid(W3 relu(W2 relu(W1f f + p_r) + b2) + b3) is five GEMMs and
+a dozen element-wise kernels over ~1.5 M rows per step, each writing or reading (M, 64)
+activations, and its output layer (N = 3) and weight gradients (K = M) are shapes cuBLAS is
+slow at: 4.4 ms fwd+bwd on an H200 for 1.5 M samples (benchmarks/RESULTS.md), the largest
+piece of the march. Here a program owns BLOCK_M rows and keeps every activation of them in
+registers:
+
+- forward: x (BLOCK_M, Cf), the ray's first-layer bias p_r, three `tl.dot`s, sigmoid; only
+  the (M, 3) colours are written;
+- backward (persistent programs, each looping over many row blocks): the forward is
+  recomputed, then dz3 = dc c (1 - c), dz2 = [h2 > 0] dz3 W3, dz1 = [h1 > 0] dz2 W2,
+  df = dz1 W1f is written per row; dW1f = x^T dz1, dW2 = h1^T dz2, dW3 = h2^T dz3, db2, db3
+  accumulate in registers and are added to global memory once per program; dp_r, the sum of
+  dz1 over a ray's samples, is reduced inside the block per run of equal ray index (a one-hot
+  `tl.dot`) and added once per run, not once per sample.
+
+The split first layer W1 [f, enc(d)] + b1 = W1f f + p_r (p_r = W1e enc(d_r) + b1, one float32
+row per ray, differentiated by autograd) is `RenderNetwork.color`'s; the kernels see K = Cf.
+Operands are in the autocast dtype (else the features'), accumulation and the activations'
+bias adds in float32, as the fused march (`march_fused_triton`). Ray indices may come in any
+order (equal ones need not be adjacent; adjacent ones are merely summed in fewer atomics).
+
+Supported: `RenderConfig.mlp_layers == 2` (Linear-ReLU-Linear-ReLU-Linear to 3) with
+feature_channels and mlp_hidden up to 128. On a CPU, ``TRITON_INTERPRET=1`` runs the kernels in
+Triton's interpreter (how the tests compare them with the torch MLP).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from nsmae_lightning.models.march_fused_triton import MAX_WIDTH, _lanes
+from nsmae_lightning.models.trilinear_triton import check_triton_device, interpreting, require_triton, triton
+
+INTERPRETER_BLOCK = 16  # rows per program in the interpreter (tl.dot's minimum)
+INTERPRETER_PROGRAMS = 2  # persistent backward programs there: blocks per program > 1 and cross-program sums
+PROGRAMS_PER_SM = 2  # persistent backward programs per streaming multiprocessor
+OUT_LANES = 16  # the 3 colours padded to tl.dot's smallest width
+
+if triton is not None:
+    import triton.language as tl
+
+    from nsmae_lightning.models.march_fused_triton import _dot
+
+    @triton.jit
+    def _layers(features, feature_stride, ray_index, ray_bias, w1, w2, b2, w3, b3, rows, valid,
+                FEATURES: tl.constexpr, FEATURE_LANES: tl.constexpr, HIDDEN: tl.constexpr,
+                HIDDEN_LANES: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+        """The forward of BLOCK_M rows: their input, ray, transposed weights, activations and colours
+        (padded lanes: zero activations; colour lanes >= 3 are sigmoid(0) and never stored)."""
+        compute = w1.dtype.element_ty
+        feature = tl.arange(0, FEATURE_LANES)
+        hidden = tl.arange(0, HIDDEN_LANES)
+        out = tl.arange(0, OUT_LANES)
+        feature_ok = feature < FEATURES
+        hidden_ok = hidden < HIDDEN
+        x = tl.load(features + rows[:, None].to(tl.int64) * feature_stride + feature[None, :],
+                    mask=valid[:, None] & feature_ok[None, :], other=0.0).to(compute)
+        ray = tl.load(ray_index + rows, mask=valid, other=0)
+        bias1 = tl.load(ray_bias + ray[:, None].to(tl.int64) * HIDDEN + hidden[None, :],
+                        mask=valid[:, None] & hidden_ok[None, :], other=0.0)
+        w1t = tl.load(w1 + hidden[None, :] * FEATURES + feature[:, None],
+                      mask=feature_ok[:, None] & hidden_ok[None, :], other=0.0)  # W1f^T (in, out)
+        h1 = tl.maximum(_dot(x, w1t, PRECISION, UPCAST) + bias1, 0.0).to(compute)
+        w2t = tl.load(w2 + hidden[None, :] * HIDDEN + hidden[:, None],
+                      mask=hidden_ok[:, None] & hidden_ok[None, :], other=0.0)  # W2^T
+        bias2 = tl.load(b2 + hidden, mask=hidden_ok, other=0.0).to(tl.float32)
+        h2 = tl.maximum(_dot(h1, w2t, PRECISION, UPCAST) + bias2[None, :], 0.0).to(compute)
+        w3t = tl.load(w3 + out[None, :] * HIDDEN + hidden[:, None],
+                      mask=hidden_ok[:, None] & (out < 3)[None, :], other=0.0)  # W3^T, 3 of OUT_LANES columns
+        bias3 = tl.load(b3 + out, mask=out < 3, other=0.0).to(tl.float32)
+        color = tl.sigmoid(_dot(h2, w3t, PRECISION, UPCAST) + bias3[None, :])
+        return x, ray, w1t, h1, w2t, h2, w3t, color
+
+    @triton.jit
+    def _forward_kernel(features, feature_stride, ray_index, ray_bias, w1, w2, b2, w3, b3, color_out, rows_total,
+                        FEATURES: tl.constexpr, FEATURE_LANES: tl.constexpr, HIDDEN: tl.constexpr,
+                        HIDDEN_LANES: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+                        BLOCK_M: tl.constexpr):
+        rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+        valid = rows < rows_total
+        color = _layers(features, feature_stride, ray_index, ray_bias, w1, w2, b2, w3, b3, rows, valid,
+                        FEATURES, FEATURE_LANES, HIDDEN, HIDDEN_LANES, PRECISION, UPCAST)[7]
+        out = tl.arange(0, OUT_LANES)
+        tl.store(color_out + rows[:, None].to(tl.int64) * 3 + out[None, :], color.to(color_out.dtype.element_ty),
+                 mask=valid[:, None] & (out < 3)[None, :])
+
+    @triton.jit
+    def _backward_kernel(features, feature_stride, ray_index, ray_bias, w1, w2, b2, w3, b3, grad_color,
+                         grad_features, grad_bias, grad_w1, grad_w2, grad_b2, grad_w3, grad_b3, rows_total,
+                         FEATURES: tl.constexpr, FEATURE_LANES: tl.constexpr, HIDDEN: tl.constexpr,
+                         HIDDEN_LANES: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+                         BLOCK_M: tl.constexpr):
+        compute = w1.dtype.element_ty
+        feature = tl.arange(0, FEATURE_LANES)
+        hidden = tl.arange(0, HIDDEN_LANES)
+        out = tl.arange(0, OUT_LANES)
+        slot = tl.arange(0, BLOCK_M)
+        feature_ok = feature < FEATURES
+        hidden_ok = hidden < HIDDEN
+        out_ok = out < 3
+        # this program's share of the weight gradients, in registers until the end
+        acc_w1 = tl.zeros((FEATURE_LANES, HIDDEN_LANES), dtype=tl.float32)  # dW1f^T
+        acc_w2 = tl.zeros((HIDDEN_LANES, HIDDEN_LANES), dtype=tl.float32)  # dW2^T
+        acc_w3 = tl.zeros((HIDDEN_LANES, OUT_LANES), dtype=tl.float32)  # dW3^T
+        acc_b2 = tl.zeros((HIDDEN_LANES,), dtype=tl.float32)
+        acc_b3 = tl.zeros((OUT_LANES,), dtype=tl.float32)
+        for block in range(tl.program_id(0), tl.cdiv(rows_total, BLOCK_M), tl.num_programs(0)):
+            rows = block * BLOCK_M + slot
+            valid = rows < rows_total
+            x, ray, w1t, h1, w2t, h2, w3t, color = _layers(
+                features, feature_stride, ray_index, ray_bias, w1, w2, b2, w3, b3, rows, valid,
+                FEATURES, FEATURE_LANES, HIDDEN, HIDDEN_LANES, PRECISION, UPCAST)
+            upstream = tl.load(grad_color + rows[:, None].to(tl.int64) * 3 + out[None, :],
+                               mask=valid[:, None] & out_ok[None, :], other=0.0).to(tl.float32)
+            dz3 = upstream * color * (1.0 - color)  # zero on padded rows and lanes (upstream is)
+            acc_b3 += tl.sum(dz3, axis=0)
+            dz3 = dz3.to(compute)
+            acc_w3 += _dot(tl.trans(h2), dz3, PRECISION, UPCAST)
+            dz2 = tl.where(h2 > 0.0, _dot(dz3, tl.trans(w3t), PRECISION, UPCAST), 0.0)
+            acc_b2 += tl.sum(dz2, axis=0)
+            dz2 = dz2.to(compute)
+            acc_w2 += _dot(tl.trans(h1), dz2, PRECISION, UPCAST)
+            dz1 = tl.where(h1 > 0.0, _dot(dz2, tl.trans(w2t), PRECISION, UPCAST), 0.0).to(compute)
+            acc_w1 += _dot(tl.trans(x), dz1, PRECISION, UPCAST)
+            grad_x = _dot(dz1, tl.trans(w1t), PRECISION, UPCAST)
+            tl.store(grad_features + rows[:, None].to(tl.int64) * FEATURES + feature[None, :],
+                     grad_x.to(grad_features.dtype.element_ty), mask=valid[:, None] & feature_ok[None, :])
+            # dp_r: rows in runs of equal ray index; run k of the block sums its rows' dz1 (one-hot dot)
+            previous = tl.load(ray_index + rows - 1, mask=valid & (slot > 0), other=-1)
+            run = tl.cumsum((ray != previous).to(tl.int32), axis=0) - 1  # (BLOCK_M,) 0-based run of each row
+            run = tl.where(valid, run, BLOCK_M)  # padded rows in no run
+            member = slot[:, None] == run[None, :]  # (runs, rows)
+            run_sum = _dot(tl.where(member, 1.0, 0.0).to(compute), dz1, PRECISION, UPCAST)  # (runs, HIDDEN_LANES)
+            run_ray = tl.max(tl.where(member, ray.to(tl.int32)[None, :], -1), axis=1)  # each run's ray, -1 if none
+            tl.atomic_add(grad_bias + run_ray[:, None].to(tl.int64) * HIDDEN + hidden[None, :], run_sum,
+                          mask=(run_ray >= 0)[:, None] & hidden_ok[None, :], sem="relaxed")
+        # one add per weight per program
+        tl.atomic_add(grad_w1 + hidden[None, :] * FEATURES + feature[:, None], acc_w1,
+                      mask=feature_ok[:, None] & hidden_ok[None, :], sem="relaxed")
+        tl.atomic_add(grad_w2 + hidden[None, :] * HIDDEN + hidden[:, None], acc_w2,
+                      mask=hidden_ok[:, None] & hidden_ok[None, :], sem="relaxed")
+        tl.atomic_add(grad_w3 + out[None, :] * HIDDEN + hidden[:, None], acc_w3,
+                      mask=hidden_ok[:, None] & out_ok[None, :], sem="relaxed")
+        tl.atomic_add(grad_b2 + hidden, acc_b2, mask=hidden_ok, sem="relaxed")
+        tl.atomic_add(grad_b3 + out, acc_b3, mask=out_ok, sem="relaxed")
+
+    _TUNING = [triton.Config({"BLOCK_M": rows}, num_warps=warps) for rows, warps in ((32, 4), (64, 4), (64, 8), (128, 8))]
+    _KEY = ["FEATURES", "HIDDEN", "PRECISION"]
+    _forward_tuned = triton.autotune(_TUNING, key=_KEY)(_forward_kernel)
+    _backward_tuned = triton.autotune(
+        _TUNING, key=_KEY, reset_to_zero=["grad_bias", "grad_w1", "grad_w2", "grad_b2", "grad_w3", "grad_b3"]
+    )(_backward_kernel)
+
+
+def _launch(kernel: str, rows: int, device: torch.device, *args: object, **constants: object) -> None:
+    """Run ``kernel`` ("forward": a program per row block; "backward": persistent programs) over ``rows``."""
+    if interpreting():
+        plain = _forward_kernel if kernel == "forward" else _backward_kernel
+        blocks = triton.cdiv(rows, INTERPRETER_BLOCK)
+        programs = blocks if kernel == "forward" else min(blocks, INTERPRETER_PROGRAMS)
+        plain[(programs,)](*args, **constants, BLOCK_M=INTERPRETER_BLOCK)
+        return
+    if kernel == "forward":
+        _forward_tuned[lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]),)](*args, **constants)
+        return
+    most = torch.cuda.get_device_properties(device).multi_processor_count * PROGRAMS_PER_SM
+    _backward_tuned[lambda meta: (min(triton.cdiv(rows, meta["BLOCK_M"]), most),)](*args, **constants)
+
+
+def _constants(features: int, hidden: int, compute: torch.dtype) -> dict[str, object]:
+    """Compile-time constants: layer widths, their padded lanes and the dot precision."""
+    return {
+        "FEATURES": features, "FEATURE_LANES": _lanes(features), "HIDDEN": hidden, "HIDDEN_LANES": _lanes(hidden),
+        "PRECISION": "ieee" if compute == torch.float32 else "tf32",  # fp32 operands stay fp32, not TF32
+        "UPCAST": interpreting() and compute != torch.float32,
+    }
+
+
+class _ColorMLP(torch.autograd.Function):
+    """Autograd wrapper of the two kernels: (M, 3) colours of the samples."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, features: Tensor, ray_bias: Tensor, w1: Tensor, w2: Tensor,
+        b2: Tensor, w3: Tensor, b3: Tensor, ray_index: Tensor, compute: torch.dtype,
+    ) -> Tensor:
+        rows = features.shape[0]
+        weights = [weight.detach().to(compute).contiguous() for weight in (w1, w2, b2, w3, b3)]
+        color = torch.empty(rows, 3, device=features.device, dtype=compute)
+        constants = _constants(w1.shape[1], w2.shape[0], compute)
+        if rows:
+            _launch("forward", rows, features.device, features, features.stride(0), ray_index, ray_bias, *weights,
+                    color, rows, **constants)
+        ctx.save_for_backward(features, ray_bias, ray_index, *weights)
+        ctx.compute = compute  # type: ignore[attr-defined]
+        ctx.dtypes = [weight.dtype for weight in (w1, w2, b2, w3, b3)]  # type: ignore[attr-defined]
+        ctx.feature_dtype = features.dtype  # type: ignore[attr-defined]
+        return color
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad_color: Tensor
+    ) -> tuple[Tensor | None, ...]:
+        features, ray_bias, ray_index, *weights = ctx.saved_tensors  # type: ignore[attr-defined]
+        rows, width = features.shape
+        zeros = {"device": features.device, "dtype": torch.float32}
+        grad_features = torch.empty(rows, width, device=features.device, dtype=ctx.feature_dtype)  # type: ignore[attr-defined]
+        grad_bias = torch.zeros(ray_bias.shape, **zeros)
+        grads = [torch.zeros(weight.shape, **zeros) for weight in weights]
+        constants = _constants(width, weights[1].shape[0], ctx.compute)  # type: ignore[attr-defined]
+        if rows:
+            _launch("backward", rows, features.device, features, features.stride(0), ray_index, ray_bias, *weights,
+                    grad_color.contiguous(), grad_features, grad_bias, *grads, rows, **constants)
+        grad_weights = [grad.to(dtype) for grad, dtype in zip(grads, ctx.dtypes)]  # type: ignore[attr-defined]
+        return (grad_features, grad_bias, *grad_weights, None, None)
+
+
+def color_mlp_problem(mlp_layers: int, mlp_hidden: int, feature_channels: int) -> str | None:
+    """Why `color_mlp_triton` cannot run this colour-MLP shape, or None if it can (RenderConfig checks this)."""
+    if mlp_layers != 2:
+        return f"RenderConfig.color_mlp 'triton' supports mlp_layers == 2 only, got {mlp_layers}"
+    for name, width in (("mlp_hidden", mlp_hidden), ("feature_channels", feature_channels)):
+        if width > MAX_WIDTH:
+            return f"RenderConfig.color_mlp 'triton' supports {name} <= {MAX_WIDTH}, got {width}"
+    return None
+
+
+def color_mlp_triton(
+    features: Tensor, ray_bias: Tensor, ray_index: Tensor, first_weight: Tensor, second: torch.nn.Linear,
+    last: torch.nn.Linear,
+) -> Tensor:
+    """sigmoid(W3 relu(W2 relu(W1f f + p_r) + b2) + b3) of every sample, in Triton kernels.
+
+    Args:
+        features: (M, Cf) sampled colour features (rows may be strided, e.g. a channel slice).
+        ray_bias: (R, H) float32 first-layer part of each ray (W1e enc(d_r) + b1).
+        ray_index: (M,) the ray of each sample.
+        first_weight: (H, Cf) W1f, the features' columns of the first layer.
+        second: the hidden Linear (H -> H).
+        last: the output Linear (H -> 3).
+
+    Returns:
+        (M, 3) colours in the compute dtype (autocast's, else the features').
+    """
+    require_triton("RenderConfig.color_mlp 'triton'", "color_mlp 'torch'")
+    check_triton_device(features, "RenderConfig.color_mlp 'triton'", "color_mlp 'torch'")
+    rows, width = features.shape
+    if features.stride(1) != 1:
+        features = features.contiguous()
+    problem = color_mlp_problem(2, second.out_features, width)
+    if problem is not None:
+        raise ValueError(problem)
+    if tuple(first_weight.shape) != (second.in_features, width) or last.out_features != 3:
+        raise ValueError(f"color_mlp_triton needs W1f ({second.in_features}, {width}) and a 3-output last layer, "
+                         f"got {tuple(first_weight.shape)} and {last.out_features}")
+    if ray_index.shape != (rows,) or ray_bias.dim() != 2 or ray_bias.shape[1] != second.in_features:
+        raise ValueError(f"color_mlp_triton needs ray_index ({rows},) and ray_bias (R, {second.in_features}), "
+                         f"got {tuple(ray_index.shape)} and {tuple(ray_bias.shape)}")
+    device_type = features.device.type
+    compute = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else features.dtype
+    if compute == torch.float64 or features.dtype == torch.float64:
+        raise ValueError("RenderConfig.color_mlp 'triton' works in float32 / bf16 / fp16; use 'torch' for float64")
+    return _ColorMLP.apply(features, ray_bias.float().contiguous(), first_weight, second.weight, second.bias,
+                           last.weight, last.bias, ray_index.contiguous(), compute)

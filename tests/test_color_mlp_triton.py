@@ -1,0 +1,104 @@
+"""The colour MLP's Triton kernels (RenderConfig.color_mlp 'triton') against its torch layers."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from triton_interpreter import run_interpreted
+
+from nsmae_lightning.models.rendering import RenderConfig, RenderNetwork
+
+# samples per ray: none, one, runs shorter and longer than the interpreter's 16-row block, 47 rows = 3 blocks
+# for 2 persistent backward programs
+LENGTHS = (0, 3, 1, 0, 0, 17, 2, 9, 0, 15)
+
+
+def mlp_and_gradients(kind: str, dtype: torch.dtype = torch.float32, lengths: tuple[int, ...] = LENGTHS,
+                      shuffle: bool = False, **sizes: object) -> dict[str, torch.Tensor]:
+    """RenderNetwork.color of random features on rays with ``lengths`` samples (autocast in ``dtype``):
+    colours, and the gradients of a random linear loss for the features and every colour-MLP parameter.
+    ``shuffle`` permutes the samples (equal ray indices no longer adjacent)."""
+    config = RenderConfig(**{"feature_channels": 5, "mlp_hidden": 12, "color_mlp": kind, **sizes})
+    torch.manual_seed(0)
+    network = RenderNetwork(embed_channels=4, config=config)
+    generator = torch.Generator().manual_seed(3)
+    ray_index = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    if shuffle:
+        ray_index = ray_index[torch.randperm(ray_index.shape[0], generator=generator)]
+    directions = torch.nn.functional.normalize(torch.randn(len(lengths), 3, generator=generator), dim=-1)
+    # the features as the march passes them: a channel slice of the sampled (M, 1 + Cf) values
+    values = torch.randn(ray_index.shape[0], 1 + config.feature_channels, generator=generator).to(dtype)
+    values.requires_grad_()
+    with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+        rgb = network.color(values[:, 1:], directions, ray_index)
+    loss = (rgb.float() * torch.randn(rgb.shape, generator=generator)).sum()
+    parameters = dict(network.color_mlp.named_parameters())
+    gradients = torch.autograd.grad(loss, [values, *parameters.values()])
+    return {"rgb": rgb.detach(), **dict(zip(["values", *parameters], gradients))}
+
+
+def assert_matches(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], relative: float,
+                   floor: float) -> None:
+    """Every value within ``relative`` of the reference's largest magnitude (plus ``floor``)."""
+    assert got.keys() == expected.keys()
+    for name, reference in expected.items():
+        value = got[name]
+        assert value.shape == reference.shape and value.dtype == reference.dtype, name
+        error = float((value.float() - reference.float()).abs().max()) if reference.numel() else 0.0
+        scale = float(reference.float().abs().max()) if reference.numel() else 0.0
+        assert error <= relative * scale + floor, f"{name}: max error {error:.3g} against max |reference| {scale:.3g}"
+
+
+def test_render_config_checks_the_color_mlp() -> None:
+    RenderConfig(color_mlp="triton")  # the paper's shape is supported (no triton needed to check)
+    RenderConfig(color_mlp="auto", mlp_layers=3)  # auto falls back where the kernels cannot run
+    with pytest.raises(ValueError, match="color_mlp must be one of"):
+        RenderConfig(color_mlp="cuda")
+    with pytest.raises(ValueError, match="color_mlp 'triton'.*mlp_layers == 2"):
+        RenderConfig(color_mlp="triton", mlp_layers=3)
+    with pytest.raises(ValueError, match="color_mlp 'triton'.*mlp_hidden <= 128"):
+        RenderConfig(color_mlp="triton", mlp_hidden=256)
+
+
+def test_auto_runs_the_torch_layers_on_a_cpu() -> None:
+    # no triton needed: on a CPU "auto" is the torch MLP, bit for bit
+    assert_matches(mlp_and_gradients("auto"), mlp_and_gradients("torch"), 0.0, 0.0)
+
+
+def test_triton_color_mlp_refuses_cpu_tensors_outside_the_interpreter() -> None:
+    pytest.importorskip("triton")
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("the interpreter runs CPU tensors")
+    with pytest.raises(ValueError, match="CUDA"):
+        mlp_and_gradients("triton")
+
+
+TRITON_CHECK = """
+import torch
+from test_color_mlp_triton import LENGTHS, assert_matches, mlp_and_gradients
+
+cases = [
+    {},  # padded widths: 5 features -> 16 lanes, hidden 12 -> 16
+    {"feature_channels": 16, "mlp_hidden": 16, "use_view_dir": False},
+    {"feature_channels": 32, "mlp_hidden": 64},  # the paper's MLP (59 inputs -> 64 -> 64 -> 3)
+]
+for sizes in cases:
+    for shuffle in (False, True):  # runs of equal rays inside blocks, and rays scattered over blocks
+        expected = mlp_and_gradients("torch", shuffle=shuffle, **sizes)
+        assert_matches(mlp_and_gradients("triton", shuffle=shuffle, **sizes), expected, 1e-5, 1e-6)
+# bf16 autocast against the float32 torch layers: the kernels keep biases and accumulation in float32
+expected = mlp_and_gradients("torch")
+got = mlp_and_gradients("triton", torch.bfloat16)
+assert got["rgb"].dtype == torch.bfloat16 and got["values"].dtype == torch.bfloat16
+assert_matches({k: v.float() for k, v in got.items()}, expected, 2e-2, 1e-3)
+# no samples at all: empty colours, zero gradients
+empty = (0, 0, 0)
+assert_matches(mlp_and_gradients("triton", lengths=empty), mlp_and_gradients("torch", lengths=empty), 0.0, 0.0)
+print("color mlp ok")
+"""
+
+
+def test_triton_color_mlp_matches_the_torch_layers_in_the_interpreter() -> None:
+    run_interpreted(TRITON_CHECK, "color mlp ok")
