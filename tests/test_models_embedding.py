@@ -19,7 +19,7 @@ from nsmae_lightning.models import (
     VoxelMasker,
 )
 from nsmae_lightning.models.camera import CameraEncoder
-from nsmae_lightning.models.lidar import voxelize
+from nsmae_lightning.models.lidar import voxelize, voxelize_batch
 
 # Hand-built camera: camera x -> LiDAR x, camera z (forward) -> LiDAR y, camera y (down) -> LiDAR -z.
 CAM_ROTATION = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
@@ -253,6 +253,28 @@ def test_voxelize_means_caps_and_coords() -> None:
     spoiled[1, 4] = float("inf")  # the second voxel's only point: past max_voxels = 1
     capped = voxelize(spoiled, dataclasses.replace(config, max_points_per_voxel=2), max_voxels=1)
     torch.testing.assert_close(capped.features[0], points[[0, 2]].mean(0))
+
+
+def test_voxelize_batch_equals_each_cloud_voxelized_alone() -> None:
+    config = dataclasses.replace(EmbeddingConfig.tiny().lidar, max_points_per_voxel=3)
+    generator = torch.Generator().manual_seed(0)
+
+    def cloud(count: int) -> torch.Tensor:
+        # coarse positions so voxels get several points; some outside the +-12.8 m range
+        xyz = torch.randint(-70, 70, (count, 3), generator=generator).float() * torch.tensor([0.2, 0.2, 0.05])
+        return torch.cat([xyz, torch.rand(count, 2, generator=generator)], dim=1)
+
+    clouds = [cloud(300), torch.zeros(0, 5), cloud(50), cloud(400)]
+    for max_voxels in (1000, 40):  # no cap, and a cap two of the clouds exceed
+        batch = voxelize_batch(clouds, config, max_voxels)
+        alone = [voxelize(points, config, max_voxels) for points in clouds]
+        assert batch.counts == [voxels.coords.shape[0] for voxels in alone]
+        assert batch.counts[1] == 0 and (max_voxels > 100 or batch.counts[0] == batch.counts[3] == 40)
+        expected_coords = torch.cat([torch.nn.functional.pad(v.coords, (1, 0), value=i) for i, v in enumerate(alone)])
+        assert torch.equal(batch.coords, expected_coords)
+        torch.testing.assert_close(batch.features, torch.cat([voxels.features for voxels in alone]))
+    with pytest.raises(ValueError, match=r"points\[1\] must be"):
+        voxelize_batch([cloud(3), torch.zeros(4, 2)], config, 10)
 
 
 def test_bad_batches_and_configs_raise() -> None:

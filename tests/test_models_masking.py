@@ -102,3 +102,25 @@ def test_voxel_masker_eval_and_empty() -> None:
         VoxelMasker(mode="random")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="ratio"):
         VoxelMasker(ratio=(0.9, 0.7))
+
+
+def test_voxel_masker_keep_mask_masks_each_sample_on_its_own() -> None:
+    torch.manual_seed(0)
+    # sample 0: 1000 voxels, sample 1: none, sample 2: 7 voxels, interleaved in the batch order
+    sample = torch.cat([torch.zeros(1000, dtype=torch.long), torch.full((7,), 2)])[torch.randperm(1007)]
+    centers = torch.rand(1007, 3) * 100 - 50
+    keep = VoxelMasker(ratio=0.9).train().keep_mask(centers, sample, 3)
+    assert keep.dtype == torch.bool and keep.shape == (1007,)
+    assert [int(keep[sample == index].sum()) for index in range(3)] == [100, 0, 1]  # round(6.3) = 6 of 7 dropped
+    # range-aware: the bands of each sample (10 / 40 / 60 m, 100 voxels each) keep 10 / 30 / 50
+    distances = torch.cat([torch.full((100,), 10.0), torch.full((100,), 40.0), torch.full((100,), 60.0)]).repeat(2)
+    angles = torch.rand(600) * 6.28
+    ring = torch.stack([distances * torch.cos(angles), distances * torch.sin(angles), torch.zeros(600)], dim=1)
+    keep = VoxelMasker(ratio=0.9, mode="range_aware").train().keep_mask(ring, torch.arange(600) // 300, 2)
+    kept = [int(keep[start:start + 100].sum()) for start in range(0, 600, 100)]
+    assert kept == [10, 30, 50, 10, 30, 50]
+    # drawn ratios differ per sample, and eval keeps everything
+    torch.manual_seed(1)
+    keep = VoxelMasker(ratio=(0.1, 0.9)).train().keep_mask(torch.zeros(4000, 3), torch.arange(4000) // 1000, 4)
+    assert len({int(keep[start:start + 1000].sum()) for start in range(0, 4000, 1000)}) > 1
+    assert bool(VoxelMasker(ratio=0.9).eval().keep_mask(centers, sample, 3).all())

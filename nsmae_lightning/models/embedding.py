@@ -273,18 +273,16 @@ class EmbeddingNetwork(nn.Module):
     ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor] | None]:
         """Voxelize, mask (if asked) and encode the point clouds; also return voxel coords and keep masks."""
         points = _require(batch, "points")
-        voxels = [self.lidar.voxelize(cloud) for cloud in points]
-        voxel_coords = [v.coords for v in voxels]
+        voxels = self.lidar.voxelize(points)  # the whole batch at once
+        features, coords = voxels.features, voxels.coords
+        voxel_coords = list(coords[:, 1:].split(voxels.counts))
         voxel_keep = None
         if voxel_masker is not None:
-            voxel_keep = []
-            for index, sample_voxels in enumerate(voxels):
-                kept = voxel_masker(self.lidar.voxel_centers(sample_voxels))
-                keep_mask = torch.zeros(sample_voxels.coords.shape[0], dtype=torch.bool, device=kept.device)
-                keep_mask[kept] = True
-                voxel_keep.append(keep_mask)
-                voxels[index] = sample_voxels.select(kept)
-        return self.lidar(voxels), voxel_coords, voxel_keep
+            keep = voxel_masker.keep_mask(self.lidar.voxel_centers(coords[:, 1:]), coords[:, 0], len(points))
+            voxel_keep = list(keep.split(voxels.counts))
+            kept = keep.nonzero().flatten()
+            features, coords = features[kept], coords[kept]
+        return self.lidar(features, coords, len(points)), voxel_coords, voxel_keep
 
     def forward(
         self,

@@ -21,6 +21,7 @@ convs were ~75 % of a detection step's GPU time).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import spconv.pytorch as spconv
@@ -133,49 +134,89 @@ class Voxels:
     features: torch.Tensor
     coords: torch.Tensor
 
-    def select(self, index: torch.Tensor) -> Voxels:
-        """The voxels at ``index`` (a long index or bool mask)."""
-        return Voxels(self.features[index], self.coords[index])
+
+@dataclass
+class BatchVoxels:
+    """Non-empty voxels of a batch of point clouds, sample by sample.
+
+    Attributes:
+        features: (V, F) mean of each voxel's points.
+        coords: (V, 4) int64 (sample, z, y, x) voxel indices, samples in order.
+        counts: voxels of each sample (host ints; they sum to V).
+    """
+
+    features: torch.Tensor
+    coords: torch.Tensor
+    counts: list[int]
 
 
 def voxelize(points: torch.Tensor, config: LidarConfig, max_voxels: int) -> Voxels:
-    """Group points into voxels on their device; mean of up to ``max_points_per_voxel`` per voxel.
+    """One point cloud's voxels (`voxelize_batch` of a batch of one)."""
+    voxels = voxelize_batch([points], config, max_voxels)
+    return Voxels(voxels.features, voxels.coords[:, 1:])
+
+
+def voxelize_batch(clouds: Sequence[torch.Tensor], config: LidarConfig, max_voxels: int) -> BatchVoxels:
+    """Group every cloud's points into voxels on their device; mean of up to ``max_points_per_voxel`` per voxel.
+
+    The batch is voxelized at once (the voxel key carries the sample), so the host waits on the device
+    twice per batch (`unique`'s size and the per-sample counts), not twice per cloud.
 
     Args:
-        points: (P, >= point_features) float points, x, y, z first.
+        clouds: per sample a (P_i, >= point_features) float point cloud, x, y, z first, all on one device.
         config: LiDAR settings (range, voxel size, caps).
-        max_voxels: at most this many voxels, those first reached in point order.
+        max_voxels: per sample at most this many voxels, those first reached in its point order.
 
     Returns:
-        Voxels with (V, point_features) features and (V, 3) (z, y, x) coordinates.
+        BatchVoxels with (V, point_features) features, (V, 4) (sample, z, y, x) coordinates and the
+        per-sample counts; each sample's voxels in the order its points first reach them.
     """
-    if points.dim() != 2 or points.shape[1] < config.point_features:
-        raise ValueError(f"points must be (P, >= {config.point_features}), got {tuple(points.shape)}")
-    points = points[:, : config.point_features].float()
-    low = device_constant(config.pc_range[:3], points.device, points.dtype)
-    size = device_constant(config.voxel_size, points.device, points.dtype)
-    grid = device_constant(config.grid_size, points.device)
+    for index, points in enumerate(clouds):
+        if points.dim() != 2 or points.shape[1] < config.point_features:
+            raise ValueError(f"points[{index}] must be (P, >= {config.point_features}), got {tuple(points.shape)}")
+    num_samples = len(clouds)
+    sizes = [points.shape[0] for points in clouds]
+    points = torch.cat([cloud[:, : config.point_features].float() for cloud in clouds])
+    device = points.device
+    num_points = points.shape[0]
+    # each point's sample, filled on the device (a tensor of the sizes would be a host-to-device copy)
+    sample = torch.cat([torch.full((count,), index, device=device, dtype=torch.long)
+                        for index, count in enumerate(sizes)])
+    low = device_constant(config.pc_range[:3], device, points.dtype)
+    size = device_constant(config.voxel_size, device, points.dtype)
+    grid = device_constant(config.grid_size, device)
     xyz_index = torch.floor((points[:, :3] - low) / size).long()  # (P, 3) ix, iy, iz
     inside = ((xyz_index >= 0) & (xyz_index < grid)).all(dim=1)
-    kept = inside.nonzero().squeeze(1)  # one wait on the device for both selections
-    points, xyz_index = points[kept], xyz_index[kept]
-    num_points = points.shape[0]
-    nx, ny = config.grid_size[0], config.grid_size[1]  # Python ints, not device scalars
-    key = (xyz_index[:, 2] * ny + xyz_index[:, 1]) * nx + xyz_index[:, 0]
+    nx, ny, nz = config.grid_size  # Python ints, not device scalars
+    cells = nx * ny * nz
+    # points outside the range share one key past every sample's (no selection: it would wait)
+    key = ((sample * nz + xyz_index[:, 2]) * ny + xyz_index[:, 1]) * nx + xyz_index[:, 0]
+    key = torch.where(inside, key, num_samples * cells)
     unique_keys, voxel_of_point, points_per_voxel = torch.unique(key, return_inverse=True, return_counts=True)
     num_voxels = unique_keys.shape[0]
+    voxel_sample = unique_keys // cells  # (U,) num_samples for the outside key (the last, if any)
     # Rank of each point inside its voxel, in input order (stable sort by voxel).
     order = torch.argsort(voxel_of_point, stable=True)
-    first_slot = torch.cumsum(points_per_voxel, 0) - points_per_voxel  # (V,)
+    first_slot = torch.cumsum(points_per_voxel, 0) - points_per_voxel  # (U,)
     rank = torch.empty_like(voxel_of_point)
-    rank[order] = torch.arange(num_points, device=points.device) - first_slot[voxel_of_point[order]]
-    point_order = torch.arange(num_points, device=points.device)
-    first_point = torch.full((num_voxels,), num_points, device=points.device, dtype=torch.long)
-    first_point.scatter_reduce_(0, voxel_of_point, point_order, reduce="amin")
-    # Keep the voxels reached first by the point order; renumber them 0..V'-1 in that order.
-    kept_voxels = torch.argsort(first_point)[:max_voxels]
-    new_id = torch.full((num_voxels,), -1, device=points.device, dtype=torch.long)
-    new_id[kept_voxels] = torch.arange(kept_voxels.shape[0], device=points.device)
+    rank[order] = torch.arange(num_points, device=device) - first_slot[voxel_of_point[order]]
+    first_point = torch.full((num_voxels,), num_points, device=device, dtype=torch.long)
+    first_point.scatter_reduce_(0, voxel_of_point, torch.arange(num_points, device=device), reduce="amin")
+    # Voxels in point order: sample by sample (clouds are concatenated in order), each in first-reached order,
+    # the outside key last; a sample keeps its first max_voxels. Renumbered 0..V-1 in that order.
+    first_point = torch.where(voxel_sample < num_samples, first_point, num_points)
+    by_first = torch.argsort(first_point)
+    per_sample = torch.zeros(num_samples + 1, device=device, dtype=torch.long)
+    per_sample.index_add_(0, voxel_sample, torch.ones_like(voxel_sample))
+    sample_start = torch.cumsum(per_sample, 0) - per_sample
+    sorted_sample = voxel_sample[by_first]
+    kept_sorted = (torch.arange(num_voxels, device=device) - sample_start[sorted_sample] < max_voxels) \
+        & (sorted_sample < num_samples)
+    counts = per_sample[:num_samples].clamp(max=max_voxels).tolist()  # the one wait for the sizes
+    # kept voxels first (stable: in order), then cut to their number
+    kept_voxels = by_first[torch.argsort((~kept_sorted).to(torch.uint8), stable=True)[: sum(counts)]]
+    new_id = torch.full((num_voxels,), -1, device=device, dtype=torch.long)
+    new_id[kept_voxels] = torch.arange(kept_voxels.shape[0], device=device)
     point_voxel = new_id[voxel_of_point]
     used = (point_voxel >= 0) & (rank < config.max_points_per_voxel)
     # Unused points add zeros (to voxel 0) instead of being selected out: boolean selection and
@@ -183,10 +224,10 @@ def voxelize(points: torch.Tensor, config: LidarConfig, max_voxels: int) -> Voxe
     target = point_voxel.clamp(min=0)
     sums = points.new_zeros(kept_voxels.shape[0], config.point_features)
     sums.index_add_(0, target, torch.where(used.unsqueeze(1), points, 0.0))
-    counts = points.new_zeros(kept_voxels.shape[0]).index_add_(0, target, used.to(points.dtype)).clamp(min=1)
+    point_counts = points.new_zeros(kept_voxels.shape[0]).index_add_(0, target, used.to(points.dtype)).clamp(min=1)
     keys = unique_keys[kept_voxels]
-    coords = torch.stack([keys // (nx * ny), (keys // nx) % ny, keys % nx], dim=1)  # (V', 3) z, y, x
-    return Voxels(sums / counts.unsqueeze(1), coords)
+    coords = torch.stack([keys // cells, (keys // (nx * ny)) % nz, (keys // nx) % ny, keys % nx], dim=1)
+    return BatchVoxels(sums / point_counts.unsqueeze(1), coords, counts)
 
 
 def voxel_centers(coords: torch.Tensor, config: LidarConfig) -> torch.Tensor:
@@ -302,36 +343,34 @@ class LidarEncoder(nn.Module):
         self.out_channels = config.out_channels
         _, self.bev_height, self.bev_width = config.sparse_output_shape
 
-    def voxelize(self, points: torch.Tensor) -> Voxels:
-        """One (P, >= F) point cloud -> its non-empty voxels (cap by train/eval mode)."""
+    def voxelize(self, clouds: Sequence[torch.Tensor]) -> BatchVoxels:
+        """A batch of (P_i, >= F) point clouds -> their non-empty voxels (cap by train/eval mode)."""
         max_voxels = self.config.max_voxels_train if self.training else self.config.max_voxels_test
-        return voxelize(points, self.config, max_voxels)
+        return voxelize_batch(clouds, self.config, max_voxels)
 
-    def voxel_centers(self, voxels: Voxels) -> torch.Tensor:
-        """(V, 3) x, y, z centres in metres of the voxels."""
-        return voxel_centers(voxels.coords, self.config)
+    def voxel_centers(self, coords: torch.Tensor) -> torch.Tensor:
+        """(V, 3) x, y, z centres in metres of voxels at (V, 3) (z, y, x) indices."""
+        return voxel_centers(coords, self.config)
 
-    def forward(self, voxels: list[Voxels]) -> torch.Tensor:
-        """Encode a batch of voxel sets.
+    def forward(self, features: torch.Tensor, coords: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """Encode a batch of voxels.
 
         Args:
-            voxels: one Voxels per sample (possibly masked, possibly empty).
+            features: (V, F) voxel features of the whole batch (possibly masked, possibly none).
+            coords: (V, 4) (sample, z, y, x) voxel indices.
+            batch_size: number of samples.
 
         Returns:
             (B, out_channels, Ny, Nx) LiDAR BEV map in the autocast dtype when autocast is
             on (float32 otherwise); all zeros when the batch has no voxel at all.
         """
-        batch_size = len(voxels)
-        device = voxels[0].features.device
+        device = features.device
         out_dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else torch.float32
-        if sum(v.coords.shape[0] for v in voxels) == 0:
+        if coords.shape[0] == 0:
             return torch.zeros(
                 batch_size, self.out_channels, self.bev_height, self.bev_width, device=device, dtype=out_dtype
             )
-        features = torch.cat([v.features for v in voxels]).float()
-        coords = torch.cat(
-            [torch.nn.functional.pad(v.coords, (1, 0), value=index) for index, v in enumerate(voxels)]
-        ).int()  # (V, 4) batch, z, y, x
+        features, coords = features.float(), coords.int()
         # Process-wide, and read again by the backward kernels, so it is set rather than scoped.
         spconv_constants.SPCONV_ALLOW_TF32 = torch.backends.cudnn.allow_tf32
         with torch.autocast(device_type=device.type, enabled=False):

@@ -119,7 +119,7 @@ class VoxelMasker(nn.Module):
         return low + (high - low) * torch.rand(()).item() if high > low else low
 
     def forward(self, voxel_centers: torch.Tensor) -> torch.Tensor:
-        """Choose the voxels that survive masking.
+        """Choose the voxels of one sample that survive masking.
 
         Args:
             voxel_centers: (V, 3) x, y, z voxel centres in metres (LiDAR frame).
@@ -127,19 +127,42 @@ class VoxelMasker(nn.Module):
         Returns:
             (K,) int64 ascending indices of the kept voxels (all V in eval mode).
         """
+        sample = torch.zeros(voxel_centers.shape[0], dtype=torch.long, device=voxel_centers.device)
+        return self.keep_mask(voxel_centers, sample, 1).nonzero().flatten()
+
+    def keep_mask(self, voxel_centers: torch.Tensor, sample: torch.Tensor, num_samples: int) -> torch.Tensor:
+        """Which voxels of a batch survive masking, each sample masked on its own (ratio drawn per sample).
+
+        Without a host wait: the voxels of each (sample, band) group are ranked in a random order
+        (a random permutation, then a stable sort by group) and the first round(r * V_group) dropped.
+
+        Args:
+            voxel_centers: (V, 3) x, y, z voxel centres in metres (LiDAR frame).
+            sample: (V,) int64 sample of each voxel, in 0..num_samples - 1.
+            num_samples: samples in the batch.
+
+        Returns:
+            (V,) bool, True = kept (all True in eval mode).
+        """
         num_voxels = voxel_centers.shape[0]
         device = voxel_centers.device
         if not self.training:
-            return torch.arange(num_voxels, device=device)
-        ratios = self.band_ratios(self.draw_ratio())
+            return torch.ones(num_voxels, dtype=torch.bool, device=device)
+        # (num_samples, bands) drop ratios on the host, then one copy
+        ratios = torch.tensor([self.band_ratios(self.draw_ratio()) for _ in range(num_samples)], dtype=torch.float64)
+        bands = ratios.shape[1]
         if self.mode == "uniform":
             band = torch.zeros(num_voxels, dtype=torch.long, device=device)
         else:
             distance = torch.linalg.vector_norm(voxel_centers[:, :2].float(), dim=1)
             band = torch.bucketize(distance, self.range_bands.to(device))
-        kept = []
-        for index, ratio in enumerate(ratios):
-            members = torch.nonzero(band == index).flatten()
-            num_dropped = round(ratio * members.shape[0])
-            kept.append(members[torch.randperm(members.shape[0], device=device)[num_dropped:]])
-        return torch.cat(kept).sort().values
+        group = sample * bands + band  # (V,)
+        members = torch.zeros(num_samples * bands, dtype=torch.long, device=device)
+        members.index_add_(0, group, torch.ones_like(group))
+        dropped = torch.round(ratios.flatten().to(device) * members.double()).long()  # round half to even, as round()
+        shuffled = torch.randperm(num_voxels, device=device)
+        order = shuffled[torch.argsort(group[shuffled], stable=True)]  # by group, random inside each
+        first = torch.cumsum(members, 0) - members
+        rank = torch.empty_like(group)
+        rank[order] = torch.arange(num_voxels, device=device) - first[group[order]]
+        return rank >= dropped[group]
