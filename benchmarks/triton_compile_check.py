@@ -10,6 +10,7 @@ check the values; this checks what a GPU would run.
     python benchmarks/triton_compile_check.py --arch 90
     python benchmarks/triton_compile_check.py --kernels fused  # the fused march's kernels only (~4 min on 2 cores)
     python benchmarks/triton_compile_check.py --kernels fused_mlp  # the same kernels reading sampled values
+    python benchmarks/triton_compile_check.py --kernels color_mlp  # the colour MLP alone (RenderConfig.color_mlp)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from nsmae_lightning.models import composite_triton, march_fused_triton, trilinear_triton
+from nsmae_lightning.models import color_mlp_triton, composite_triton, march_fused_triton, trilinear_triton
 
 SAMPLER_ARGS = {"volume": "*bf16", "coords": "*fp32", "batch_index": "*i64", "samples": "i32", "size_x": "i32",
                 "size_y": "i32", "size_z": "i32", "channels": "i32"}
@@ -47,7 +48,13 @@ FUSED_ARGS = {
 FUSED_BACKWARD = {**FUSED_ARGS, **{name: "*fp32" for name in (
     "grad_opacity", "grad_depth", "grad_color", "grad_density", "grad_features", "grad_bias", "grad_w1", "grad_w2",
     "grad_b2", "grad_w3", "grad_b3")}}
-KERNELS = ("sampler", "composite", "fused", "fused_mlp")  # fused_mlp: the fused kernels reading sampled values
+COLOR_MLP_ARGS = {"features": "*bf16", "feature_stride": "i64", "ray_index": "*i64", "ray_bias": "*fp32",
+                  "w1": "*bf16", "w2": "*bf16", "b2": "*bf16", "w3": "*bf16", "b3": "*bf16", "rows_total": "i32"}
+COLOR_MLP_FORWARD = {**COLOR_MLP_ARGS, "color_out": "*bf16"}
+COLOR_MLP_BACKWARD = {**COLOR_MLP_ARGS, "grad_color": "*bf16", "grad_features": "*bf16",
+                      **{name: "*fp32" for name in ("grad_bias", "grad_w1", "grad_w2", "grad_b2", "grad_w3", "grad_b3")}}
+# fused_mlp: the fused kernels reading sampled values; color_mlp: the colour MLP's own kernels
+KERNELS = ("sampler", "composite", "fused", "fused_mlp", "color_mlp")
 
 
 def signature(kernel: Any, types: dict[str, str], constants: dict[str, Any]) -> dict[str, str]:
@@ -125,6 +132,13 @@ def main() -> None:
                   describe(march_fused_triton._forward_kernel, FUSED_ARGS, tile, config.num_warps, args.arch))
             print(f"{name} backward", config.kwargs, f"warps {config.num_warps}:",
                   describe(march_fused_triton._backward_kernel, backward_types, tile, config.num_warps, args.arch))
+    mlp = {name: fused[name] for name in ("FEATURES", "FEATURE_LANES", "HIDDEN", "HIDDEN_LANES", "PRECISION", "UPCAST")}
+    for config in color_mlp_triton._TUNING if "color_mlp" in kernels else []:
+        tile = {**mlp, **config.kwargs}
+        print("color_mlp forward ", config.kwargs, f"warps {config.num_warps}:",
+              describe(color_mlp_triton._forward_kernel, COLOR_MLP_FORWARD, tile, config.num_warps, args.arch))
+        print("color_mlp backward", config.kwargs, f"warps {config.num_warps}:",
+              describe(color_mlp_triton._backward_kernel, COLOR_MLP_BACKWARD, tile, config.num_warps, args.arch))
 
 if __name__ == "__main__":
     main()

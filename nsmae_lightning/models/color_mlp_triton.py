@@ -38,10 +38,11 @@ from nsmae_lightning.models.trilinear_triton import check_triton_device, interpr
 INTERPRETER_BLOCK = 16  # rows per program in the interpreter (tl.dot's minimum)
 INTERPRETER_PROGRAMS = 2  # persistent backward programs there: blocks per program > 1 and cross-program sums
 PROGRAMS_PER_SM = 2  # persistent backward programs per streaming multiprocessor
-OUT_LANES = 16  # the 3 colours padded to tl.dot's smallest width
 
 if triton is not None:
     import triton.language as tl
+
+    OUT_LANES = tl.constexpr(16)  # the 3 colours padded to tl.dot's smallest width (a global the kernels read)
 
     from nsmae_lightning.models.march_fused_triton import _dot
 
