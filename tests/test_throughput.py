@@ -65,3 +65,18 @@ def test_bad_settings_and_batches() -> None:
     module = TwoSampleBatches()
     with pytest.raises(ValueError, match="meta"):
         callback.on_train_batch_end(None, module, None, {"x": torch.zeros(2)}, 0)  # type: ignore[arg-type]
+
+
+def test_report_is_written_before_the_trainer_tears_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Lightning's teardown moves the module to the CPU before on_fit_end: a report written then would read
+    # the peak memory of the wrong device (none) and, under NCCL, fail to gather a CPU tensor.
+    written_at_teardown: list[bool] = []
+    teardown = Trainer._teardown
+
+    def recording_teardown(self: Trainer) -> None:
+        written_at_teardown.append((tmp_path / "throughput.json").exists())
+        teardown(self)
+
+    monkeypatch.setattr(Trainer, "_teardown", recording_teardown)
+    fit(tmp_path, Throughput(warmup_steps=1), steps=3)
+    assert written_at_teardown == [True]

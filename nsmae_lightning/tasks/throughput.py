@@ -2,7 +2,7 @@
 
 ``--trainer.callbacks+=nsmae_lightning.tasks.throughput.Throughput`` times the training
 steps after ``warmup_steps`` (wall time from one step's end to the next, so data
-loading and DDP communication count), and at the end of ``fit`` rank 0 writes
+loading and DDP communication count), and at the end of training rank 0 writes
 ``throughput.json`` into the run folder: median step time, samples per second over all
 ranks (``world_size x batch per rank / median step``) and every rank's peak GPU memory.
 The DDP scaling experiment (experiments/ddp/) compares these files across device counts.
@@ -81,8 +81,13 @@ class Throughput(Callback):
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         }
 
-    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Gather every rank's peak memory; rank 0 writes the report."""
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Gather every rank's peak memory; rank 0 writes the report.
+
+        At the end of training, not of ``fit``: Lightning's teardown, which runs before ``on_fit_end``,
+        moves the module to the CPU (its device no longer says which GPU's peak to read, and NCCL
+        cannot gather a CPU tensor).
+        """
         device = pl_module.device
         peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
         gathered = trainer.strategy.all_gather(torch.tensor([peak], device=device, dtype=torch.float64))
