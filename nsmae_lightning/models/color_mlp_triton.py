@@ -32,12 +32,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from nsmae_lightning.models.march_fused_triton import MAX_WIDTH, _lanes
+from nsmae_lightning.models.march_fused_triton import (
+    launch_persistent,
+    mlp_compute_dtype,
+    mlp_constants,
+    mlp_shape_problem,
+)
 from nsmae_lightning.models.trilinear_triton import check_triton_device, interpreting, require_triton, triton
 
 INTERPRETER_BLOCK = 16  # rows per program in the interpreter (tl.dot's minimum)
 INTERPRETER_PROGRAMS = 2  # persistent backward programs there: blocks per program > 1 and cross-program sums
-PROGRAMS_PER_SM = 2  # persistent backward programs per streaming multiprocessor
 
 if triton is not None:
     import triton.language as tl
@@ -159,26 +163,8 @@ if triton is not None:
 
 def _launch(kernel: str, rows: int, device: torch.device, *args: object, **constants: object) -> None:
     """Run ``kernel`` ("forward": a program per row block; "backward": persistent programs) over ``rows``."""
-    if interpreting():
-        plain = _forward_kernel if kernel == "forward" else _backward_kernel
-        blocks = triton.cdiv(rows, INTERPRETER_BLOCK)
-        programs = blocks if kernel == "forward" else min(blocks, INTERPRETER_PROGRAMS)
-        plain[(programs,)](*args, **constants, BLOCK_M=INTERPRETER_BLOCK)
-        return
-    if kernel == "forward":
-        _forward_tuned[lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]),)](*args, **constants)
-        return
-    most = torch.cuda.get_device_properties(device).multi_processor_count * PROGRAMS_PER_SM
-    _backward_tuned[lambda meta: (min(triton.cdiv(rows, meta["BLOCK_M"]), most),)](*args, **constants)
-
-
-def _constants(features: int, hidden: int, compute: torch.dtype) -> dict[str, object]:
-    """Compile-time constants: layer widths, their padded lanes and the dot precision."""
-    return {
-        "FEATURES": features, "FEATURE_LANES": _lanes(features), "HIDDEN": hidden, "HIDDEN_LANES": _lanes(hidden),
-        "PRECISION": "ieee" if compute == torch.float32 else "tf32",  # fp32 operands stay fp32, not TF32
-        "UPCAST": interpreting() and compute != torch.float32,
-    }
+    launch_persistent((_forward_kernel, _backward_kernel, _forward_tuned, _backward_tuned), "BLOCK_M",
+                      {"BLOCK_M": INTERPRETER_BLOCK}, INTERPRETER_PROGRAMS, kernel, rows, device, *args, **constants)
 
 
 class _ColorMLP(torch.autograd.Function):
@@ -192,7 +178,7 @@ class _ColorMLP(torch.autograd.Function):
         rows = features.shape[0]
         weights = [weight.detach().to(compute).contiguous() for weight in (w1, w2, b2, w3, b3)]
         color = torch.empty(rows, 3, device=features.device, dtype=compute)
-        constants = _constants(w1.shape[1], w2.shape[0], compute)
+        constants = mlp_constants(w1.shape[1], w2.shape[0], compute)
         if rows:
             _launch("forward", rows, features.device, features, features.stride(0), ray_index, ray_bias, *weights,
                     color, rows, **constants)
@@ -212,7 +198,7 @@ class _ColorMLP(torch.autograd.Function):
         grad_features = torch.empty(rows, width, device=features.device, dtype=ctx.feature_dtype)  # type: ignore[attr-defined]
         grad_bias = torch.zeros(ray_bias.shape, **zeros)
         grads = [torch.zeros(weight.shape, **zeros) for weight in weights]
-        constants = _constants(width, weights[1].shape[0], ctx.compute)  # type: ignore[attr-defined]
+        constants = mlp_constants(width, weights[1].shape[0], ctx.compute)  # type: ignore[attr-defined]
         if rows:
             _launch("backward", rows, features.device, features, features.stride(0), ray_index, ray_bias, *weights,
                     grad_color.contiguous(), grad_features, grad_bias, *grads, rows, **constants)
@@ -222,12 +208,7 @@ class _ColorMLP(torch.autograd.Function):
 
 def color_mlp_problem(mlp_layers: int, mlp_hidden: int, feature_channels: int) -> str | None:
     """Why `color_mlp_triton` cannot run this colour-MLP shape, or None if it can (RenderConfig checks this)."""
-    if mlp_layers != 2:
-        return f"RenderConfig.color_mlp 'triton' supports mlp_layers == 2 only, got {mlp_layers}"
-    for name, width in (("mlp_hidden", mlp_hidden), ("feature_channels", feature_channels)):
-        if width > MAX_WIDTH:
-            return f"RenderConfig.color_mlp 'triton' supports {name} <= {MAX_WIDTH}, got {width}"
-    return None
+    return mlp_shape_problem("color_mlp 'triton'", mlp_layers, mlp_hidden, feature_channels)
 
 
 def color_mlp_triton(
@@ -261,9 +242,6 @@ def color_mlp_triton(
     if ray_index.shape != (rows,) or ray_bias.dim() != 2 or ray_bias.shape[1] != second.in_features:
         raise ValueError(f"color_mlp_triton needs ray_index ({rows},) and ray_bias (R, {second.in_features}), "
                          f"got {tuple(ray_index.shape)} and {tuple(ray_bias.shape)}")
-    device_type = features.device.type
-    compute = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else features.dtype
-    if compute == torch.float64 or features.dtype == torch.float64:
-        raise ValueError("RenderConfig.color_mlp 'triton' works in float32 / bf16 / fp16; use 'torch' for float64")
+    compute = mlp_compute_dtype(features, "RenderConfig.color_mlp 'triton'", "color_mlp 'torch'")
     return _ColorMLP.apply(features, ray_bias.float().contiguous(), first_weight, second.weight, second.bias,
                            last.weight, last.bias, ray_index.contiguous(), compute)

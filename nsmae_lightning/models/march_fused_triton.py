@@ -307,19 +307,31 @@ if triton is not None:
     )(_backward_kernel)
 
 
-def _launch(kernel: str, rays: int, device: torch.device, *args: object, **constants: object) -> None:
-    """Run ``kernel`` ("forward": a program per ray block; "backward": persistent programs) over ``rays``."""
+def launch_persistent(kernels: tuple[object, object, object, object], block: str, interpreter_blocks: dict[str, int],
+                      interpreter_programs: int, kernel: str, items: int, device: torch.device, *args: object,
+                      **constants: object) -> None:
+    """Run a forward / backward kernel pair over ``items`` (rays, rows): the forward one program per block
+    of ``block`` items, the backward as persistent programs (at most PROGRAMS_PER_SM per multiprocessor,
+    each looping over blocks). ``kernels`` = (forward, backward, autotuned forward, autotuned backward);
+    in the interpreter the plain kernels run with ``interpreter_blocks`` and ``interpreter_programs``."""
+    forward, backward, forward_tuned, backward_tuned = kernels
     if interpreting():
-        plain = _forward_kernel if kernel == "forward" else _backward_kernel
-        blocks = triton.cdiv(rays, INTERPRETER_BLOCKS["BLOCK_R"])
-        programs = blocks if kernel == "forward" else min(blocks, INTERPRETER_PROGRAMS)
-        plain[(programs,)](*args, **constants, **INTERPRETER_BLOCKS)
+        plain = forward if kernel == "forward" else backward
+        blocks = triton.cdiv(items, interpreter_blocks[block])
+        programs = blocks if kernel == "forward" else min(blocks, interpreter_programs)
+        plain[(programs,)](*args, **constants, **interpreter_blocks)  # type: ignore[index]
         return
     if kernel == "forward":
-        _forward_tuned[lambda meta: (triton.cdiv(rays, meta["BLOCK_R"]),)](*args, **constants)
+        forward_tuned[lambda meta: (triton.cdiv(items, meta[block]),)](*args, **constants)  # type: ignore[index]
         return
     most = torch.cuda.get_device_properties(device).multi_processor_count * PROGRAMS_PER_SM
-    _backward_tuned[lambda meta: (min(triton.cdiv(rays, meta["BLOCK_R"]), most),)](*args, **constants)
+    backward_tuned[lambda meta: (min(triton.cdiv(items, meta[block]), most),)](*args, **constants)  # type: ignore[index]
+
+
+def _launch(kernel: str, rays: int, device: torch.device, *args: object, **constants: object) -> None:
+    """Run ``kernel`` ("forward": a program per ray block; "backward": persistent programs) over ``rays``."""
+    launch_persistent((_forward_kernel, _backward_kernel, _forward_tuned, _backward_tuned), "BLOCK_R",
+                      INTERPRETER_BLOCKS, INTERPRETER_PROGRAMS, kernel, rays, device, *args, **constants)
 
 
 def _lanes(width: int) -> int:
@@ -327,14 +339,40 @@ def _lanes(width: int) -> int:
     return max(16, 1 << max(0, width - 1).bit_length())
 
 
-def fused_march_problem(mlp_layers: int, mlp_hidden: int, feature_channels: int) -> str | None:
-    """Why march 'fused_triton' cannot run this colour-MLP shape, or None if it can (RenderConfig checks this)."""
+def mlp_shape_problem(what: str, mlp_layers: int, mlp_hidden: int, feature_channels: int) -> str | None:
+    """Why the Triton colour-MLP kernels (of ``what``, e.g. "march 'fused_triton'") cannot run this MLP
+    shape, or None if they can: Linear-ReLU-Linear-ReLU-Linear with widths up to MAX_WIDTH."""
     if mlp_layers != 2:
-        return f"RenderConfig.march 'fused_triton' supports mlp_layers == 2 only, got {mlp_layers}"
+        return f"RenderConfig.{what} supports mlp_layers == 2 only, got {mlp_layers}"
     for name, width in (("mlp_hidden", mlp_hidden), ("feature_channels", feature_channels)):
         if width > MAX_WIDTH:
-            return f"RenderConfig.march 'fused_triton' supports {name} <= {MAX_WIDTH}, got {width}"
+            return f"RenderConfig.{what} supports {name} <= {MAX_WIDTH}, got {width}"
     return None
+
+
+def fused_march_problem(mlp_layers: int, mlp_hidden: int, feature_channels: int) -> str | None:
+    """Why march 'fused_triton' cannot run this colour-MLP shape, or None if it can (RenderConfig checks this)."""
+    return mlp_shape_problem("march 'fused_triton'", mlp_layers, mlp_hidden, feature_channels)
+
+
+def mlp_compute_dtype(source: Tensor, what: str, fallback: str) -> torch.dtype:
+    """The colour-MLP kernels' operand dtype for inputs like ``source``: autocast's when it is on, else
+    ``source``'s; float64 (which the kernels do not take) is an error naming ``fallback``."""
+    device_type = source.device.type
+    compute = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else source.dtype
+    if compute == torch.float64 or source.dtype == torch.float64:
+        raise ValueError(f"{what} works in float32 / bf16 / fp16; use {fallback} for float64")
+    return compute
+
+
+def mlp_constants(features: int, hidden: int, compute: torch.dtype) -> dict[str, object]:
+    """Compile-time constants of the colour-MLP kernels: layer widths, their padded lanes, the dot precision
+    (fp32 operands stay fp32, "ieee" as torch's default matmul, not TF32) and the interpreter's upcast."""
+    return {
+        "FEATURES": features, "FEATURE_LANES": _lanes(features), "HIDDEN": hidden, "HIDDEN_LANES": _lanes(hidden),
+        "PRECISION": "ieee" if compute == torch.float32 else "tf32",
+        "UPCAST": interpreting() and compute != torch.float32,
+    }
 
 
 def _color_layers(mlp: nn.Module) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
@@ -409,17 +447,9 @@ def _source_shape(source: Tensor) -> tuple[int, int, int, int]:
 
 
 def _constants(volume: Tensor, w1: Tensor, w2: Tensor, compute: torch.dtype) -> dict[str, object]:
-    """The kernels' compile-time constants: layer widths, their padded lanes, dot precision, offset width,
-    and whether ``volume`` is the sampler's (M, 1 + Cf) values (SAMPLED) instead of the volume."""
-    features, hidden = w1.shape[1], w2.shape[0]
-    return {
-        "SAMPLED": volume.dim() == 2,
-        "FEATURES": features, "FEATURE_LANES": _lanes(features), "HIDDEN": hidden, "HIDDEN_LANES": _lanes(hidden),
-        # fp32 operands stay fp32 ("ieee", as torch's default matmul), not TF32
-        "PRECISION": "ieee" if compute == torch.float32 else "tf32",
-        "UPCAST": interpreting() and compute != torch.float32,
-        "WIDE": _wide(volume),
-    }
+    """The kernels' compile-time constants: `mlp_constants`, offset width, and whether ``volume`` is the
+    sampler's (M, 1 + Cf) values (SAMPLED) instead of the volume."""
+    return {"SAMPLED": volume.dim() == 2, **mlp_constants(w1.shape[1], w2.shape[0], compute), "WIDE": _wide(volume)}
 
 
 def fused_color_march(
@@ -458,10 +488,7 @@ def fused_color_march(
     if values is not None and tuple(values.shape) != (samples.t.shape[0], 1 + features):
         raise ValueError(f"march 'fused_mlp_triton' needs ({samples.t.shape[0]}, 1 + {features}) sampled values, "
                          f"got {tuple(values.shape)}")
-    device_type = volume.device.type
-    compute = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else volume.dtype
-    if compute == torch.float64 or volume.dtype == torch.float64:
-        raise ValueError("march 'fused_triton' works in float32 / bf16 / fp16; use march 'packed' for float64")
+    compute = mlp_compute_dtype(volume, "march 'fused_triton'", "march 'packed'")
     ray_bias = network.ray_bias(rays.directions)  # p_r = W1e enc(d_r) + b1 (float32, differentiated by autograd)
     lower = torch.tensor(pc_range[:3], dtype=torch.float32)
     counts = torch.tensor(_shape_args(volume)[:3], dtype=torch.float32)  # x, y, z
