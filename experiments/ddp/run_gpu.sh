@@ -48,6 +48,10 @@ export PYTHONUNBUFFERED=1
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | sort | uniq -c | xargs || true)
 stamp "start: ${gpus:-no GPU}, $(nproc) CPUs, DEVICES=$DEVICES"
+# CPU rehearsal: Lightning gives each gloo rank one thread; a single-device run with more threads sums in
+# another order, which moves scores by ~1e-7 and flips boxes at the score threshold (seen: 1 of ~430
+# per frame, NDS 0.07 % apart). One thread everywhere makes "1 vs N devices" compare like with like.
+if [ "$ACCEL" = cpu ]; then export OMP_NUM_THREADS=1; fi
 
 # build_cmd <subcommand> <config> <run folder> <devices> [extra CLI arguments...]: sets CMD
 build_cmd() {
