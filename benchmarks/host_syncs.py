@@ -39,6 +39,7 @@ SYNC_OPS: frozenset[str] = frozenset({
     "aten.masked_scatter.default", "aten.is_nonzero.default", "aten.equal.default",
     "aten.repeat_interleave.Tensor",  # without output_size it reads the repeats' sum
 })
+REPEAT_INTERLEAVE = "aten.repeat_interleave.Tensor"
 BOOLEAN_INDEXING: frozenset[str] = frozenset({"aten.index.Tensor", "aten.index_put.default", "aten.index_put_.default"})
 
 
@@ -58,12 +59,31 @@ class OpCensus(TorchDispatchMode):
         super().__init__()
         self.ops: collections.Counter[str] = collections.Counter()
         self.syncs: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._tolist = torch.Tensor.tolist
+
+    def __enter__(self) -> OpCensus:
+        # Tensor.tolist copies to the host without dispatching an aten op: counted here instead (a wait when
+        # the tensor is on the GPU; on this CPU census every call of ours counts, host-only tensors too)
+        census, tolist = self, self._tolist
+
+        def counted_tolist(tensor: torch.Tensor) -> Any:
+            census.syncs[(our_line(), "tolist")] += 1
+            return tolist(tensor)
+
+        torch.Tensor.tolist = counted_tolist  # type: ignore[method-assign]
+        return super().__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        torch.Tensor.tolist = self._tolist  # type: ignore[method-assign]
+        super().__exit__(*exc)
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         name = str(func)
         line = our_line()
         self.ops[line] += 1
-        if name in SYNC_OPS or (name in BOOLEAN_INDEXING and _has_boolean_index(args)):
+        if name == REPEAT_INTERLEAVE and (kwargs or {}).get("output_size") is not None:
+            pass  # given its output size it needs no read of the repeats
+        elif name in SYNC_OPS or (name in BOOLEAN_INDEXING and _has_boolean_index(args)):
             self.syncs[(line, name.removeprefix("aten.").removesuffix(".default"))] += 1
         return func(*args, **(kwargs or {}))
 

@@ -220,7 +220,14 @@ def test_host_sync_census_attributes_waits_to_our_lines() -> None:
         bundle.select(bundle.far > 1.5)  # one nonzero for the mask, then index by integers
         mask = torch.ones(count, dtype=torch.bool)
         torch.zeros(count)[mask]  # boolean indexing outside our package
+        repeats = torch.full((count,), 2)
+        torch.repeat_interleave(repeats, output_size=2 * count)  # a given output size: no wait
+        torch.repeat_interleave(repeats)  # it reads the repeats' sum
+        repeats.tolist()  # a copy to the host, no aten op
+    assert repeats.tolist() == [2] * count  # restored after the census
     waits = {(line.split(":")[0], op): n for (line, op), n in mode.syncs.items()}
-    assert waits == {("models/rays.py", "nonzero"): 1, ("(outside nsmae_lightning", "index.Tensor"): 1}
+    assert waits == {("models/rays.py", "nonzero"): 1, ("(outside nsmae_lightning", "index.Tensor"): 1,
+                     ("(outside nsmae_lightning", "repeat_interleave.Tensor"): 1,
+                     ("(outside nsmae_lightning", "tolist"): 1}
     assert sum(mode.ops.values()) > 8  # every op is counted, not only the waiting ones
 

@@ -101,7 +101,8 @@ def test_pack_samples_lists_the_dense_marchs_samples_exactly() -> None:
     far[:20] = near[:20] + 0.8 * torch.arange(20)  # far exactly on a sample: that sample is out
     far[20] = near[20]  # zero length
     for step, max_samples in ((0.8, 256), (0.3, 16)):  # 16 cuts the longest rays
-        cap = samples_per_ray_cap(near, far, step, max_samples)
+        cap = max(1, min(math.ceil(float((far - near).clamp_min(0.0).max()) / step), max_samples))
+        assert int(samples_per_ray_cap(near, far, step, max_samples)) == cap  # S, computed on the device
         t = near.unsqueeze(1) + step * torch.arange(cap)
         ray_index, sample_index = torch.nonzero(t < far.unsqueeze(1), as_tuple=True)
         packed = pack_samples(near, far, step, max_samples)
@@ -113,7 +114,7 @@ def test_pack_samples_lists_the_dense_marchs_samples_exactly() -> None:
 
 def test_pack_samples_of_no_rays() -> None:
     packed = pack_samples(torch.zeros(0), torch.zeros(0), 0.5, 8)
-    assert packed.t.shape == (0,) and packed.offsets.tolist() == [0]
+    assert packed.t.shape == (0,) and packed.offsets.tolist() == [0] and packed.width == 1
 
 
 @pytest.mark.parametrize("normalize_depth", [False, True])

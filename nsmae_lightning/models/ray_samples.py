@@ -10,7 +10,6 @@ order and with bitwise the same t, as the dense march's `nonzero`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -36,10 +35,12 @@ class PackedSamples:
     width: int
 
 
-def samples_per_ray_cap(near: Tensor, far: Tensor, step: float, max_samples: int) -> int:
-    """S of the march: enough samples for the longest ray, at most ``max_samples``, at least 1."""
-    longest = float((far - near).clamp_min(0.0).max()) if near.numel() else 0.0
-    return max(1, min(math.ceil(longest / step), max_samples))
+def samples_per_ray_cap(near: Tensor, far: Tensor, step: float, max_samples: int) -> Tensor:
+    """S of the march: enough samples for the longest ray, at most ``max_samples``, at least 1; a 0-dim
+    int64 tensor on the rays' device, so nothing waits for it (the longest length in float64 over
+    ``step``: the double arithmetic of ``math.ceil(float(longest) / step)``)."""
+    longest = (far - near).clamp_min(0.0).amax().double() if near.numel() else near.new_zeros((), dtype=torch.float64)
+    return torch.ceil(longest / step).clamp(1, max_samples).to(torch.int64)
 
 
 def sample_positions(near: Tensor, step: float, index: Tensor) -> Tensor:
@@ -47,7 +48,7 @@ def sample_positions(near: Tensor, step: float, index: Tensor) -> Tensor:
     return near + step * index
 
 
-def sample_counts(near: Tensor, far: Tensor, step: float, cap: int) -> Tensor:
+def sample_counts(near: Tensor, far: Tensor, step: float, cap: int | Tensor) -> Tensor:
     """(R,) int64 n_r = #{i < cap : near + i * step < far}.
 
     ceil((far - near) / step) is off by at most one from the float32 test the dense
@@ -65,13 +66,13 @@ def sample_counts(near: Tensor, far: Tensor, step: float, cap: int) -> Tensor:
 def pack_samples(near: Tensor, far: Tensor, step: float, max_samples: int) -> PackedSamples:
     """The march's samples of rays with entry ``near`` and exit ``far`` (R,), at spacing ``step``.
 
-    One host sync (the sample total), as the dense march's `nonzero` has.
+    One host sync, as the dense march's `nonzero` has: S and the sample total are read together.
     """
     cap = samples_per_ray_cap(near, far, step, max_samples)
     counts = sample_counts(near, far, step, cap)
     offsets = torch.zeros(counts.shape[0] + 1, dtype=torch.int64, device=near.device)
     torch.cumsum(counts, dim=0, out=offsets[1:])
-    total = int(offsets[-1])
+    width, total = torch.stack([cap, offsets[-1]]).tolist()
     rays = torch.arange(counts.shape[0], device=near.device)
     ray_index = torch.repeat_interleave(rays, counts, output_size=total)
     sample_index = torch.arange(total, device=near.device) - offsets[ray_index]
@@ -80,5 +81,5 @@ def pack_samples(near: Tensor, far: Tensor, step: float, max_samples: int) -> Pa
         sample_index=sample_index,
         t=sample_positions(near[ray_index], step, sample_index),
         offsets=offsets,
-        width=cap,
+        width=width,
     )
