@@ -62,12 +62,16 @@ class OpCensus(TorchDispatchMode):
         self._tolist = torch.Tensor.tolist
 
     def __enter__(self) -> OpCensus:
-        # Tensor.tolist copies to the host without dispatching an aten op: counted here instead (a wait when
-        # the tensor is on the GPU; on this CPU census every call of ours counts, host-only tensors too)
+        # Tensor.tolist copies to the host without dispatching an aten op: counted here instead, where our
+        # code calls it directly (a wait when the tensor is on the GPU; this CPU census counts host-only
+        # tensors too). Libraries' own calls are left out: spconv's CPU algorithm reads its rule counts
+        # with `.cpu().tolist()`, which its GPU algorithm does not.
         census, tolist = self, self._tolist
 
         def counted_tolist(tensor: torch.Tensor) -> Any:
-            census.syncs[(our_line(), "tolist")] += 1
+            caller = traceback.extract_stack(limit=2)[0].filename.replace("\\", "/")
+            if f"/{PACKAGE}/" in caller:
+                census.syncs[(our_line(), "tolist")] += 1
             return tolist(tensor)
 
         torch.Tensor.tolist = counted_tolist  # type: ignore[method-assign]

@@ -203,6 +203,7 @@ def test_benchmark_batches_follow_the_task(config: str, cameras: int, classes: i
 
 
 def test_host_sync_census_attributes_waits_to_our_lines() -> None:
+    from nsmae_lightning.models.ray_samples import pack_samples
     from nsmae_lightning.models.rays import RayBundle
 
     benchmarks = TOOLS.parents[1] / "benchmarks"
@@ -223,11 +224,12 @@ def test_host_sync_census_attributes_waits_to_our_lines() -> None:
         repeats = torch.full((count,), 2)
         torch.repeat_interleave(repeats, output_size=2 * count)  # a given output size: no wait
         torch.repeat_interleave(repeats)  # it reads the repeats' sum
-        repeats.tolist()  # a copy to the host, no aten op
+        repeats.tolist()  # not ours: left out
+        pack_samples(torch.zeros(count), torch.ones(count), 0.5, 8)  # one tolist of ours (S and the total)
     assert repeats.tolist() == [2] * count  # restored after the census
     waits = {(line.split(":")[0], op): n for (line, op), n in mode.syncs.items()}
     assert waits == {("models/rays.py", "nonzero"): 1, ("(outside nsmae_lightning", "index.Tensor"): 1,
                      ("(outside nsmae_lightning", "repeat_interleave.Tensor"): 1,
-                     ("(outside nsmae_lightning", "tolist"): 1}
+                     ("models/ray_samples.py", "tolist"): 1}
     assert sum(mode.ops.values()) > 8  # every op is counted, not only the waiting ones
 

@@ -54,7 +54,8 @@ def sample_counts(near: Tensor, far: Tensor, step: float, cap: int | Tensor) -> 
     ceil((far - near) / step) is off by at most one from the float32 test the dense
     march applies; two corrections in each direction make the count exact.
     """
-    estimate = torch.ceil((far - near) / step).nan_to_num(0.0).clamp(0, cap).to(torch.int64)
+    # clamp_min + minimum, not clamp(0, cap): a tensor bound of clamp is read on the host
+    estimate = torch.ceil((far - near) / step).nan_to_num(0.0).clamp_min(0).minimum(torch.as_tensor(cap)).to(torch.int64)
     for _ in range(2):
         last_inside = sample_positions(near, step, estimate - 1) < far
         estimate = torch.where((estimate > 0) & ~last_inside, estimate - 1, estimate)
