@@ -138,6 +138,9 @@ def test_bad_boxes_and_labels_raise() -> None:
     head = CenterPointHead(tiny_config())
     with pytest.raises(ValueError, match="positive"):
         head.box_coder.encode(torch.tensor([[0.0, 0, 0, 0, 1, 1, 0, 0, 0]]), torch.zeros(1, dtype=torch.int64), 1, GRID_SHAPE)
+    good, spoiled = torch.tensor([[0.5, 0.5, 0, 4, 2, 1.5, 0, 0, 0]]), torch.tensor([[float("nan"), 0, 0, 4, 2, 1.5, 0, 0, 0]])
+    with pytest.raises(ValueError, match="finite"):  # a non-finite box in the batch's second sample, off the grid
+        head.box_coder.encode_batch([good, spoiled], [torch.zeros(1, dtype=torch.int64)] * 2, 1, GRID_SHAPE)
     predictions = head(torch.randn(1, 8, *GRID_SHAPE))
     with pytest.raises(ValueError, match="class_names"):
         head.loss(predictions, [torch.zeros(1, 9)], [torch.tensor([10])])

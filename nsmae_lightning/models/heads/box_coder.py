@@ -43,19 +43,21 @@ def gaussian_radius(length_cells: Tensor, width_cells: Tensor, min_overlap: floa
     return torch.minimum(torch.minimum(r1, r2), r3)
 
 
-def gaussian_windows(radius: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def gaussian_windows(radius: Tensor, largest: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Each box's (2r+1)^2 Gaussian as flat offset lists, padded to the largest radius.
 
     Peak exactly 1, sigma = diameter / 6, tails below float32 eps zeroed (CenterNet's kernel).
 
     Args:
         radius: (N,) int64 radii in cells.
+        largest: their maximum when the caller has read it already (else read here: a wait on the device).
 
     Returns:
         dx, dy: (W,) int64 offsets of the padded (2R+1)^2 window, R = max radius;
         values: (N, W) float32 kernel values, 0 outside each box's own radius.
     """
-    largest = int(radius.max()) if radius.numel() else 0
+    if largest is None:
+        largest = int(radius.max()) if radius.numel() else 0
     offsets = torch.arange(-largest, largest + 1, device=radius.device)
     dy, dx = (grid.reshape(-1) for grid in torch.meshgrid(offsets, offsets, indexing="ij"))
     sigma = (2 * radius.double() + 1) / 6.0
@@ -145,8 +147,6 @@ class CenterPointBoxCoder:
         batch, (num_y, num_x) = len(boxes), grid_shape
         device = boxes[0].device if batch else torch.device("cpu")
         all_boxes = torch.cat(list(boxes)) if batch else torch.zeros(0, 9)
-        if not bool(torch.isfinite(all_boxes).all() & (all_boxes[:, 3:6] > 0).all()):  # one sync for the batch
-            raise ValueError("boxes must be finite with positive l, w, h")
         cell_x, cell_y = self.cell_size(grid_shape)
         kept = [sample_boxes[: self.max_objects] for sample_boxes in boxes]
         sample = torch.cat([torch.full((len(b),), i, dtype=torch.int64, device=device) for i, b in enumerate(kept)])
@@ -160,10 +160,17 @@ class CenterPointBoxCoder:
         on_grid = (ix >= 0) & (ix < num_x) & (iy >= 0) & (iy < num_y)
         radius = gaussian_radius(length / cell_x, width / cell_y, self.gaussian_overlap).long().clamp(min=self.min_radius)
 
-        on = on_grid.nonzero().squeeze(1)  # one wait on the device for every selection below
+        # One wait on the device for the batch: whether the boxes are valid, how many centres are on the grid
+        # and their largest radius (the Gaussian windows' size), read together.
+        valid = torch.isfinite(all_boxes).all() & (all_boxes[:, 3:6] > 0).all()
+        largest = torch.where(on_grid, radius, 0).amax() if radius.numel() else radius.new_zeros(())
+        is_valid, on_count, largest_radius = torch.stack([valid.long(), on_grid.sum(), largest]).tolist()
+        if not is_valid:
+            raise ValueError("boxes must be finite with positive l, w, h")
+        on = torch.argsort((~on_grid).to(torch.uint8), stable=True)[:on_count]  # on_grid.nonzero(), no second wait
         cells = batch * num_classes * num_y * num_x
         heatmap = torch.zeros(cells + 1, device=device)  # + a dropped slot for window cells off the grid
-        dx, dy, values = gaussian_windows(radius[on])
+        dx, dy, values = gaussian_windows(radius[on], largest_radius)
         cell_ix = ix[on, None] + dx[None, :]  # (N_on, W)
         cell_iy = iy[on, None] + dy[None, :]
         inside = (cell_ix >= 0) & (cell_ix < num_x) & (cell_iy >= 0) & (cell_iy < num_y)
