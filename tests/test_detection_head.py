@@ -79,6 +79,13 @@ def test_split_by_task_groups_in_order_and_drops_ungrouped_labels() -> None:
     assert second_boxes[:, 0].tolist() == [3.0, 7.0] and second_ids.tolist() == [0, 0]
     empty = head.split_by_task(torch.zeros(0, 9), torch.zeros(0, dtype=torch.int64))
     assert [(b.shape, i.shape) for b, i in empty] == [((0, 9), (0,))] * 2
+    # the batch at once (one size read): each sample grouped as on its own, an empty one included
+    batch = head.split_batch_by_task([boxes, torch.zeros(0, 9), boxes.flip(0) + 10], [labels, labels[:0], labels.flip(0)])
+    assert len(batch) == 3 and [(b.shape, i.shape) for b, i in batch[1]] == [((0, 9), (0,))] * 2
+    assert batch[0][0][0][:, 0].tolist() == [0.0, 2.0, 4.0, 6.0] and batch[0][1][1].tolist() == [0, 0]
+    assert batch[2][0][0][:, 0].tolist() == [16.0, 14.0, 12.0, 10.0] and batch[2][0][1].tolist() == [0, 1, 0, 1]
+    assert batch[2][1][0][:, 0].tolist() == [17.0, 13.0]
+    assert head.split_batch_by_task([], []) == []
 
 
 @pytest.mark.parametrize("nms_type", ["circle", "rotated"])

@@ -226,14 +226,29 @@ class CenterPointHead(nn.Module):
         Boxes whose label belongs to no group are left out; inside a group they keep their order.
         ``labels`` must index ``config.class_names`` (``loss`` checks).
         """
-        # A stable sort by group and one read of the group sizes: one wait on the device per
-        # sample, not two per group (boolean selections).
-        group = device_constant(self._group_of_label, labels.device)[labels]
-        order = torch.argsort(group, stable=True)
-        sizes = torch.bincount(group + 1, minlength=len(self.task_labels) + 1).tolist()  # bin 0: no group
-        class_ids = device_constant(self._index_in_group, labels.device)[labels]
-        grouped = zip(torch.split(boxes[order], sizes), torch.split(class_ids[order], sizes))
-        return list(grouped)[1:]
+        return self.split_batch_by_task([boxes], [labels])[0]
+
+    def split_batch_by_task(
+        self, boxes: Sequence[Tensor], labels: Sequence[Tensor]
+    ) -> list[list[tuple[Tensor, Tensor]]]:
+        """`split_by_task` of every sample: per sample, per task group, (boxes, class ids inside the group).
+
+        One stable sort of the batch by (sample, group) and one read of the group sizes: one wait on
+        the device per batch, not one per sample (or two per group with boolean selections).
+        """
+        groups = len(self.task_labels) + 1  # bin 0: no group
+        if not boxes:
+            return []
+        device = labels[0].device
+        flat_boxes, flat_labels = torch.cat(list(boxes)), torch.cat([sample.reshape(-1) for sample in labels])
+        sample = torch.cat([torch.full((len(sample),), index, dtype=torch.int64, device=device)
+                            for index, sample in enumerate(labels)])
+        key = sample * groups + device_constant(self._group_of_label, device)[flat_labels] + 1
+        order = torch.argsort(key, stable=True)
+        sizes = torch.bincount(key, minlength=len(boxes) * groups).tolist()
+        class_ids = device_constant(self._index_in_group, device)[flat_labels]
+        grouped = list(zip(torch.split(flat_boxes[order], sizes), torch.split(class_ids[order], sizes)))
+        return [grouped[index * groups + 1 : (index + 1) * groups] for index in range(len(boxes))]
 
     def loss(
         self, preds: list[dict[str, Tensor]], gt_boxes: Sequence[Tensor], gt_labels: Sequence[Tensor]
@@ -261,7 +276,7 @@ class CenterPointHead(nn.Module):
             sample = next(i for i, labels in enumerate(gt_labels) if ((labels < 0) | (labels >= num_names)).any())
             raise ValueError(f"gt_labels of sample {sample} must index class_names (0..{num_names - 1})")
         grid_shape = tuple(preds[0]["heatmap"].shape[-2:])
-        per_sample_groups = [self.split_by_task(boxes, labels) for boxes, labels in zip(gt_boxes, gt_labels)]
+        per_sample_groups = self.split_batch_by_task(gt_boxes, gt_labels)
         device = preds[0]["heatmap"].device
         heatmap_total = torch.zeros((), device=device)
         regression_total = torch.zeros((), device=device)
