@@ -21,6 +21,8 @@ import torch
 import yaml
 from lightning.pytorch import LightningModule
 
+from nsmae_lightning.atomic import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 POINTS_PER_SWEEP = 34_000  # nuScenes LIDAR_TOP, 32 beams
 BOXES_PER_FRAME = 30
@@ -168,4 +170,4 @@ def run_configs(args: argparse.Namespace, bench_config: BenchConfig) -> None:
             torch.cuda.empty_cache()  # the config's model is gone; hand its cached blocks back
     payload = {"device": device_name(device), "torch": torch.__version__, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2))
+    atomic_write_text(args.out, json.dumps(payload, indent=2))

@@ -6,6 +6,8 @@ AdamW) on synthetic batches with the paper's tensor sizes (bench_common.py). fp3
 and bf16 autocast (the render head keeps transmittance and losses in fp32).
 
     python benchmarks/pretrain_step.py --out runs/pretrain_step.json
+    python benchmarks/pretrain_step.py --out runs/triton_mlp.json --configs configs/pretrain/synthetic.yaml \
+        --embedding configs/embedding/synthetic_lite.yaml --batch 8 --dtypes bf16 --color-mlp triton
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ def bench_config(config: str, args: argparse.Namespace, device: torch.device) ->
     task, data, label = load_bench_task(config, args.embedding)
     if args.no_compile:
         task.render_head.config.sampler = "trilinear"
+    if args.color_mlp:  # the network reads its own copy of the knob
+        task.render_head.config.color_mlp = task.render_head.network.color_kernel = args.color_mlp
+        label = f"{label} (color_mlp {args.color_mlp})"
     task = task.to(device).train()
     batch = task_batch(task, data, args.batch, device)
     rows = []
@@ -53,6 +58,8 @@ def bench_config(config: str, args: argparse.Namespace, device: torch.device) ->
 def main() -> None:
     parser = config_parser(__doc__.splitlines()[0], CONFIGS, batch=2)  # paper: 2 per GPU
     parser.add_argument("--no-compile", action="store_true", help="eager sampler instead of the config's compiled one")
+    parser.add_argument("--color-mlp", choices=("torch", "triton", "auto"),
+                        help="RenderConfig.color_mlp instead of the config's (e.g. A/B runs of the Triton MLP)")
     run_configs(parser.parse_args(), bench_config)
 
 
