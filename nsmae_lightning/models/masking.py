@@ -109,14 +109,23 @@ class VoxelMasker(nn.Module):
 
     def band_ratios(self, ratio: float) -> list[float]:
         """Drop ratio of each range band (near first) for a drawn ratio; one band in uniform mode."""
-        if self.mode == "uniform":
-            return [ratio]
-        return [min(max(ratio - band * self.band_ratio_step, 0.0), 1.0) for band in range(len(self.range_bands) + 1)]
+        return self.sample_band_ratios(torch.tensor([ratio], dtype=torch.float64))[0].tolist()
 
-    def draw_ratio(self) -> float:
-        """The drop ratio for one sample: fixed, or uniform in the configured range."""
+    def sample_band_ratios(self, drawn: torch.Tensor) -> torch.Tensor:
+        """(B,) float64 drawn ratios -> (B, bands) drop ratio of each range band, band k at
+        clamp(r - k * band_ratio_step, 0, 1); (B, 1) in uniform mode."""
+        if self.mode == "uniform":
+            return drawn[:, None]
+        bands = torch.arange(len(self.range_bands) + 1, device=drawn.device, dtype=torch.float64)
+        return (drawn[:, None] - bands * self.band_ratio_step).clamp(0.0, 1.0)
+
+    def draw_ratios(self, num_samples: int, device: torch.device) -> torch.Tensor:
+        """(B,) float64 drop ratio of each sample: fixed, or uniform in the configured range; drawn on
+        ``device`` (a host tensor copied there would make the host wait for the GPU)."""
         low, high = self.ratio_range
-        return low + (high - low) * torch.rand(()).item() if high > low else low
+        if high <= low:
+            return torch.full((num_samples,), low, dtype=torch.float64, device=device)
+        return low + (high - low) * torch.rand(num_samples, dtype=torch.float64, device=device)
 
     def forward(self, voxel_centers: torch.Tensor) -> torch.Tensor:
         """Choose the voxels of one sample that survive masking.
@@ -148,8 +157,7 @@ class VoxelMasker(nn.Module):
         device = voxel_centers.device
         if not self.training:
             return torch.ones(num_voxels, dtype=torch.bool, device=device)
-        # (num_samples, bands) drop ratios on the host, then one copy
-        ratios = torch.tensor([self.band_ratios(self.draw_ratio()) for _ in range(num_samples)], dtype=torch.float64)
+        ratios = self.sample_band_ratios(self.draw_ratios(num_samples, device))  # (num_samples, bands)
         bands = ratios.shape[1]
         if self.mode == "uniform":
             band = torch.zeros(num_voxels, dtype=torch.long, device=device)
@@ -159,7 +167,7 @@ class VoxelMasker(nn.Module):
         group = sample * bands + band  # (V,)
         members = torch.zeros(num_samples * bands, dtype=torch.long, device=device)
         members.index_add_(0, group, torch.ones_like(group))
-        dropped = torch.round(ratios.flatten().to(device) * members.double()).long()  # round half to even, as round()
+        dropped = torch.round(ratios.flatten() * members.double()).long()  # round half to even, as round()
         shuffled = torch.randperm(num_voxels, device=device)
         order = shuffled[torch.argsort(group[shuffled], stable=True)]  # by group, random inside each
         first = torch.cumsum(members, 0) - members
