@@ -29,16 +29,22 @@ Triton's interpreter (how the tests compare them with the torch MLP).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
 from nsmae_lightning.models.march_fused_triton import (
+    color_layers,
     launch_persistent,
     mlp_compute_dtype,
     mlp_constants,
     mlp_shape_problem,
 )
 from nsmae_lightning.models.trilinear_triton import check_triton_device, interpreting, require_triton, triton
+
+if TYPE_CHECKING:
+    from nsmae_lightning.models.rendering import RenderNetwork
 
 INTERPRETER_BLOCK = 16  # rows per program in the interpreter (tl.dot's minimum)
 INTERPRETER_PROGRAMS = 2  # persistent backward programs there: blocks per program > 1 and cross-program sums
@@ -211,37 +217,31 @@ def color_mlp_problem(mlp_layers: int, mlp_hidden: int, feature_channels: int) -
     return mlp_shape_problem("color_mlp 'triton'", mlp_layers, mlp_hidden, feature_channels)
 
 
-def color_mlp_triton(
-    features: Tensor, ray_bias: Tensor, ray_index: Tensor, first_weight: Tensor, second: torch.nn.Linear,
-    last: torch.nn.Linear,
-) -> Tensor:
-    """sigmoid(W3 relu(W2 relu(W1f f + p_r) + b2) + b3) of every sample, in Triton kernels.
+def color_mlp_triton(features: Tensor, directions: Tensor, ray_index: Tensor, network: RenderNetwork) -> Tensor:
+    """``network.color`` of every sample, sigmoid(W3 relu(W2 relu(W1f f + p_r) + b2) + b3), in Triton kernels.
 
     Args:
         features: (M, Cf) sampled colour features (rows may be strided, e.g. a channel slice).
-        ray_bias: (R, H) float32 first-layer part of each ray (W1e enc(d_r) + b1).
+        directions: (R, 3) unit direction of each ray (its first-layer part p_r: `RenderNetwork.ray_bias`).
         ray_index: (M,) the ray of each sample.
-        first_weight: (H, Cf) W1f, the features' columns of the first layer.
-        second: the hidden Linear (H -> H).
-        last: the output Linear (H -> 3).
+        network: the render network whose colour MLP (Linear-ReLU-Linear-ReLU-Linear to 3) runs.
 
     Returns:
         (M, 3) colours in the compute dtype (autocast's, else the features').
     """
     require_triton("RenderConfig.color_mlp 'triton'", "color_mlp 'torch'")
     check_triton_device(features, "RenderConfig.color_mlp 'triton'", "color_mlp 'torch'")
+    first, second, last = color_layers(network.color_mlp)
     rows, width = features.shape
     if features.stride(1) != 1:
         features = features.contiguous()
     problem = color_mlp_problem(2, second.out_features, width)
     if problem is not None:
         raise ValueError(problem)
-    if tuple(first_weight.shape) != (second.in_features, width) or last.out_features != 3:
-        raise ValueError(f"color_mlp_triton needs W1f ({second.in_features}, {width}) and a 3-output last layer, "
-                         f"got {tuple(first_weight.shape)} and {last.out_features}")
-    if ray_index.shape != (rows,) or ray_bias.dim() != 2 or ray_bias.shape[1] != second.in_features:
-        raise ValueError(f"color_mlp_triton needs ray_index ({rows},) and ray_bias (R, {second.in_features}), "
-                         f"got {tuple(ray_index.shape)} and {tuple(ray_bias.shape)}")
+    if width != network.feature_channels or ray_index.shape != (rows,):
+        raise ValueError(f"color_mlp_triton needs ({rows}, {network.feature_channels}) features and ray_index "
+                         f"({rows},), got {tuple(features.shape)} and {tuple(ray_index.shape)}")
     compute = mlp_compute_dtype(features, "RenderConfig.color_mlp 'triton'", "color_mlp 'torch'")
-    return _ColorMLP.apply(features, ray_bias.float().contiguous(), first_weight, second.weight, second.bias,
+    ray_bias = network.ray_bias(directions)  # float32, differentiated by autograd
+    return _ColorMLP.apply(features, ray_bias.contiguous(), first.weight[:, :width], second.weight, second.bias,
                            last.weight, last.bias, ray_index.contiguous(), compute)

@@ -375,7 +375,7 @@ def mlp_constants(features: int, hidden: int, compute: torch.dtype) -> dict[str,
     }
 
 
-def _color_layers(mlp: nn.Module) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
+def color_layers(mlp: nn.Module) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
     """The three Linear layers of a Linear-ReLU-Linear-ReLU-Linear(3) colour MLP, or a clear error."""
     layers = list(mlp.children()) if isinstance(mlp, nn.Sequential) else []
     kinds = [type(layer) for layer in layers]
@@ -478,7 +478,7 @@ def fused_color_march(
     """
     require_triton("RenderConfig.march 'fused_triton'", "march 'packed_triton' or 'packed'")
     check_triton_device(volume, "march 'fused_triton'", "march 'packed'")
-    first, second, last = _color_layers(network.color_mlp)
+    first, second, last = color_layers(network.color_mlp)
     features = network.feature_channels
     problem = fused_march_problem(2, second.out_features, features)
     if problem is not None:

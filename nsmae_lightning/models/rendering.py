@@ -404,9 +404,7 @@ class RenderNetwork(nn.Module):
         if ray_index is not None and resolve_color_mlp(self.color_kernel, features.device) == "triton":
             from nsmae_lightning.models.color_mlp_triton import color_mlp_triton  # triton is optional
 
-            first, second, last = self.color_mlp[0], self.color_mlp[2], self.color_mlp[4]
-            return color_mlp_triton(features, self.ray_bias(directions), ray_index,
-                                    first.weight[:, : self.feature_channels], second, last)
+            return color_mlp_triton(features, directions, ray_index, self)
         if not self.use_view_dir:
             return torch.sigmoid(self.color_mlp(features))
         encoded = encode_directions(directions, self.view_dir_frequencies).to(features.dtype)
