@@ -53,7 +53,9 @@ def assert_matches(got: dict[str, torch.Tensor], expected: dict[str, torch.Tenso
 
 def test_render_config_checks_the_color_mlp() -> None:
     RenderConfig(color_mlp="triton")  # the paper's shape is supported (no triton needed to check)
-    RenderConfig(color_mlp="auto", mlp_layers=3)  # auto falls back where the kernels cannot run
+    deep = RenderConfig(color_mlp="auto", mlp_layers=3)  # auto falls back where the kernels cannot run
+    assert RenderNetwork(embed_channels=4, config=deep).color_kernel == "torch"
+    assert RenderNetwork(embed_channels=4, config=RenderConfig(color_mlp="auto")).color_kernel == "auto"
     with pytest.raises(ValueError, match="color_mlp must be one of"):
         RenderConfig(color_mlp="cuda")
     with pytest.raises(ValueError, match="color_mlp 'triton'.*mlp_layers == 2"):

@@ -347,6 +347,11 @@ class RenderNetwork(nn.Module):
         self.use_view_dir = config.use_view_dir
         self.view_dir_frequencies = config.view_dir_frequencies
         self.color_kernel = config.color_mlp
+        if self.color_kernel == AUTO:  # "auto" never picks kernels that cannot run this MLP shape
+            from nsmae_lightning.models.color_mlp_triton import color_mlp_problem  # triton is optional
+
+            if color_mlp_problem(config.mlp_layers, config.mlp_hidden, config.feature_channels) is not None:
+                self.color_kernel = "torch"
         trunk: list[nn.Module] = []
         channels = embed_channels
         for _ in range(config.trunk_layers):
