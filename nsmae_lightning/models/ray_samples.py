@@ -48,14 +48,14 @@ def sample_positions(near: Tensor, step: float, index: Tensor) -> Tensor:
     return near + step * index
 
 
-def sample_counts(near: Tensor, far: Tensor, step: float, cap: int | Tensor) -> Tensor:
-    """(R,) int64 n_r = #{i < cap : near + i * step < far}.
+def sample_counts(near: Tensor, far: Tensor, step: float, cap: Tensor) -> Tensor:
+    """(R,) int64 n_r = #{i < cap : near + i * step < far}, ``cap`` a 0-dim int64 tensor (`samples_per_ray_cap`).
 
     ceil((far - near) / step) is off by at most one from the float32 test the dense
     march applies; two corrections in each direction make the count exact.
     """
     # clamp_min + minimum, not clamp(0, cap): a tensor bound of clamp is read on the host
-    estimate = torch.ceil((far - near) / step).nan_to_num(0.0).clamp_min(0).minimum(torch.as_tensor(cap)).to(torch.int64)
+    estimate = torch.ceil((far - near) / step).nan_to_num(0.0).clamp_min(0).minimum(cap).to(torch.int64)
     for _ in range(2):
         last_inside = sample_positions(near, step, estimate - 1) < far
         estimate = torch.where((estimate > 0) & ~last_inside, estimate - 1, estimate)

@@ -372,7 +372,9 @@ def pillar_depths(
     cells = size_y * size_x
     column = ((points_xyz[..., 0] - x0) / ((x1 - x0) / size_x)).long().clamp(0, size_x - 1)
     row = ((points_xyz[..., 1] - y0) / ((y1 - y0) / size_y)).long().clamp(0, size_y - 1)
-    inside = points_in_range(points_xyz, pc_range) if use is None else points_in_range(points_xyz, pc_range) & use
+    inside = points_in_range(points_xyz, pc_range)
+    if use is not None:
+        inside = inside & use
     sample = torch.arange(batch, device=points_xyz.device).unsqueeze(1)
     # points outside the range land in one extra slot, dropped after (no boolean selection)
     cell = torch.where(inside, sample * cells + row * size_x + column, batch * cells)
