@@ -124,3 +124,14 @@ def test_voxel_masker_keep_mask_masks_each_sample_on_its_own() -> None:
     keep = VoxelMasker(ratio=(0.1, 0.9)).train().keep_mask(torch.zeros(4000, 3), torch.arange(4000) // 1000, 4)
     assert len({int(keep[start:start + 1000].sum()) for start in range(0, 4000, 1000)}) > 1
     assert bool(VoxelMasker(ratio=0.9).eval().keep_mask(centers, sample, 3).all())
+
+
+def test_ranks_in_groups_counts_within_each_group_in_the_given_order() -> None:
+    from nsmae_lightning.models.group_ranks import ranks_in_groups
+
+    group = torch.tensor([1, 0, 1, 0, 0, 2])
+    sizes = torch.tensor([3, 2, 1])
+    stable = torch.argsort(group, stable=True)  # input order inside each group
+    assert ranks_in_groups(stable, group, sizes).tolist() == [0, 0, 1, 1, 2, 0]
+    reversed_inside = torch.tensor([4, 3, 1, 2, 0, 5])  # group 0 as 4, 3, 1; group 1 as 2, 0
+    assert ranks_in_groups(reversed_inside, group, sizes).tolist() == [1, 2, 0, 1, 0, 0]

@@ -31,6 +31,7 @@ from torch import nn
 
 from nsmae_lightning.constants import PC_RANGE_NUSCENES, VOXEL_SIZE_NUSCENES
 from nsmae_lightning.models.device_constants import device_constant
+from nsmae_lightning.models.group_ranks import ranks_in_groups
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -196,10 +197,7 @@ def voxelize_batch(clouds: Sequence[torch.Tensor], config: LidarConfig, max_voxe
     num_voxels = unique_keys.shape[0]
     voxel_sample = unique_keys // cells  # (U,) num_samples for the outside key (the last, if any)
     # Rank of each point inside its voxel, in input order (stable sort by voxel).
-    order = torch.argsort(voxel_of_point, stable=True)
-    first_slot = torch.cumsum(points_per_voxel, 0) - points_per_voxel  # (U,)
-    rank = torch.empty_like(voxel_of_point)
-    rank[order] = torch.arange(num_points, device=device) - first_slot[voxel_of_point[order]]
+    rank = ranks_in_groups(torch.argsort(voxel_of_point, stable=True), voxel_of_point, points_per_voxel)
     first_point = torch.full((num_voxels,), num_points, device=device, dtype=torch.long)
     first_point.scatter_reduce_(0, voxel_of_point, torch.arange(num_points, device=device), reduce="amin")
     # Voxels in point order: sample by sample (clouds are concatenated in order), each in first-reached order,
@@ -208,13 +206,10 @@ def voxelize_batch(clouds: Sequence[torch.Tensor], config: LidarConfig, max_voxe
     by_first = torch.argsort(first_point)
     per_sample = torch.zeros(num_samples + 1, device=device, dtype=torch.long)
     per_sample.index_add_(0, voxel_sample, torch.ones_like(voxel_sample))
-    sample_start = torch.cumsum(per_sample, 0) - per_sample
-    sorted_sample = voxel_sample[by_first]
-    kept_sorted = (torch.arange(num_voxels, device=device) - sample_start[sorted_sample] < max_voxels) \
-        & (sorted_sample < num_samples)
+    kept = (ranks_in_groups(by_first, voxel_sample, per_sample) < max_voxels) & (voxel_sample < num_samples)
     counts = per_sample[:num_samples].clamp(max=max_voxels).tolist()  # the one wait for the sizes
     # kept voxels first (stable: in order), then cut to their number
-    kept_voxels = by_first[torch.argsort((~kept_sorted).to(torch.uint8), stable=True)[: sum(counts)]]
+    kept_voxels = by_first[torch.argsort((~kept[by_first]).to(torch.uint8), stable=True)[: sum(counts)]]
     new_id = torch.full((num_voxels,), -1, device=device, dtype=torch.long)
     new_id[kept_voxels] = torch.arange(kept_voxels.shape[0], device=device)
     point_voxel = new_id[voxel_of_point]

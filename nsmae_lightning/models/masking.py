@@ -12,6 +12,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from nsmae_lightning.models.group_ranks import ranks_in_groups
+
 
 class ImageMasker(nn.Module):
     """Replace a random ``ratio`` of the s x s patches of every image by one learnable [MASK] token.
@@ -170,7 +172,4 @@ class VoxelMasker(nn.Module):
         dropped = torch.round(ratios.flatten() * members.double()).long()  # round half to even, as round()
         shuffled = torch.randperm(num_voxels, device=device)
         order = shuffled[torch.argsort(group[shuffled], stable=True)]  # by group, random inside each
-        first = torch.cumsum(members, 0) - members
-        rank = torch.empty_like(group)
-        rank[order] = torch.arange(num_voxels, device=device) - first[group[order]]
-        return rank >= dropped[group]
+        return ranks_in_groups(order, group, members) >= dropped[group]
