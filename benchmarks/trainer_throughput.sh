@@ -55,10 +55,12 @@ for variant in "$@"; do
     report=$(find "$out" -name throughput.json | head -1)
     python - "$report" "$wall" "$extra" "$RES/$name.json" <<'EOF'
 import json, sys
+from pathlib import Path
+from nsmae_lightning.atomic import atomic_write_text
 report, wall, extra, target = sys.argv[1:]
-data = json.load(open(report))
+data = json.loads(Path(report).read_text())
 data.update(wall_s=float(wall), extra_args=extra)
-open(target, "w").write(json.dumps(data, indent=2) + "\n")
+atomic_write_text(Path(target), json.dumps(data, indent=2) + "\n")
 print(f"{target}: median step {data['median_step_s'] * 1e3:.1f} ms, mean {data['mean_step_s'] * 1e3:.1f} ms, "
       f"{data['samples_per_s']:.1f} samples/s, wall {data['wall_s']} s")
 EOF
