@@ -134,6 +134,38 @@ def time_calls(step: Callable[[], Any], device: torch.device, warmup: int, repea
     return {"ms": 1000 * statistics.median(durations), "peak_gib": peak}
 
 
+def kernel_summary(prof: Any, calls: int, top: int = 8, skip: Sequence[str] = ()) -> dict[str, Any]:
+    """GPU time per call in a finished torch.profiler ``prof`` over ``calls`` calls: the kernels' sum
+    (``gpu_ms``; far below the wall time means the host is the bottleneck), their count and the
+    ``top`` kernels by time, each [name, ms per call]; ``skip`` names annotation ranges
+    (record_function), whose device events span kernels."""
+    from torch.autograd import DeviceType
+
+    per_kernel: dict[str, float] = {}
+    launches = 0
+    for event in prof.events():
+        if event.device_type == DeviceType.CUDA and event.name not in skip:
+            per_kernel[event.name] = per_kernel.get(event.name, 0.0) + event.device_time_total / 1000 / calls
+            launches += 1
+    ranked = sorted(per_kernel.items(), key=lambda item: -item[1])[:top]
+    return {"gpu_ms": sum(per_kernel.values()), "kernels_per_call": launches / calls,
+            "top_kernels": [[name[:120], round(ms, 4)] for name, ms in ranked]}
+
+
+def kernel_times(step: Callable[[], Any], device: torch.device, calls: int, top: int = 8) -> dict[str, Any]:
+    """``kernel_summary`` of ``calls`` profiled calls of ``step``; empty on CPU."""
+    if device.type != "cuda":
+        return {}
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize(device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            step()
+        torch.cuda.synchronize(device)
+    return kernel_summary(prof, calls, top)
+
+
 def autocast(device: torch.device, dtype: str) -> torch.autocast:
     """bf16 autocast for "bf16", a disabled one for "fp32"."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
@@ -145,7 +177,8 @@ def device_name(device: torch.device) -> str:
 
 
 def config_parser(description: str, configs: Sequence[str], batch: int) -> argparse.ArgumentParser:
-    """The arguments every config benchmark takes: --out, --configs, --batch, --dtypes, --warmup, --repeats, --embedding."""
+    """The arguments every config benchmark takes: --out, --configs, --batch, --dtypes, --warmup, --repeats,
+    --embedding, --profile."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", type=Path, required=True, help="JSON file for the results")
     parser.add_argument("--configs", nargs="+", default=list(configs))
@@ -154,6 +187,8 @@ def config_parser(description: str, configs: Sequence[str], batch: int) -> argpa
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--embedding", help="embedding YAML (repo-relative) replacing every config's own")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="after timing, profile STEPS more steps: GPU kernel ms per step and the top kernels")
     return parser
 
 

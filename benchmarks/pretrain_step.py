@@ -16,7 +16,7 @@ import argparse
 
 import torch
 
-from bench_common import autocast, config_parser, load_bench_task, run_configs, task_batch, time_calls
+from bench_common import autocast, config_parser, kernel_times, load_bench_task, run_configs, task_batch, time_calls
 
 CONFIGS = ("configs/pretrain/nsmae_bevfusion_128x352.yaml", "configs/pretrain/nsmae_bevfusion_256x704.yaml")
 
@@ -48,10 +48,12 @@ def bench_config(config: str, args: argparse.Namespace, device: torch.device) ->
 
         timed = time_calls(step, device, args.warmup, args.repeats)
         row = {"config": label, "dtype": dtype, "batch": args.batch, "step_ms": timed["ms"],
-               "samples_per_s": 1000 * args.batch / timed["ms"], "peak_gib": timed["peak_gib"], "loss": losses[-1]}
+               "samples_per_s": 1000 * args.batch / timed["ms"], "peak_gib": timed["peak_gib"], "loss": losses[-1],
+               **(kernel_times(step, device, args.profile, top=12) if args.profile else {})}
         rows.append(row)
         print(f"{label:52s} {dtype:5s} step {row['step_ms']:8.1f} ms  {row['samples_per_s']:6.2f} samples/s  "
-              f"peak {row['peak_gib']:6.2f} GiB  loss {row['loss']:.3g}", flush=True)
+              f"peak {row['peak_gib']:6.2f} GiB  loss {row['loss']:.3g}"
+              + (f"  GPU kernels {row['gpu_ms']:.1f} ms" if "gpu_ms" in row else ""), flush=True)
     return rows
 
 

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from bench_common import autocast, device_name, load_bench_task, task_batch
+from bench_common import autocast, device_name, kernel_summary, load_bench_task, task_batch
 
 
 def step_loss(task: Any, batch: dict[str, Any]) -> torch.Tensor:
@@ -35,16 +34,6 @@ def step_loss(task: Any, batch: dict[str, Any]) -> torch.Tensor:
 
 
 ANNOTATIONS = ("forward+loss", "backward", "optimizer")
-
-
-def kernel_ms(prof: profile, steps: int) -> float:
-    """GPU kernel time per step: device events only, without the annotation ranges (which span kernels)."""
-    total_us = sum(
-        event.device_time_total
-        for event in prof.events()
-        if event.device_type == DeviceType.CUDA and event.name not in ANNOTATIONS
-    )
-    return total_us / 1000 / steps
 
 
 def profile_config(config: str, args: argparse.Namespace, device: torch.device) -> str:
@@ -76,7 +65,7 @@ def profile_config(config: str, args: argparse.Namespace, device: torch.device) 
             torch.cuda.synchronize()
     wall_ms = 1000 * (time.perf_counter() - start) / args.steps
     events = prof.key_averages()
-    gpu_ms = kernel_ms(prof, args.steps) if device.type == "cuda" else 0.0
+    gpu_ms = kernel_summary(prof, args.steps, skip=ANNOTATIONS)["gpu_ms"] if device.type == "cuda" else 0.0
     lines = [f"## {label} ({args.dtype}, batch {args.batch}, {device_name(device)})",
              f"wall {wall_ms:.1f} ms/step (profiled), GPU kernels {gpu_ms:.1f} ms/step", ""]
     if device.type == "cuda":

@@ -42,10 +42,11 @@ import json
 import platform
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from bench_common import time_calls
+from bench_common import kernel_times, time_calls
 
 from nsmae_lightning.atomic import atomic_write_text
 from nsmae_lightning.models.ray_samples import pack_samples
@@ -86,6 +87,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dtypes", default="fp32,bf16")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--profile", type=int, default=0, metavar="CALLS",
+                        help="after timing, profile CALLS more calls per row: GPU kernel ms and the top kernels")
     return parser.parse_args()
 
 
@@ -118,10 +121,12 @@ def ray_samples(rays: RayBundle, step: float, grid_size: tuple[int, int, int]) -
     return metric_to_voxel(points, PC_RANGE, grid_size), rays.batch_index[ray_index]
 
 
-def time_iterations(step_fn: Callable[[], None], warmup: int, repeats: int, device: torch.device) -> dict[str, float]:
-    """Median seconds per call and peak memory (MiB, CUDA only) of `step_fn` (bench_common.time_calls)."""
-    timed = time_calls(step_fn, device, warmup, repeats)
-    return {"seconds": timed["ms"] / 1000, "peak_mib": timed["peak_gib"] * 1024}
+def time_iterations(step_fn: Callable[[], None], args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """Median seconds per call and peak memory (MiB, CUDA only) of `step_fn` (bench_common.time_calls);
+    with ``--profile`` also its GPU kernel time per call and top kernels (bench_common.kernel_times)."""
+    timed = time_calls(step_fn, device, args.warmup, args.repeats)
+    profiled = kernel_times(step_fn, device, args.profile) if args.profile else {}
+    return {"seconds": timed["ms"] / 1000, "peak_mib": timed["peak_gib"] * 1024, **profiled}
 
 
 def bench_sampler(args: argparse.Namespace, sampler: str, dtype: torch.dtype, device: torch.device) -> dict[str, float]:
@@ -136,7 +141,7 @@ def bench_sampler(args: argparse.Namespace, sampler: str, dtype: torch.dtype, de
         volume.grad = None
         sample_volume(volume, coords, batch_index, sampler).backward(upstream)
 
-    result = time_iterations(step_fn, args.warmup, args.repeats, device)
+    result = time_iterations(step_fn, args, device)
     return {**result, "samples": float(coords.shape[0]), "samples_per_s": coords.shape[0] / result["seconds"]}
 
 
@@ -159,7 +164,7 @@ def bench_composite(args: argparse.Namespace, march: str, dtype: torch.dtype, de
         values.grad = rgb.grad = None
         rgb_depth_loss(compositor(values[:, 0], samples, step, rgb, 0.0, False), rays).backward()
 
-    result = time_iterations(step_fn, args.warmup, args.repeats, device)
+    result = time_iterations(step_fn, args, device)
     return {**result, "samples": float(count), "samples_per_s": count / result["seconds"]}
 
 
@@ -181,7 +186,7 @@ def bench_mlp(args: argparse.Namespace, color_mlp: str, dtype: torch.dtype, devi
             rgb = network.color(features, rays.directions, samples.ray_index)
         rgb.float().square().mean().backward()
 
-    result = time_iterations(step_fn, args.warmup, args.repeats, device)
+    result = time_iterations(step_fn, args, device)
     return {**result, "samples": float(count), "samples_per_s": count / result["seconds"]}
 
 
@@ -218,7 +223,7 @@ def bench_head(
         bev.grad = None
         loss_fn().backward()
 
-    result = time_iterations(step_fn, args.warmup, args.repeats, device)
+    result = time_iterations(step_fn, args, device)
 
     def loss_and_gradients(render_config: RenderConfig) -> list[torch.Tensor]:
         head.config = render_config
@@ -297,7 +302,7 @@ def planned_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
 
 
 HEADER = (f"{'kind':9} {'sampler':20} {'march':16} {'mlp':6} {'dtype':5} {'samples':>10} {'ms':>9} {'Msamples/s':>11} "
-          f"{'peak MiB':>9} {'ref. err':>9}")
+          f"{'peak MiB':>9} {'ref. err':>9} {'GPU ms':>8}")
 
 
 def format_row(row: dict[str, object]) -> str:
@@ -307,7 +312,8 @@ def format_row(row: dict[str, object]) -> str:
         return f"{label} {row['error']}"
     return (f"{label} {int(row['samples']):>10} {row['seconds'] * 1e3:>9.2f} "  # type: ignore[operator]
             f"{row['samples_per_s'] / 1e6:>11.1f} {row['peak_mib']:>9.0f} "  # type: ignore[operator]
-            + (f"{row['reference_error']:>9.1e}" if "reference_error" in row else f"{'-':>9}"))
+            + (f"{row['reference_error']:>9.1e}" if "reference_error" in row else f"{'-':>9}")
+            + (f" {row['gpu_ms']:>8.2f}" if "gpu_ms" in row else ""))
 
 
 def main() -> None:

@@ -42,14 +42,15 @@ def render_table(report: dict[str, Any]) -> str:
         torch_mlp = row["kind"] in ("mlp", "march", "render") and not march.startswith("fused")
         label = [row["kind"], row["sampler"], march, row.get("color_mlp", "torch" if torch_mlp else "-"), row["dtype"]]
         if "error" in row:
-            rows.append([*label, "-", "-", row["error"][:60], "-"])
+            rows.append([*label, "-", "-", "-", row["error"][:60], "-"])
             continue
         # reference_error (reports from 2026-12-02 on): march / render rows against the eager dense march
         checked = f"{row['reference_error']:.1e}" if "reference_error" in row else "-"
+        # gpu_ms (runs with --profile): the kernels' time per call, against the wall time before it
         rows.append([*label, f"{row['samples'] / 1e6:.2f} M", f"{row['seconds'] * 1e3:.2f}",
-                     f"{row['samples_per_s'] / 1e9:.3f}", checked])
-    return _table(["measured", "sampler", "march", "colour MLP", "dtype", "samples", "fwd+bwd (ms)", "Gsamples/s",
-                   "vs reference"], rows)
+                     f"{row['gpu_ms']:.2f}" if "gpu_ms" in row else "-", f"{row['samples_per_s'] / 1e9:.3f}", checked])
+    return _table(["measured", "sampler", "march", "colour MLP", "dtype", "samples", "fwd+bwd (ms)", "GPU kernels (ms)",
+                   "Gsamples/s", "vs reference"], rows)
 
 
 def describe(path: Path) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from bench_common import autocast, config_parser, load_bench_task, run_configs, task_batch, time_calls
+from bench_common import autocast, config_parser, kernel_times, load_bench_task, run_configs, task_batch, time_calls
 
 CONFIGS = (
     "configs/detection/bevfusion_128x352.yaml",
@@ -59,11 +59,13 @@ def bench_config(config: str, args: argparse.Namespace, device: torch.device) ->
 
         task.train()
         trained = time_calls(train_step, device, args.warmup, args.repeats)
+        profiled = kernel_times(train_step, device, args.profile, top=12) if args.profile else {}
         task.eval()
         inferred = time_calls(infer_frame, device, args.warmup, args.repeats)
         row = {"config": label, "dtype": dtype, "batch": args.batch, "train_step_ms": trained["ms"],
                "train_samples_per_s": 1000 * args.batch / trained["ms"], "train_peak_gib": trained["peak_gib"],
-               "infer_ms_per_frame": inferred["ms"], "infer_peak_gib": inferred["peak_gib"]}
+               "infer_ms_per_frame": inferred["ms"], "infer_peak_gib": inferred["peak_gib"],
+               **{f"train_{key}": value for key, value in profiled.items()}}
         rows.append(row)
         print(f"{label:46s} {dtype:5s} train {row['train_step_ms']:7.1f} ms ({row['train_samples_per_s']:5.1f} "
               f"samples/s, peak {row['train_peak_gib']:5.1f} GiB)  infer {row['infer_ms_per_frame']:6.1f} ms/frame",
