@@ -135,21 +135,33 @@ def time_calls(step: Callable[[], Any], device: torch.device, warmup: int, repea
 
 
 def kernel_summary(prof: Any, calls: int, top: int = 8, skip: Sequence[str] = ()) -> dict[str, Any]:
-    """GPU time per call in a finished torch.profiler ``prof`` over ``calls`` calls: the kernels' sum
-    (``gpu_ms``; far below the wall time means the host is the bottleneck), their count and the
-    ``top`` kernels by time, each [name, ms per call]; ``skip`` names annotation ranges
-    (record_function), whose device events span kernels."""
+    """GPU and host time per call in a finished torch.profiler ``prof`` over ``calls`` calls.
+
+    ``gpu_ms``: the kernels' sum (far below the wall time means the host is the bottleneck), their
+    count and the ``top`` kernels by time, each [name, ms per call]; annotation ranges
+    (record_function, optimizer steps; also any named in ``skip``) span kernels and are left out.
+    ``cpu_op_ms``: the host's self time in torch ops (wall minus this is Python and waiting) and
+    the ``top`` ops by it.
+    """
     from torch.autograd import DeviceType
 
     per_kernel: dict[str, float] = {}
+    per_op: dict[str, float] = {}
     launches = 0
     for event in prof.events():
-        if event.device_type == DeviceType.CUDA and event.name not in skip:
+        if getattr(event, "is_user_annotation", False) or event.name in skip:
+            continue
+        if event.device_type == DeviceType.CUDA:
             per_kernel[event.name] = per_kernel.get(event.name, 0.0) + event.device_time_total / 1000 / calls
             launches += 1
-    ranked = sorted(per_kernel.items(), key=lambda item: -item[1])[:top]
-    return {"gpu_ms": sum(per_kernel.values()), "kernels_per_call": launches / calls,
-            "top_kernels": [[name[:120], round(ms, 4)] for name, ms in ranked]}
+        elif event.device_type == DeviceType.CPU:
+            per_op[event.name] = per_op.get(event.name, 0.0) + event.self_cpu_time_total / 1000 / calls
+
+    def ranked(times: dict[str, float]) -> list[list[object]]:
+        return [[name[:120], round(ms, 4)] for name, ms in sorted(times.items(), key=lambda item: -item[1])[:top]]
+
+    return {"gpu_ms": sum(per_kernel.values()), "kernels_per_call": launches / calls, "top_kernels": ranked(per_kernel),
+            "cpu_op_ms": sum(per_op.values()), "top_cpu_ops": ranked(per_op)}
 
 
 def kernel_times(step: Callable[[], Any], device: torch.device, calls: int, top: int = 8) -> dict[str, Any]:

@@ -38,8 +38,7 @@ def bench_config(config: str, args: argparse.Namespace, device: torch.device) ->
 
         def step() -> None:
             with autocast(device, dtype):
-                outputs = task.embedding(batch, task.image_masker, task.voxel_masker)
-                loss = task.render_head(outputs["bev"], batch).total
+                loss = task.reconstruct(batch)[1].total
             loss.backward()
             torch.nn.utils.clip_grad_norm_(task.parameters(), 35.0)
             optimizer.step()

@@ -25,8 +25,7 @@ from bench_common import autocast, device_name, kernel_summary, load_bench_task,
 def step_loss(task: Any, batch: dict[str, Any]) -> torch.Tensor:
     """The training loss of any of our tasks on a batch."""
     if hasattr(task, "render_head"):
-        outputs = task.embedding(batch, task.image_masker, task.voxel_masker)
-        return task.render_head(outputs["bev"], batch).total
+        return task.reconstruct(batch)[1].total
     preds = task.head(task.embedding(batch)["bev"])
     if task.__class__.__name__ == "SegmentationTask":
         return task.head.loss(preds, batch["bev_masks"])["loss"]

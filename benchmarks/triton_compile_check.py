@@ -29,10 +29,12 @@ from triton.compiler import ASTSource
 
 from nsmae_lightning.models import color_mlp_triton, composite_triton, march_fused_triton, trilinear_triton
 
+# volume element strides (stride_*) and gradient row strides (row_*), as the render network's volume has them
+LAYOUT = {f"{kind}_{axis}": "i32" for kind in ("stride", "row") for axis in "bzyx"}
 SAMPLER_ARGS = {"volume": "*bf16", "coords": "*fp32", "batch_index": "*i64", "samples": "i32", "size_x": "i32",
-                "size_y": "i32", "size_z": "i32", "channels": "i32"}
+                "size_y": "i32", "size_z": "i32", "channels": "i32", **LAYOUT}
 SAMPLER_FORWARD = {**SAMPLER_ARGS, "out": "*bf16"}
-SAMPLER_BACKWARD = {**SAMPLER_ARGS, "grad_out": "*bf16", "grad_head": "*fp32", "grad_tail": "*fp32", "grad_coords": "*fp32"}
+SAMPLER_BACKWARD = {**SAMPLER_ARGS, "grad_out": "*bf16", "grad_rows": "*fp32", "grad_coords": "*fp32"}
 COMPOSITE_ARGS = {"sigma": "*bf16", "sigma_stride": "i64", "t": "*fp32", "rgb": "*bf16", "offsets": "*i64",
                   "opacity": "*fp32", "depth": "*fp32", "color": "*fp32", "rays": "i32", "step": "fp32"}
 COMPOSITE_BACKWARD = {**COMPOSITE_ARGS, "grad_opacity": "*fp32", "grad_depth": "*fp32", "grad_color": "*fp32",
@@ -43,7 +45,7 @@ FUSED_ARGS = {
     "ray_bias": "*fp32", "w1": "*bf16", "w2": "*bf16", "b2": "*bf16", "w3": "*bf16", "b3": "*bf16",
     "opacity": "*fp32", "depth": "*fp32", "color": "*fp32", "rays": "i32", "step": "fp32",
     **{f"{kind}_{axis}": "fp32" for kind in ("lower", "cell") for axis in "xyz"},
-    "size_x": "i32", "size_y": "i32", "size_z": "i32", "channels": "i32",
+    "size_x": "i32", "size_y": "i32", "size_z": "i32", "channels": "i32", **LAYOUT,
 }
 FUSED_BACKWARD = {**FUSED_ARGS, **{name: "*fp32" for name in (
     "grad_opacity", "grad_depth", "grad_color", "grad_density", "grad_features", "grad_bias", "grad_w1", "grad_w2",
@@ -73,6 +75,7 @@ def ptxas_path() -> Path:
 
 def describe(kernel: Any, types: dict[str, str], constants: dict[str, Any], warps: int, arch: int) -> str:
     """Compile one specialisation; its registers, spills and atomic instructions."""
+    constants = {name: value for name, value in constants.items() if name in kernel.arg_names}  # (PITCH: backward)
     arguments = signature(kernel, types, constants)
     aligned = {(index,): [["tt.divisibility", 16]] for index, kind in enumerate(arguments.values()) if kind[0] == "*"}
     source = ASTSource(fn=kernel, signature=arguments, constexprs=constants, attrs=aligned)

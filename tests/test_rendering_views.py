@@ -368,3 +368,21 @@ def test_render_config_validation() -> None:
     assert (paper.lambda_color, paper.lambda_depth_per, paper.per_step, paper.bev_step) == (1e4, 1e-2, 0.8, 0.2)
     with pytest.raises(ValueError, match="pc_range"):
         NeRFPretrainHead(paper, 6, (0.0, 0.0, 0.0, -1.0, 1.0, 1.0))
+
+
+def test_a_plan_drawn_before_the_embedding_renders_the_same() -> None:
+    head = _head()
+    batch = _batch([_cloud(400, 0), _cloud(400, 1)])
+    bev = torch.randn(2, 6, 8, 8)
+    torch.manual_seed(3)
+    drawn_inside = head(bev, batch)
+    torch.manual_seed(3)
+    plan = head.plan(batch, (8, 8))
+    assert set(plan.views) == {"per", "bev", "rand"}
+    assert all(view.samples.offsets.shape[0] == len(view.rays) + 1 for view in plan.views.values())
+    from_plan = head(bev, batch, plan)
+    assert drawn_inside.losses.keys() == from_plan.losses.keys()
+    for name, value in drawn_inside.losses.items():
+        torch.testing.assert_close(from_plan.losses[name], value, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"plan was drawn for a \(8, 8\) BEV grid"):
+        head(torch.randn(2, 6, 4, 4), batch, plan)

@@ -313,13 +313,13 @@ class EmbeddingNetwork(nn.Module):
             "voxel_coords": None,
             "voxel_keep": None,
         }
-        bev_maps = []
-        if self.camera is not None:
-            outputs["camera_bev"], outputs["image_mask"] = self._camera_bev(batch, image_masker)
-            bev_maps.append(outputs["camera_bev"])
+        # LiDAR first: voxelization and the sparse convolutions' index building wait on the device, which
+        # then has only the LiDAR work queued, not the camera backbone as well
         if self.lidar is not None:
             outputs["lidar_bev"], outputs["voxel_coords"], outputs["voxel_keep"] = self._lidar_bev(batch, voxel_masker)
-            bev_maps.append(outputs["lidar_bev"])
+        if self.camera is not None:
+            outputs["camera_bev"], outputs["image_mask"] = self._camera_bev(batch, image_masker)
+        bev_maps = [outputs[name] for name in ("camera_bev", "lidar_bev") if outputs[name] is not None]  # fuser order
         outputs["fused"] = self.fuser(bev_maps)
         outputs["bev"] = self.decoder(outputs["fused"])
         return outputs

@@ -61,6 +61,7 @@ from nsmae_lightning.models.trilinear_triton import (
     require_triton,
     triton,
 )
+from nsmae_lightning.models.volume_layout import row_strides
 
 if TYPE_CHECKING:
     from nsmae_lightning.models.rendering import RenderNetwork
@@ -108,7 +109,8 @@ if triton is not None:
     @triton.jit
     def _tile(volume, origins, directions, batch_index, t, ray_bias, w1, w2, b2, w3, b3,
               r, start, length, first, step, lower_x, lower_y, lower_z, cell_x, cell_y, cell_z,
-              size_x, size_y, size_z, channels,
+              size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x,
+              row_b, row_z, row_y, row_x, channels,
               FEATURES: tl.constexpr, FEATURE_LANES: tl.constexpr, HIDDEN: tl.constexpr,
               HIDDEN_LANES: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr, WIDE: tl.constexpr,
               SAMPLED: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
@@ -138,10 +140,10 @@ if triton is not None:
             cy = _voxel(origins, directions, ray, t_row, valid, 1, lower_y, cell_y)
             cz = _voxel(origins, directions, ray, t_row, valid, 2, lower_z, cell_z)
             b = tl.load(batch_index + ray, mask=valid, other=0)
-            density = _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, channels, 0, 1, 1,
-                                   WIDE).to(stored).to(tl.float32)
-            x = _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, channels, 1, FEATURES,
-                             FEATURE_LANES, WIDE).to(stored).to(compute)
+            density = _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z,
+                                   stride_y, stride_x, 0, 1, 1, WIDE).to(stored).to(tl.float32)
+            x = _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z, stride_y,
+                             stride_x, 1, FEATURES, FEATURE_LANES, WIDE).to(stored).to(compute)
         a = tl.reshape(density, (BLOCK_R, BLOCK_S)) * step
         hidden = tl.arange(0, HIDDEN_LANES)
         hidden_ok = hidden < HIDDEN
@@ -165,7 +167,8 @@ if triton is not None:
     @triton.jit
     def _forward_kernel(volume, origins, directions, batch_index, t, offsets, ray_bias, w1, w2, b2, w3, b3,
                         opacity, depth, color, rays, step, lower_x, lower_y, lower_z, cell_x, cell_y, cell_z,
-                        size_x, size_y, size_z, channels,
+                        size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x,
+                        row_b, row_z, row_y, row_x, channels,
                         FEATURES: tl.constexpr, FEATURE_LANES: tl.constexpr, HIDDEN: tl.constexpr,
                         HIDDEN_LANES: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr, WIDE: tl.constexpr,
                         SAMPLED: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
@@ -180,7 +183,8 @@ if triton is not None:
             distance, a, _, _, _, _, _, _, _, _, _, _, _, red, green, blue = _tile(
                 volume, origins, directions, batch_index, t, ray_bias, w1, w2, b2, w3, b3,
                 r, start, length, first, step, lower_x, lower_y, lower_z, cell_x, cell_y, cell_z,
-                size_x, size_y, size_z, channels,
+                size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x,
+                row_b, row_z, row_y, row_x, channels,
                 FEATURES, FEATURE_LANES, HIDDEN, HIDDEN_LANES, PRECISION, UPCAST, WIDE, SAMPLED, BLOCK_R, BLOCK_S)
             _, w = _weights(a, carry)
             total_w += tl.sum(w, axis=1)
@@ -201,7 +205,8 @@ if triton is not None:
                          opacity, depth, color, grad_opacity, grad_depth, grad_color,
                          grad_density, grad_features, grad_bias, grad_w1, grad_w2, grad_b2, grad_w3, grad_b3,
                          rays, step, lower_x, lower_y, lower_z, cell_x, cell_y, cell_z,
-                         size_x, size_y, size_z, channels,
+                         size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x,
+                         row_b, row_z, row_y, row_x, channels,
                          FEATURES: tl.constexpr, FEATURE_LANES: tl.constexpr, HIDDEN: tl.constexpr,
                          HIDDEN_LANES: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr, WIDE: tl.constexpr,
                          SAMPLED: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
@@ -234,7 +239,8 @@ if triton is not None:
                 distance, a, valid, sample, cx, cy, cz, b, x, w1t, h1, w2t, h2, red, green, blue = _tile(
                     volume, origins, directions, batch_index, t, ray_bias, w1, w2, b2, w3, b3,
                     r, start, length, first, step, lower_x, lower_y, lower_z, cell_x, cell_y, cell_z,
-                    size_x, size_y, size_z, channels,
+                    size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x,
+                    row_b, row_z, row_y, row_x, channels,
                     FEATURES, FEATURE_LANES, HIDDEN, HIDDEN_LANES, PRECISION, UPCAST, WIDE, SAMPLED, BLOCK_R, BLOCK_S)
                 # compositing backward (forward totals trick)
                 inclusive, w = _weights(a, carry)
@@ -274,9 +280,11 @@ if triton is not None:
                     tl.store(grad_density + sample, grad_sigma.to(written), mask=valid)
                 else:  # volume gradients: features and density, relaxed vector atomics
                     _scatter_block(volume, grad_x, grad_features, valid, cx, cy, cz, b, size_x, size_y, size_z,
-                                   channels, False, 1, FEATURES, FEATURE_LANES, WIDE)
+                                   stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
+                                   False, 1, FEATURES, FEATURE_LANES, FEATURES, WIDE)
                     _scatter_block(volume, grad_sigma[:, None], grad_density, valid, cx, cy, cz, b, size_x, size_y,
-                                   size_z, channels, False, 0, 1, 1, WIDE)
+                                   size_z, stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
+                                   False, 0, 1, 1, 1, WIDE)
             tl.store(grad_bias + r[:, None] * HIDDEN + hidden[None, :], acc_bias,
                      mask=ray_ok[:, None] & hidden_ok[None, :])
         # one add per weight per program
@@ -441,9 +449,13 @@ class _FusedColorMarch(torch.autograd.Function):
         return (grad_volume, grad_bias, *grad_weights, None, None, None, None, None, None, None, None)
 
 
-def _source_shape(source: Tensor) -> tuple[int, int, int, int]:
-    """(size_x, size_y, size_z, channels) of a volume; of (M, C) sampled values, (1, 1, 1, C)."""
-    return (1, 1, 1, source.shape[1]) if source.dim() == 2 else _shape_args(source)
+def _source_shape(source: Tensor) -> tuple[int, ...]:
+    """Sizes (x, y, z), element strides (b, z, y, x), gradient row strides (b, z, y, x) and channels of a
+    dense volume (its gradient, `gradient_like`, has its layout); of (M, C) sampled values, (1, 1, 1), zeros
+    and C."""
+    if source.dim() == 2:
+        return (1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, source.shape[1])
+    return (*_shape_args(source), *row_strides(source), source.shape[-1])
 
 
 def _constants(volume: Tensor, w1: Tensor, w2: Tensor, compute: torch.dtype) -> dict[str, object]:

@@ -47,6 +47,7 @@ from nsmae_lightning.models.ray_samples import PackedSamples, pack_samples
 from nsmae_lightning.models.render_loss import LossTerm, loss_term
 from nsmae_lightning.models.rendered_rays import RenderedRays, finish_rendering
 from nsmae_lightning.models.trilinear import SAMPLERS, metric_to_voxel, sample_volume
+from nsmae_lightning.models.volume_layout import density_activation, split_density
 
 # How `NeRFPretrainHead.render` lays out and composites the samples: "dense" pads every ray to
 # S samples ((R, S) grids, `nonzero`, `index_put`), "packed" keeps the ragged per-ray segments
@@ -268,6 +269,30 @@ class RenderOutput:
     rays: dict[str, Tensor]
 
 
+@dataclass
+class RenderView:
+    """One view's rays for a step, with their packed samples at the view's step."""
+
+    rays: RayBundle
+    samples: PackedSamples
+    step: float
+
+
+@dataclass
+class RenderPlan:
+    """The rays of every enabled view of one batch ("per", "bev", "rand"), drawn before rendering.
+
+    Drawing rays and counting their samples waits on the device (which pixels and pillars
+    LiDAR hit, how many samples each ray gets); `NeRFPretrainHead.plan` is therefore called
+    before the embedding's forward is queued (`PretrainTask`), when those waits are short,
+    instead of between the embedding and the rendering, where each would wait for the whole
+    queued forward.
+    """
+
+    views: dict[str, RenderView]
+    bev_shape: tuple[int, int]
+
+
 def composite(
     sigma: Tensor, t: Tensor, step: float, rgb: Tensor | None, background: float, normalize_depth: bool
 ) -> RenderedRays:
@@ -371,18 +396,28 @@ class RenderNetwork(nn.Module):
     def volume(self, bev: Tensor) -> Tensor:
         """Fused channels-last volume: channel 0 = density (softplus), 1.. = colour features.
 
+        The convolutions run channels-last (cuDNN's NHWC kernels, no layout conversions); the
+        last, 1x1 one is a GEMM over the BEV cells whose output channels are taken z-major
+        (its parameters keep the channel order c * Z + z of ``to_volume``: the same function and
+        checkpoints), so it writes the volume in the storage order (B, Ny, Nx, Z, C) and the
+        (B, Z, Ny, Nx, C) result is a permuted view of it (`volume_layout`), with no copy either way.
+        Under autocast the volume has the autocast dtype (density included).
+
         Args:
             bev: (B, C, Ny, Nx) fused BEV embedding.
 
         Returns:
-            (B, Z, Ny, Nx, 1 + Cf).
+            (B, Z, Ny, Nx, 1 + Cf), strides of a (B, Ny, Nx, Z, 1 + Cf) tensor.
         """
         batch_size, _, size_y, size_x = bev.shape
-        projected = self.to_volume(self.trunk(bev))  # (B, (1 + Cf) * Z, Ny, Nx)
-        projected = projected.view(batch_size, 1 + self.feature_channels, self.z_bins, size_y, size_x)
-        density = nn.functional.softplus(projected[:, :1])  # (B, 1, Z, Ny, Nx)
-        fused = torch.cat([density, projected[:, 1:]], dim=1)  # (B, 1 + Cf, Z, Ny, Nx)
-        return fused.permute(0, 2, 3, 4, 1).contiguous()  # (B, Z, Ny, Nx, 1 + Cf)
+        channels = 1 + self.feature_channels
+        trunk = self.trunk(bev.contiguous(memory_format=torch.channels_last))  # (B, T, Ny, Nx)
+        weight = self.to_volume.weight.view(channels, self.z_bins, -1).transpose(0, 1)
+        weight = weight.reshape(channels * self.z_bins, -1)  # row z * C + c = to_volume's channel c * Z + z
+        bias = self.to_volume.bias.view(channels, self.z_bins).T.reshape(-1)
+        projected = nn.functional.linear(trunk.permute(0, 2, 3, 1), weight, bias)  # (B, Ny, Nx, Z * C)
+        projected = projected.view(batch_size, size_y, size_x, self.z_bins, channels)
+        return density_activation(projected).permute(0, 3, 1, 2, 4)
 
     def ray_bias(self, directions: Tensor) -> Tensor:
         """(R, 3) unit ray directions -> (R, H) float32 p_r = W1e enc(d_r) + b1, the first layer's per-ray
@@ -445,7 +480,9 @@ class NeRFPretrainHead(nn.Module):
         coords = metric_to_voxel(points.float(), self.pc_range, volume.shape[1:4])
         return sample_volume(volume, coords, batch_index, sampler)
 
-    def render(self, volume: Tensor, rays: RayBundle, step: float, with_color: bool) -> RenderedRays:
+    def render(
+        self, volume: Tensor, rays: RayBundle, step: float, with_color: bool, samples: PackedSamples | None = None
+    ) -> RenderedRays:
         """March the rays through the volume and composite them.
 
         Args:
@@ -454,6 +491,7 @@ class NeRFPretrainHead(nn.Module):
             rays: the rays (origins, directions, near, far, batch_index are used).
             step: delta between samples.
             with_color: evaluate the colour MLP and composite RGB.
+            samples: the rays' packed samples at ``step`` (`pack_samples`), if made already.
 
         Returns:
             Rendered depth, opacity and (if asked) colour per ray.
@@ -461,7 +499,8 @@ class NeRFPretrainHead(nn.Module):
         config = self.config
         sampler, march = resolve_render_path(config.sampler, config.march, volume.device)
         # every march reads the same samples (those with t < far, at most max_samples_per_ray a ray)
-        samples = pack_samples(rays.near, rays.far, step, config.max_samples_per_ray)
+        if samples is None:
+            samples = pack_samples(rays.near, rays.far, step, config.max_samples_per_ray)
         ray_index = samples.ray_index
 
         def sampled() -> Tensor:
@@ -477,55 +516,37 @@ class NeRFPretrainHead(nn.Module):
             return fused_color_march(volume, rays, samples, step, self.network, self.pc_range, config.background,
                                      config.normalize_depth, values=values)
         values = sampled()
-        colors = self.network.color(values[:, 1:], rays.directions, ray_index) if with_color else None  # (M, 3)
+        colors = None
+        if with_color:
+            density, features = split_density(values)
+            colors = self.network.color(features, rays.directions, ray_index)  # (M, 3)
+        else:
+            density = values[:, 0]
         compositor = march_compositor(march)
-        return compositor(values[:, 0], samples, step, colors, config.background, config.normalize_depth)
+        return compositor(density, samples, step, colors, config.background, config.normalize_depth)
 
     def _zero(self, bev: Tensor) -> Tensor:
         """A float32 zero that touches bev and every parameter (a skipped term stays in the graph)."""
         anchor = bev.float().sum() + sum(parameter.float().sum() for parameter in self.parameters())
         return anchor * 0.0
 
-    def forward(self, bev: Tensor, batch: dict[str, object]) -> RenderOutput:
-        """Render every enabled view and compute the reconstruction losses.
+    def plan(self, batch: dict[str, object], bev_shape: Sequence[int]) -> RenderPlan:
+        """Draw the rays of every enabled view and pack their samples (see `RenderPlan`).
 
         Args:
-            bev: (B, C, Ny, Nx) fused BEV embedding of the masked input.
             batch: the UNMASKED batch (images, intrinsics, cam2lidar, img_aug, points).
-
-        Returns:
-            Losses, their weighted total, skip counts and ray counts.
+            bev_shape: (Ny, Nx) of the BEV embedding the rays will be rendered from.
         """
         config = self.config
-        batch_size = bev.shape[0]
         points: list[Tensor] = batch["points"]  # type: ignore[assignment]
-        if len(points) != batch_size:
-            raise ValueError(f"batch has {len(points)} point clouds but the BEV embedding has {batch_size} samples")
-        volume = self.network.volume(bev)
-        density = volume[..., :1].contiguous()  # depth-only views read one channel
-        zero = self._zero(bev)
-        terms: dict[str, tuple[LossTerm, float]] = {}
-
-        def depth_term(rays: RayBundle, rendered: RenderedRays) -> LossTerm:
-            return loss_term(
-                rendered.depth, rays.depth_target, rays.has_depth, rays.batch_index, batch_size, 1, zero
-            )
-
+        bev_shape = (int(bev_shape[0]), int(bev_shape[1]))
+        drawn: dict[str, tuple[RayBundle, float]] = {}
         if config.color or config.depth_per:
-            rays = perspective_rays(batch, self.pc_range, config.per_rays, config.ray_mode, config.color)
-            rendered = self.render(volume if config.color else density, rays, config.per_step, config.color)
-            if config.color:
-                all_rays = torch.ones_like(rays.has_depth)
-                color_term = loss_term(
-                    rendered.rgb, rays.rgb_target, all_rays, rays.batch_index, batch_size, 2, zero  # type: ignore[arg-type]
-                )
-                terms["loss_color"] = (color_term, config.lambda_color)
-            if config.depth_per:
-                terms["loss_depth_per"] = (depth_term(rays, rendered), config.lambda_depth_per)
+            drawn["per"] = (perspective_rays(batch, self.pc_range, config.per_rays, config.ray_mode, config.color),
+                            config.per_step)
         if config.depth_bev:
-            rays = bev_rays(points, self.pc_range, tuple(bev.shape[-2:]), config.bev_rays, config.ray_mode)
-            terms["loss_depth_bev"] = (depth_term(rays, self.render(density, rays, config.bev_step, False)),
-                                       config.lambda_depth_bev)
+            drawn["bev"] = (bev_rays(points, self.pc_range, bev_shape, config.bev_rays, config.ray_mode),
+                            config.bev_step)
         if config.depth_rand:
             rays = random_view_rays(
                 points,
@@ -539,8 +560,61 @@ class NeRFPretrainHead(nn.Module):
                 config.rand_height_range,
                 config.rand_pitch_range_deg,
             )
-            terms["loss_depth_rand"] = (depth_term(rays, self.render(density, rays, config.rand_step, False)),
-                                        config.lambda_depth_rand)
+            drawn["rand"] = (rays, config.rand_step)
+        views = {name: RenderView(rays, pack_samples(rays.near, rays.far, step, config.max_samples_per_ray), step)
+                 for name, (rays, step) in drawn.items()}
+        return RenderPlan(views=views, bev_shape=bev_shape)
+
+    def forward(self, bev: Tensor, batch: dict[str, object], plan: RenderPlan | None = None) -> RenderOutput:
+        """Render every enabled view and compute the reconstruction losses.
+
+        Args:
+            bev: (B, C, Ny, Nx) fused BEV embedding of the masked input.
+            batch: the UNMASKED batch (images, intrinsics, cam2lidar, img_aug, points).
+            plan: the batch's rays from `plan` (drawn here if None).
+
+        Returns:
+            Losses, their weighted total, skip counts and ray counts.
+        """
+        config = self.config
+        batch_size = bev.shape[0]
+        points: list[Tensor] = batch["points"]  # type: ignore[assignment]
+        if len(points) != batch_size:
+            raise ValueError(f"batch has {len(points)} point clouds but the BEV embedding has {batch_size} samples")
+        if plan is None:
+            plan = self.plan(batch, bev.shape[-2:])
+        elif plan.bev_shape != tuple(bev.shape[-2:]):
+            raise ValueError(f"the render plan was drawn for a {plan.bev_shape} BEV grid, the embedding is "
+                             f"{tuple(bev.shape[-2:])}")
+        volume = self.network.volume(bev)
+        density = volume[..., :1].contiguous()  # depth-only views read one channel
+        zero = self._zero(bev)
+        terms: dict[str, tuple[LossTerm, float]] = {}
+
+        def depth_term(rays: RayBundle, rendered: RenderedRays) -> LossTerm:
+            return loss_term(
+                rendered.depth, rays.depth_target, rays.has_depth, rays.batch_index, batch_size, 1, zero
+            )
+
+        def rendered(name: str, with_color: bool) -> tuple[RayBundle, RenderedRays]:
+            view = plan.views[name]
+            return view.rays, self.render(volume if with_color else density, view.rays, view.step, with_color,
+                                          view.samples)
+
+        if "per" in plan.views:
+            rays, per = rendered("per", config.color)
+            if config.color:
+                all_rays = torch.ones_like(rays.has_depth)
+                color_term = loss_term(
+                    per.rgb, rays.rgb_target, all_rays, rays.batch_index, batch_size, 2, zero  # type: ignore[arg-type]
+                )
+                terms["loss_color"] = (color_term, config.lambda_color)
+            if config.depth_per:
+                terms["loss_depth_per"] = (depth_term(rays, per), config.lambda_depth_per)
+        if "bev" in plan.views:
+            terms["loss_depth_bev"] = (depth_term(*rendered("bev", False)), config.lambda_depth_bev)
+        if "rand" in plan.views:
+            terms["loss_depth_rand"] = (depth_term(*rendered("rand", False)), config.lambda_depth_rand)
         total = sum((term.value * weight for term, weight in terms.values()), start=zero)
         return RenderOutput(
             losses={name: term.value for name, (term, _) in terms.items()},

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from nsmae_lightning.models.device_constants import device_constant
+from nsmae_lightning.models.volume_layout import dense_volume, gradient_like, row_strides, volume_rows
 
 # (dx, dy, dz) of the 8 cell corners around a sample, in the order the gather uses.
 _CORNER_OFFSETS: tuple[tuple[int, int, int], ...] = tuple(
@@ -52,22 +53,24 @@ def metric_to_voxel(points: Tensor, pc_range: Sequence[float], grid_size: Sequen
 
 
 def _corners(
-    volume_shape: torch.Size, coords: Tensor, batch_index: Tensor
+    sizes: Sequence[int], strides: Sequence[int], coords: Tensor, batch_index: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Flat row indices, trilinear weights and per-axis weights of the 8 corners.
+    """Row indices, trilinear weights and per-axis weights of the 8 corners.
 
     Args:
-        volume_shape: (B, Z, Y, X, C) of the volume.
+        sizes: (Z, Y, X) of the volume.
+        strides: (b, z, y, x) strides of the volume in rows of C channels (`volume_layout.row_strides`).
         coords: (M, 3) continuous voxel coordinates (x, y, z).
         batch_index: (M,) int64 batch element of each sample.
 
     Returns:
-        rows: (M, 8) int64 rows of the (B*Z*Y*X, C) volume (0 where the corner is outside).
+        rows: (M, 8) int64 rows of the volume's (N, C) `volume_rows` (0 where the corner is outside).
         weights: (M, 8) trilinear weights in the coordinates' dtype (0 where the corner is outside).
         axis_weights: (M, 8, 3) per-axis factors of each weight (0 where the corner
             is outside), from which the backward differentiates the weights.
     """
-    _, size_z, size_y, size_x, _ = volume_shape
+    size_z, size_y, size_x = sizes
+    stride_b, stride_z, stride_y, stride_x = strides
     offsets = device_constant(_CORNER_OFFSETS, coords.device)  # (8, 3)
     base = torch.floor(coords)
     frac = coords - base  # (M, 3)
@@ -76,9 +79,8 @@ def _corners(
     inside = ((corner >= 0) & (corner <= upper)).all(dim=-1)  # (M, 8)
     axis_weights = torch.where(offsets.bool(), frac.unsqueeze(1), 1.0 - frac.unsqueeze(1))  # (M, 8, 3)
     weights = axis_weights.prod(dim=-1) * inside
-    rows = ((batch_index.unsqueeze(1) * size_z + corner[..., 2]) * size_y + corner[..., 1]) * size_x + corner[
-        ..., 0
-    ]
+    rows = (batch_index.unsqueeze(1) * stride_b + corner[..., 2] * stride_z + corner[..., 1] * stride_y
+            + corner[..., 0] * stride_x)
     rows = torch.where(inside, rows, torch.zeros_like(rows))
     return rows, weights, axis_weights * inside.unsqueeze(-1)
 
@@ -88,29 +90,32 @@ def _accumulation_dtype(volume: Tensor) -> torch.dtype:
     return torch.promote_types(volume.dtype, torch.float32)
 
 
-def _forward_impl(volume: Tensor, coords: Tensor, batch_index: Tensor) -> Tensor:
-    """Weighted sum of the 8 gathered corner rows; (M, C) in the accumulation dtype."""
-    channels = volume.shape[-1]
-    rows, weights, _ = _corners(volume.shape, coords, batch_index)
-    gathered = volume.reshape(-1, channels).index_select(0, rows.reshape(-1))  # (M*8, C)
-    gathered = gathered.view(-1, 8, channels).to(_accumulation_dtype(volume))  # (M, 8, C)
+def _forward_impl(
+    rows_view: Tensor, sizes: Sequence[int], strides: Sequence[int], coords: Tensor, batch_index: Tensor
+) -> Tensor:
+    """Weighted sum of the 8 gathered corner rows of the (N, C) `volume_rows`; (M, C) in the accumulation dtype."""
+    channels = rows_view.shape[-1]
+    rows, weights, _ = _corners(sizes, strides, coords, batch_index)
+    gathered = rows_view.index_select(0, rows.reshape(-1))  # (M*8, C)
+    gathered = gathered.view(-1, 8, channels).to(_accumulation_dtype(rows_view))  # (M, 8, C)
     return (weights.unsqueeze(-1) * gathered).sum(dim=1)
 
 
 def _backward_impl(
-    volume: Tensor, coords: Tensor, batch_index: Tensor, grad_out: Tensor, need_coords_grad: bool
+    rows_view: Tensor, sizes: Sequence[int], strides: Sequence[int], coords: Tensor, batch_index: Tensor,
+    grad_out: Tensor, need_coords_grad: bool
 ) -> tuple[Tensor, Tensor | None]:
-    """Gradients for the volume (accumulation dtype, volume's shape) and, if asked, the coordinates."""
-    channels = volume.shape[-1]
-    accumulation_dtype = _accumulation_dtype(volume)
-    rows, weights, axis_weights = _corners(volume.shape, coords, batch_index)
+    """Gradients for the volume's (N, C) rows (accumulation dtype) and, if asked, the coordinates."""
+    channels = rows_view.shape[-1]
+    accumulation_dtype = _accumulation_dtype(rows_view)
+    rows, weights, axis_weights = _corners(sizes, strides, coords, batch_index)
     grad_out = grad_out.to(accumulation_dtype)
     contributions = weights.unsqueeze(-1) * grad_out.unsqueeze(1)  # (M, 8, C)
-    grad_volume = torch.zeros(volume.numel() // channels, channels, device=volume.device, dtype=accumulation_dtype)
-    grad_volume.index_add_(0, rows.reshape(-1), contributions.reshape(-1, channels))
+    grad_rows = torch.zeros(rows_view.shape, device=rows_view.device, dtype=accumulation_dtype)
+    grad_rows.index_add_(0, rows.reshape(-1), contributions.reshape(-1, channels))
     grad_coords = None
     if need_coords_grad:
-        gathered = volume.reshape(-1, channels).index_select(0, rows.reshape(-1)).view(-1, 8, channels)
+        gathered = rows_view.index_select(0, rows.reshape(-1)).view(-1, 8, channels)
         corner_dot = (gathered.to(accumulation_dtype) * grad_out.unsqueeze(1)).sum(dim=-1)  # (M, 8)
         offsets = device_constant(_CORNER_OFFSETS, coords.device, coords.dtype)
         sign = 2.0 * offsets - 1.0  # (8, 3): d(axis weight)/d(coordinate)
@@ -124,7 +129,7 @@ def _backward_impl(
             dim=-1,
         )  # (M, 8, 3)
         grad_coords = (corner_dot.unsqueeze(-1) * sign * other_axes).sum(dim=1)
-    return grad_volume.view(volume.shape), grad_coords
+    return grad_rows, grad_coords
 
 
 @cache
@@ -134,7 +139,7 @@ def _compiled(function: Callable[..., object]) -> Callable[..., object]:
 
 
 class _TrilinearSample(torch.autograd.Function):
-    """Autograd wrapper: forward gathers, backward scatters with `index_add_`."""
+    """Autograd wrapper: forward gathers, backward scatters with `index_add_` (rows in memory order)."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -147,7 +152,8 @@ class _TrilinearSample(torch.autograd.Function):
         forward_impl = _compiled(_forward_impl) if compiled else _forward_impl
         ctx.save_for_backward(volume, coords, batch_index)
         ctx.compiled = compiled  # type: ignore[attr-defined]
-        return forward_impl(volume, coords, batch_index).to(volume.dtype)
+        layout = (tuple(volume.shape[1:4]), row_strides(volume))
+        return forward_impl(volume_rows(volume), *layout, coords, batch_index).to(volume.dtype)
 
     @staticmethod
     def backward(  # type: ignore[override]
@@ -155,10 +161,15 @@ class _TrilinearSample(torch.autograd.Function):
     ) -> tuple[Tensor | None, Tensor | None, None, None]:
         volume, coords, batch_index = ctx.saved_tensors  # type: ignore[attr-defined]
         backward_impl = _compiled(_backward_impl) if ctx.compiled else _backward_impl  # type: ignore[attr-defined]
-        grad_volume, grad_coords = backward_impl(
-            volume, coords, batch_index, grad_out.contiguous(), ctx.needs_input_grad[1]  # type: ignore[attr-defined]
+        layout = (tuple(volume.shape[1:4]), row_strides(volume))
+        grad_rows, grad_coords = backward_impl(
+            volume_rows(volume), *layout, coords, batch_index, grad_out.contiguous(),
+            ctx.needs_input_grad[1],  # type: ignore[attr-defined]
         )
-        grad_volume_out = grad_volume.to(volume.dtype) if ctx.needs_input_grad[0] else None  # type: ignore[attr-defined]
+        grad_volume_out = None
+        if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
+            grad_volume_out = gradient_like(volume)  # the volume's own layout
+            volume_rows(grad_volume_out).copy_(grad_rows)
         grad_coords_out = grad_coords.to(coords.dtype) if grad_coords is not None else None
         return grad_volume_out, grad_coords_out, None, None
 
@@ -188,7 +199,7 @@ def trilinear_sample(volume: Tensor, coords: Tensor, batch_index: Tensor, compil
         raise ValueError(
             f"coords must be (M, 3) and batch_index (M,), got {tuple(coords.shape)} and {tuple(batch_index.shape)}"
         )
-    return _TrilinearSample.apply(volume.contiguous(), coords, batch_index.to(torch.int64), compiled)
+    return _TrilinearSample.apply(dense_volume(volume), coords, batch_index.to(torch.int64), compiled)
 
 
 SAMPLERS: tuple[str, ...] = ("trilinear", "trilinear_compiled", "trilinear_triton", "grid_sample")

@@ -36,6 +36,8 @@ import os
 import torch
 from torch import Tensor
 
+from nsmae_lightning.models.volume_layout import gradient_like, row_strides, volume_rows
+
 BLOCK = 64  # samples per program in the interpreter (tuned on a GPU)
 
 
@@ -71,9 +73,9 @@ def check_triton_device(tensor: Tensor, what: str, fallback: str) -> None:
 if triton is not None:
 
     @triton.jit
-    def _corner(cx, cy, cz, b, size_x, size_y, size_z, valid, DX: tl.constexpr, DY: tl.constexpr, DZ: tl.constexpr,
+    def _corner(cx, cy, cz, size_x, size_y, size_z, valid, DX: tl.constexpr, DY: tl.constexpr, DZ: tl.constexpr,
                 WIDE: tl.constexpr):
-        """Row, per-axis factors and inside-mask of one corner of every sample."""
+        """Voxel indices, per-axis factors and inside-mask of one corner of every sample."""
         x0 = tl.floor(cx)
         y0 = tl.floor(cy)
         z0 = tl.floor(cz)
@@ -88,9 +90,13 @@ if triton is not None:
         wy = fy if DY else 1.0 - fy
         wz = fz if DZ else 1.0 - fz
         inside = valid & (ix >= 0) & (ix < size_x) & (iy >= 0) & (iy < size_y) & (iz >= 0) & (iz < size_z)
-        row = ((b.to(index_type) * size_z + iz) * size_y + iy) * size_x + ix
-        row = tl.where(inside, row, 0)
-        return row, wx, wy, wz, inside
+        return ix, iy, iz, wx, wy, wz, inside
+
+    @triton.jit
+    def _offset(b, ix, iy, iz, inside, stride_b, stride_z, stride_y, stride_x, WIDE: tl.constexpr):
+        """Offset of voxel (b, iz, iy, ix) for the given strides (0 where the corner is outside)."""
+        offset = b.to(tl.int64 if WIDE else tl.int32) * stride_b + iz * stride_z + iy * stride_y + ix * stride_x
+        return tl.where(inside, offset, 0)
 
     @triton.jit
     def _load_samples(coords, batch_index, samples, BLOCK_M: tl.constexpr):
@@ -104,40 +110,46 @@ if triton is not None:
         return m, valid, cx, cy, cz, b
 
     @triton.jit
-    def _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, channels,
+    def _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x,
                      FIRST: tl.constexpr, WIDTH: tl.constexpr, LANES: tl.constexpr, WIDE: tl.constexpr):
         """(rows, LANES) float32 channels FIRST .. FIRST + WIDTH of every sample, 0 in lanes past WIDTH
-        (LANES = WIDTH rounded up to a power of two)."""
+        (LANES = WIDTH rounded up to a power of two); the volume's element strides are given, its
+        channels are adjacent."""
         lane = tl.arange(0, LANES)
         c = FIRST + lane
         channel_ok = lane < WIDTH
         acc = tl.zeros((cx.shape[0], LANES), dtype=tl.float32)
         for index in tl.static_range(8):
-            row, wx, wy, wz, inside = _corner(cx, cy, cz, b, size_x, size_y, size_z, valid,
-                                             index & 1, (index >> 1) & 1, (index >> 2) & 1, WIDE)
+            ix, iy, iz, wx, wy, wz, inside = _corner(cx, cy, cz, size_x, size_y, size_z, valid,
+                                                     index & 1, (index >> 1) & 1, (index >> 2) & 1, WIDE)
+            offset = _offset(b, ix, iy, iz, inside, stride_b, stride_z, stride_y, stride_x, WIDE)
             mask = inside[:, None] & channel_ok[None, :]
-            values = tl.load(volume + row[:, None] * channels + c[None, :], mask=mask, other=0.0)
+            values = tl.load(volume + offset[:, None] + c[None, :], mask=mask, other=0.0)
             acc += (wx * wy * wz)[:, None] * values.to(tl.float32)
         return acc
 
     @triton.jit
-    def _gather_block(volume, out, m, valid, cx, cy, cz, b, size_x, size_y, size_z, channels,
+    def _gather_block(volume, out, m, valid, cx, cy, cz, b, size_x, size_y, size_z,
+                      stride_b, stride_z, stride_y, stride_x, channels,
                       FIRST: tl.constexpr, WIDTH: tl.constexpr, LANES: tl.constexpr, WIDE: tl.constexpr):
-        """Write channels FIRST .. FIRST + WIDTH of every sample to ``out``."""
-        acc = _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, channels, FIRST, WIDTH, LANES, WIDE)
+        """Write channels FIRST .. FIRST + WIDTH of every sample to ``out`` ((M, channels) rows)."""
+        acc = _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z, stride_y,
+                           stride_x, FIRST, WIDTH, LANES, WIDE)
         c = FIRST + tl.arange(0, LANES)
         offsets = m.to(tl.int64 if WIDE else tl.int32)[:, None] * channels + c[None, :]
         tl.store(out + offsets, acc, mask=valid[:, None] & (c < FIRST + WIDTH)[None, :])
 
     @triton.jit
-    def _forward_kernel(volume, coords, batch_index, out, samples, size_x, size_y, size_z, channels,
+    def _forward_kernel(volume, coords, batch_index, out, samples, size_x, size_y, size_z,
+                        stride_b, stride_z, stride_y, stride_x, channels,
                         HEAD: tl.constexpr, TAIL: tl.constexpr, TAIL_LANES: tl.constexpr, WIDE: tl.constexpr,
                         BLOCK_M: tl.constexpr):
         m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, samples, BLOCK_M)
-        _gather_block(volume, out, m, valid, cx, cy, cz, b, size_x, size_y, size_z, channels, 0, HEAD, HEAD, WIDE)
+        _gather_block(volume, out, m, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z, stride_y,
+                      stride_x, channels, 0, HEAD, HEAD, WIDE)
         if TAIL > 0:
-            _gather_block(volume, out, m, valid, cx, cy, cz, b, size_x, size_y, size_z, channels,
-                          HEAD, TAIL, TAIL_LANES, WIDE)
+            _gather_block(volume, out, m, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z, stride_y,
+                          stride_x, channels, HEAD, TAIL, TAIL_LANES, WIDE)
 
     @triton.jit
     def _load_grad_block(grad_out, m, valid, channels, FIRST: tl.constexpr, WIDTH: tl.constexpr,
@@ -148,12 +160,13 @@ if triton is not None:
         return tl.load(grad_out + out_offsets, mask=valid[:, None] & (lane < WIDTH)[None, :], other=0.0).to(tl.float32)
 
     @triton.jit
-    def _scatter_block(volume, g, grad_block, valid, cx, cy, cz, b, size_x, size_y, size_z, channels,
+    def _scatter_block(volume, g, grad_block, valid, cx, cy, cz, b, size_x, size_y, size_z,
+                       stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
                        NEED_COORDS: tl.constexpr, FIRST: tl.constexpr, WIDTH: tl.constexpr, LANES: tl.constexpr,
-                       WIDE: tl.constexpr):
+                       PITCH: tl.constexpr, WIDE: tl.constexpr):
         """Scatter the (rows, LANES) gradient ``g`` of channels FIRST .. FIRST + WIDTH into ``grad_block``
-        (float32 rows of WIDTH channels, relaxed vector atomics); return their share of the coordinate
-        gradient (zeros unless NEED_COORDS)."""
+        (float32, PITCH values a row, rows at strides row_*; relaxed vector atomics); return their
+        share of the coordinate gradient (zeros unless NEED_COORDS; the volume read at strides stride_*)."""
         lane = tl.arange(0, LANES)
         c = FIRST + lane
         channel_ok = lane < WIDTH
@@ -161,13 +174,15 @@ if triton is not None:
         gy = tl.zeros((cx.shape[0],), dtype=tl.float32)
         gz = tl.zeros((cx.shape[0],), dtype=tl.float32)
         for index in tl.static_range(8):
-            row, wx, wy, wz, inside = _corner(cx, cy, cz, b, size_x, size_y, size_z, valid,
-                                             index & 1, (index >> 1) & 1, (index >> 2) & 1, WIDE)
+            ix, iy, iz, wx, wy, wz, inside = _corner(cx, cy, cz, size_x, size_y, size_z, valid,
+                                                     index & 1, (index >> 1) & 1, (index >> 2) & 1, WIDE)
+            row = _offset(b, ix, iy, iz, inside, row_b, row_z, row_y, row_x, WIDE)
             mask = inside[:, None] & channel_ok[None, :]
-            tl.atomic_add(grad_block + row[:, None] * WIDTH + lane[None, :], (wx * wy * wz)[:, None] * g, mask=mask,
+            tl.atomic_add(grad_block + row[:, None] * PITCH + lane[None, :], (wx * wy * wz)[:, None] * g, mask=mask,
                           sem="relaxed")
             if NEED_COORDS:
-                values = tl.load(volume + row[:, None] * channels + c[None, :], mask=mask, other=0.0).to(tl.float32)
+                offset = _offset(b, ix, iy, iz, inside, stride_b, stride_z, stride_y, stride_x, WIDE)
+                values = tl.load(volume + offset[:, None] + c[None, :], mask=mask, other=0.0).to(tl.float32)
                 dot = tl.where(inside, tl.sum(values * g, axis=1), 0.0)
                 # d(weight)/d(coordinate) = +-1 times the other two axis factors
                 gx += dot * (wy * wz if index & 1 else -(wy * wz))
@@ -176,18 +191,21 @@ if triton is not None:
         return gx, gy, gz
 
     @triton.jit
-    def _backward_kernel(volume, coords, batch_index, grad_out, grad_head, grad_tail, grad_coords, samples,
-                         size_x, size_y, size_z, channels,
+    def _backward_kernel(volume, coords, batch_index, grad_out, grad_rows, grad_coords, samples,
+                         size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x,
+                         row_b, row_z, row_y, row_x, channels,
                          NEED_COORDS: tl.constexpr, HEAD: tl.constexpr, TAIL: tl.constexpr,
-                         TAIL_LANES: tl.constexpr, WIDE: tl.constexpr, BLOCK_M: tl.constexpr):
+                         TAIL_LANES: tl.constexpr, PITCH: tl.constexpr, WIDE: tl.constexpr, BLOCK_M: tl.constexpr):
         m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, samples, BLOCK_M)
         g = _load_grad_block(grad_out, m, valid, channels, 0, HEAD, HEAD, WIDE)
-        gx, gy, gz = _scatter_block(volume, g, grad_head, valid, cx, cy, cz, b, size_x, size_y, size_z,
-                                    channels, NEED_COORDS, 0, HEAD, HEAD, WIDE)
+        gx, gy, gz = _scatter_block(volume, g, grad_rows, valid, cx, cy, cz, b, size_x, size_y, size_z,
+                                    stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
+                                    NEED_COORDS, 0, HEAD, HEAD, PITCH, WIDE)
         if TAIL > 0:
             g = _load_grad_block(grad_out, m, valid, channels, HEAD, TAIL, TAIL_LANES, WIDE)
-            tx, ty, tz = _scatter_block(volume, g, grad_tail, valid, cx, cy, cz, b, size_x, size_y,
-                                        size_z, channels, NEED_COORDS, HEAD, TAIL, TAIL_LANES, WIDE)
+            tx, ty, tz = _scatter_block(volume, g, grad_rows + HEAD, valid, cx, cy, cz, b, size_x, size_y, size_z,
+                                        stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
+                                        NEED_COORDS, HEAD, TAIL, TAIL_LANES, PITCH, WIDE)
             gx += tx
             gy += ty
             gz += tz
@@ -207,7 +225,7 @@ if triton is not None:
     _FORWARD_TUNING = [config for config in _TUNING if config.kwargs["BLOCK_M"] <= 16 * config.num_warps]
     _forward_tuned = triton.autotune(_FORWARD_TUNING, key=["channels", "WIDE"])(_forward_kernel)
     _backward_tuned = triton.autotune(
-        _TUNING, key=["channels", "NEED_COORDS", "WIDE"], reset_to_zero=["grad_head", "grad_tail", "grad_coords"]
+        _TUNING, key=["channels", "NEED_COORDS", "WIDE"], reset_to_zero=["grad_rows", "grad_coords"]
     )(_backward_kernel)
 
 
@@ -222,40 +240,49 @@ def _launch(kernel: str, samples: int, *args: object, **constants: object) -> No
     tuned[lambda meta: (triton.cdiv(samples, meta["BLOCK_M"]),)](*args, **constants)
 
 
-def _shape_args(volume: Tensor) -> tuple[int, int, int, int]:
-    """(size_x, size_y, size_z, channels) of a (B, Z, Y, X, C) volume."""
-    _, size_z, size_y, size_x, channels = volume.shape
-    return size_x, size_y, size_z, channels
+def _shape_args(volume: Tensor) -> tuple[int, int, int, int, int, int, int]:
+    """(size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x) of a (B, Z, Y, X, C) volume
+    whose channels are adjacent, strides in elements."""
+    _, size_z, size_y, size_x, _ = volume.shape
+    return (size_x, size_y, size_z, *volume.stride()[:4])
 
 
 def channel_split(channels: int) -> dict[str, int]:
     """Exact power-of-two channel blocks: HEAD (the largest power of two <= C) and a TAIL of the rest.
 
     C = 33 (density + 32 features) runs as 32 + 1 lanes instead of 64 with 31 masked; the
-    tail is padded to TAIL_LANES, a power of two (C = 7: 4 + 3 in 4 lanes).
+    tail is padded to TAIL_LANES, a power of two (C = 7: 4 + 3 in 4 lanes). The backward's
+    float32 gradient rows hold PITCH values: C rounded up to a multiple of 4 (16 bytes, so the
+    head block's atomics compile to 4-wide vector reductions), or C below 4 channels.
     """
     if channels <= 0:
         raise ValueError(f"the Triton sampler needs at least one channel, got {channels}")
     head = 1 << (channels.bit_length() - 1)
     tail = channels - head
-    return {"HEAD": head, "TAIL": tail, "TAIL_LANES": 1 << max(0, tail - 1).bit_length()}
+    pitch = -(-channels // 4) * 4 if head >= 4 else channels
+    return {"HEAD": head, "TAIL": tail, "TAIL_LANES": 1 << max(0, tail - 1).bit_length(), "PITCH": pitch}
 
 
 def _wide(*tensors: Tensor) -> bool:
-    """Whether offsets into any of ``tensors`` (elements) can pass 2^31 - 1: then they are 64-bit."""
-    return any(tensor.numel() >= 2**31 for tensor in tensors)
+    """Whether offsets into any of ``tensors`` (elements, strides included) can pass 2^31 - 1: then they are 64-bit."""
+    return any(1 + sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride())) >= 2**31
+               for tensor in tensors if tensor.numel())
 
 
 def _join_channels(head: Tensor, tail: Tensor, volume: Tensor) -> Tensor:
-    """Float32 gradient blocks of the first channels (N, c) and the rest (N, C - c) as one gradient of the
-    volume's shape and dtype (the sampler's HEAD / TAIL, the fused march's density / features)."""
-    if tail.shape[1] == 0:
-        return head.view(volume.shape).to(volume.dtype)
-    joined = torch.empty(volume.shape, device=volume.device, dtype=volume.dtype)
-    flat = joined.view(-1, volume.shape[-1])
-    flat[:, : head.shape[1]].copy_(head)
-    flat[:, head.shape[1] :].copy_(tail)
+    """Float32 gradient rows of the first channels (N, c) and the rest (N, C - c), in `volume_rows` order
+    of ``gradient_like(volume)``, as that gradient (the fused march's density / features)."""
+    joined = gradient_like(volume)
+    rows = volume_rows(joined)
+    rows[:, : head.shape[1]].copy_(head)
+    if tail.shape[1]:
+        rows[:, head.shape[1] :].copy_(tail)
     return joined
+
+
+def _adjacent_channels(volume: Tensor) -> Tensor:
+    """The volume itself if its channels are adjacent in memory (any other strides), else a contiguous copy."""
+    return volume if volume.stride(-1) == 1 or volume.shape[-1] == 1 else volume.contiguous()
 
 
 class _TritonTrilinear(torch.autograd.Function):
@@ -265,12 +292,12 @@ class _TritonTrilinear(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, volume: Tensor, coords: Tensor, batch_index: Tensor
     ) -> Tensor:
-        shape = _shape_args(volume)
-        samples = coords.shape[0]
-        out = torch.empty(samples, shape[-1], device=volume.device, dtype=volume.dtype)
+        samples, channels = coords.shape[0], volume.shape[-1]
+        out = torch.empty(samples, channels, device=volume.device, dtype=volume.dtype)
         if samples:
-            _launch("forward", samples, volume, coords, batch_index, out, samples, *shape,
-                    **channel_split(shape[-1]), WIDE=_wide(volume, out))
+            split = channel_split(channels)
+            _launch("forward", samples, volume, coords, batch_index, out, samples, *_shape_args(volume), channels,
+                    HEAD=split["HEAD"], TAIL=split["TAIL"], TAIL_LANES=split["TAIL_LANES"], WIDE=_wide(volume, out))
         ctx.save_for_backward(volume, coords, batch_index)
         return out
 
@@ -279,20 +306,20 @@ class _TritonTrilinear(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor
     ) -> tuple[Tensor | None, Tensor | None, None]:
         volume, coords, batch_index = ctx.saved_tensors  # type: ignore[attr-defined]
-        shape = _shape_args(volume)
-        samples = coords.shape[0]
+        samples, channels = coords.shape[0], volume.shape[-1]
         need_coords = bool(ctx.needs_input_grad[1])  # type: ignore[attr-defined]
-        split = channel_split(shape[-1])
-        voxels = volume.numel() // shape[-1]
-        grad_head = torch.zeros(voxels, split["HEAD"], device=volume.device, dtype=torch.float32)
-        grad_tail = torch.zeros(voxels, split["TAIL"], device=volume.device, dtype=torch.float32)
+        split = channel_split(channels)
+        gradient = gradient_like(volume)  # the volume's layout where it is dense: no reordering copy later
+        rows = torch.zeros(volume.numel() // channels, split["PITCH"], device=volume.device, dtype=torch.float32)
         grad_coords = torch.zeros(samples if need_coords else 0, 3, device=coords.device, dtype=torch.float32)
         if samples:
-            _launch("backward", samples, volume, coords, batch_index, grad_out.contiguous(), grad_head, grad_tail,
-                    grad_coords, samples, *shape, NEED_COORDS=need_coords, **split, WIDE=_wide(volume, grad_out))
+            _launch("backward", samples, volume, coords, batch_index, grad_out.contiguous(), rows, grad_coords,
+                    samples, *_shape_args(volume), *row_strides(gradient), channels, NEED_COORDS=need_coords,
+                    **split, WIDE=_wide(volume, grad_out, gradient))
         grad_volume = None
         if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
-            grad_volume = _join_channels(grad_head, grad_tail, volume)
+            volume_rows(gradient).copy_(rows[:, :channels])
+            grad_volume = gradient
         return grad_volume, grad_coords.to(coords.dtype) if need_coords else None, None
 
 
@@ -300,7 +327,8 @@ def triton_trilinear_sample(volume: Tensor, coords: Tensor, batch_index: Tensor)
     """`trilinear.trilinear_sample` through the Triton kernels (float32 / bf16 / fp16 volumes).
 
     Args:
-        volume: (B, Z, Y, X, C) channels-last values.
+        volume: (B, Z, Y, X, C) channels-last values; any strides with adjacent channels (e.g. the
+            permuted storage of `RenderNetwork.volume`, or a channel slice of it) are read in place.
         coords: (M, 3) continuous (ix, iy, iz) voxel coordinates.
         batch_index: (M,) batch element of each sample.
 
@@ -310,4 +338,5 @@ def triton_trilinear_sample(volume: Tensor, coords: Tensor, batch_index: Tensor)
     if volume.dtype == torch.float64:
         raise ValueError("the Triton sampler accumulates in float32; use sampler 'trilinear' for float64")
     check_triton_device(volume, "the Triton sampler", "sampler 'trilinear'")
-    return _TritonTrilinear.apply(volume.contiguous(), coords.contiguous(), batch_index.to(torch.int64).contiguous())
+    return _TritonTrilinear.apply(_adjacent_channels(volume), coords.contiguous(),
+                                  batch_index.to(torch.int64).contiguous())

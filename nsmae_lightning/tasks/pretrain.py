@@ -11,7 +11,7 @@ from nsmae_lightning.configuration import as_config
 from nsmae_lightning.evaluation.render_plot import plot_render_grid
 from nsmae_lightning.models.embedding import EmbeddingConfig, EmbeddingNetwork
 from nsmae_lightning.models.masking import ImageMasker, VoxelMasker
-from nsmae_lightning.models.rendering import NeRFPretrainHead, RenderConfig
+from nsmae_lightning.models.rendering import NeRFPretrainHead, RenderConfig, RenderOutput
 from nsmae_lightning.tasks.base import BaseTask, batch_size_of
 
 VALIDATION_RAY_SEED = 20_240_000  # + batch index: the validation rays' seed
@@ -68,10 +68,19 @@ class PretrainTask(BaseTask):
         self.render_head = NeRFPretrainHead(as_config(RenderConfig, hp.render), self.embedding.out_channels, self.embedding.pc_range)
         self._render_batches: list[dict[str, Any]] = []
 
+    def reconstruct(self, batch: dict[str, Any]) -> tuple[dict[str, Any], RenderOutput]:
+        """The embedding's outputs for the masked batch and the render head's losses against the unmasked one.
+
+        The rays are drawn first (`NeRFPretrainHead.plan`): their host waits then find the device
+        nearly idle, not behind the whole queued embedding forward.
+        """
+        plan = self.render_head.plan(batch, self.embedding.bev_shape)
+        outputs = self.embedding(batch, self.image_masker, self.voxel_masker)
+        return outputs, self.render_head(outputs["bev"], batch, plan)  # targets come from the unmasked batch
+
     def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
         """Embed the (masked) batch, render, and log every reconstruction term."""
-        outputs = self.embedding(batch, self.image_masker, self.voxel_masker)
-        rendered = self.render_head(outputs["bev"], batch)  # targets come from the unmasked batch
+        outputs, rendered = self.reconstruct(batch)
         size = batch_size_of(batch)
         logs = {f"{stage}/{name}": value.detach() for name, value in rendered.losses.items()}
         logs[f"{stage}/loss"] = rendered.total.detach()

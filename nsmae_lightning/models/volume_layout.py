@@ -1,0 +1,115 @@
+"""Memory layouts of the render network's (B, Z, Y, X, C) volumes, and their rows of C channels.
+
+`RenderNetwork.volume` returns the volume as a permuted view: its storage is ordered
+(B, Y, X, Z, C), the order in which the last 1x1 convolution (one GEMM over the BEV
+cells) writes it, so no reordering copy is made in the forward or the backward. The
+samplers therefore read volumes by their strides; what they need is that the C channels
+of a voxel are adjacent. Gradients are made in the volume's own layout
+(`gradient_like`), and scattered into through `volume_rows`: the (N, C) rows of a dense
+tensor in memory order, whatever its dimension order.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def gradient_like(volume: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """An uninitialised tensor of the volume's shape, laid out as the volume where the volume is dense
+    (a permutation of a contiguous tensor, e.g. `RenderNetwork.volume`'s), else contiguous."""
+    return torch.empty_like(volume, dtype=dtype)  # preserve_format keeps the strides of dense tensors
+
+
+def volume_rows(volume: Tensor) -> Tensor:
+    """(N, C) view of a dense (..., C) tensor whose channels are adjacent, rows in memory order.
+
+    Row i is the voxel stored i-th; for a (B, Z, Y, X, C) tensor with strides s, voxel
+    (b, z, y, x) is row (b s_b + z s_z + y s_y + x s_x) / C.
+    """
+    channels = volume.shape[-1]
+    # dims by decreasing stride give the storage order (size-1 dims may go anywhere: is_contiguous ignores them)
+    order = sorted(range(volume.dim() - 1), key=lambda dim: -volume.stride(dim))
+    storage = volume.permute(*order, volume.dim() - 1)
+    if not storage.is_contiguous():
+        raise ValueError(f"volume_rows needs a dense tensor with adjacent channels, got shape {tuple(volume.shape)} "
+                         f"and strides {volume.stride()}")
+    return storage.view(-1, channels)
+
+
+def row_strides(volume: Tensor) -> tuple[int, ...]:
+    """Strides in rows of C channels of the leading dims of a dense tensor (`volume_rows`' row numbers)."""
+    volume_rows(volume)  # checks the layout
+    channels = volume.shape[-1]
+    return tuple(stride // channels for stride in volume.stride()[:-1])
+
+
+def dense_volume(volume: Tensor) -> Tensor:
+    """The volume itself if `volume_rows` can view it (dense, channels adjacent), else a contiguous copy."""
+    try:
+        volume_rows(volume)
+    except ValueError:
+        return volume.contiguous()
+    return volume
+
+
+def _at_least_float32(values: Tensor) -> Tensor:
+    """float32 for half-precision values, the values themselves otherwise (float64 stays)."""
+    return values.to(torch.promote_types(values.dtype, torch.float32))
+
+
+class _DensityActivation(torch.autograd.Function):
+    """softplus on channel 0 (density) of a (..., C) tensor, identity on the rest: one copy each way, where
+    ``cat([softplus(x[..., :1]), x[..., 1:]])`` writes the volume three times in its backward (two
+    zero-filled slice gradients and their sum); the softplus in float32, the result in the input's dtype."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, projected: Tensor) -> Tensor:  # type: ignore[override]
+        raw = projected[..., 0].contiguous()  # (a view would keep the whole input alive for the backward)
+        activated = projected.clone()
+        activated[..., 0] = torch.nn.functional.softplus(_at_least_float32(raw)).to(projected.dtype)
+        ctx.save_for_backward(raw)
+        return activated
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        (raw,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        grad_input = grad.clone(memory_format=torch.contiguous_format)  # ours to change
+        grad_input[..., 0] = (grad_input[..., 0] * torch.sigmoid(_at_least_float32(raw))).to(grad_input.dtype)
+        return grad_input
+
+
+def density_activation(projected: Tensor) -> Tensor:
+    """(..., 1 + Cf) raw decoder output -> the same with softplus(density) in channel 0 (non-negative)."""
+    return _DensityActivation.apply(projected)
+
+
+class _SplitDensity(torch.autograd.Function):
+    """(M, 1 + Cf) sampled values -> their density column (M,) and features (M, Cf), both views; the
+    backward writes both gradients into one (M, 1 + Cf) tensor (the two slices' own backwards would
+    zero-fill one each and add them)."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, values: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        ctx.shape, ctx.dtype = values.shape, values.dtype  # type: ignore[attr-defined]
+        return values[:, 0], values[:, 1:]
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad_density: Tensor | None, grad_features: Tensor | None
+    ) -> Tensor:
+        dtype = ctx.dtype  # type: ignore[attr-defined]
+        if grad_density is not None and grad_features is not None:
+            return torch.cat([grad_density.unsqueeze(1).to(dtype), grad_features.to(dtype)], dim=1)
+        present = grad_density if grad_density is not None else grad_features
+        grad = torch.zeros(ctx.shape, dtype=dtype, device=present.device)  # type: ignore[attr-defined, union-attr]
+        if grad_density is not None:
+            grad[:, 0] = grad_density
+        if grad_features is not None:
+            grad[:, 1:] = grad_features
+        return grad
+
+
+def split_density(values: Tensor) -> tuple[Tensor, Tensor]:
+    """(M, 1 + Cf) -> density (M,) and features (M, Cf), with a one-pass backward (`_SplitDensity`)."""
+    return _SplitDensity.apply(values)

@@ -1,0 +1,146 @@
+"""Volume layouts: `RenderNetwork.volume`'s permuted storage, samplers reading strided volumes, the
+two one-pass autograd helpers (density activation, density / feature split)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from triton_interpreter import run_interpreted
+
+from nsmae_lightning.models.rendering import RenderConfig, RenderNetwork
+from nsmae_lightning.models.trilinear import sample_volume
+from nsmae_lightning.models.volume_layout import (
+    dense_volume,
+    density_activation,
+    gradient_like,
+    row_strides,
+    split_density,
+    volume_rows,
+)
+
+
+def _layouts(volume: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The same (B, Z, Y, X, C) values contiguous, stored (B, Y, X, Z, C) as the render network makes
+    them, and as the channel-0 slice of a wider volume."""
+    stored = volume.permute(0, 2, 3, 1, 4).contiguous().permute(0, 3, 1, 2, 4)
+    wider = torch.cat([volume, torch.randn_like(volume[..., :2])], dim=-1)[..., : volume.shape[-1]]
+    return {"contiguous": volume.contiguous(), "stored": stored, "slice": wider}
+
+
+def test_volume_rows_follow_memory_order() -> None:
+    volume = torch.arange(2 * 3 * 4 * 5 * 6.0).view(2, 3, 4, 5, 6)
+    stored = volume.permute(0, 2, 3, 1, 4).contiguous().permute(0, 3, 1, 2, 4)
+    rows = volume_rows(stored)
+    strides = row_strides(stored)
+    assert rows.data_ptr() == stored.data_ptr() and rows.shape == (120, 6)
+    b, z, y, x = 1, 2, 3, 4
+    row = b * strides[0] + z * strides[1] + y * strides[2] + x * strides[3]
+    assert torch.equal(rows[row], volume[b, z, y, x])
+    assert gradient_like(stored).stride() == stored.stride()
+    assert dense_volume(stored) is stored
+    sliced = torch.randn(2, 3, 4, 5, 8)[..., :6]
+    assert dense_volume(sliced).is_contiguous()
+    with pytest.raises(ValueError, match="dense"):
+        volume_rows(sliced)
+
+
+@pytest.mark.parametrize("sampler", ["trilinear", "grid_sample"])
+def test_samplers_read_every_layout_alike(sampler: str) -> None:
+    generator = torch.Generator().manual_seed(0)
+    volume = torch.randn(2, 3, 4, 5, 6, generator=generator, dtype=torch.float64)
+    coords = torch.rand(300, 3, generator=generator, dtype=torch.float64) * torch.tensor([7.0, 6.0, 5.0]) - 1.5
+    batch_index = torch.randint(0, 2, (300,), generator=generator)
+    upstream = torch.randn(300, 6, generator=generator, dtype=torch.float64)
+    results = {}
+    for name, layout in _layouts(volume).items():
+        leaf = layout.detach().requires_grad_()
+        (grad,) = torch.autograd.grad((sample_volume(leaf, coords, batch_index, sampler) * upstream).sum(), leaf)
+        results[name] = (sample_volume(layout, coords, batch_index, sampler), grad)
+        if name == "stored" and sampler == "trilinear":
+            assert grad.stride() == layout.stride()  # the gradient comes in the volume's own layout
+    for name in ("stored", "slice"):
+        for got, expected in zip(results[name], results["contiguous"]):
+            torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_network_volume_is_the_conv_volume_in_stored_order() -> None:
+    config = RenderConfig(z_bins=4, feature_channels=5, trunk_channels=8, trunk_layers=2)
+    network = RenderNetwork(6, config).double()
+    bev = torch.randn(2, 6, 7, 9, dtype=torch.float64, requires_grad=True)
+    volume = network.volume(bev)
+    assert volume.shape == (2, 4, 7, 9, 6)
+    assert volume.permute(0, 2, 3, 1, 4).is_contiguous()  # stored (B, Ny, Nx, Z, C)
+    # the formulation before the reorder: conv output channels c * Z + z, softplus on c = 0
+    projected = network.to_volume(network.trunk(bev)).view(2, 6, 4, 7, 9)
+    reference = torch.cat([torch.nn.functional.softplus(projected[:, :1]), projected[:, 1:]], 1)
+    reference = reference.permute(0, 2, 3, 4, 1)
+    torch.testing.assert_close(volume, reference, rtol=1e-12, atol=1e-12)
+    upstream = torch.randn(volume.shape, dtype=torch.float64)
+    inputs = [bev, *network.parameters()]
+    got = torch.autograd.grad((volume * upstream).sum(), inputs, allow_unused=True)
+    expected = torch.autograd.grad((reference * upstream).sum(), inputs, allow_unused=True)
+    for value, reference_value in zip(got, expected):
+        if reference_value is None:
+            assert value is None or not value.abs().sum()  # the colour MLP takes no part
+            continue
+        torch.testing.assert_close(value, reference_value, rtol=1e-10, atol=1e-10)
+
+
+def test_network_volume_has_the_autocast_dtype() -> None:
+    network = RenderNetwork(6, RenderConfig(z_bins=4, feature_channels=5, trunk_channels=8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        volume = network.volume(torch.randn(1, 6, 5, 5))
+    assert volume.dtype == torch.bfloat16 and (volume[..., 0] >= 0).all()
+
+
+def test_density_activation_and_split_gradients() -> None:
+    projected = torch.randn(3, 4, 5, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(density_activation, (projected,))
+    expected = torch.cat([torch.nn.functional.softplus(projected[..., :1]), projected[..., 1:]], -1)
+    torch.testing.assert_close(density_activation(projected), expected)
+    values = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda v: torch.cat([split_density(v)[0][:, None] * 2, split_density(v)[1] ** 2], 1),
+                             (values,))
+    # one output unused: its gradient is zero
+    density, _ = split_density(values)
+    (grad,) = torch.autograd.grad(density.sum(), values)
+    assert torch.equal(grad[:, 0], torch.ones(7, dtype=torch.float64)) and not grad[:, 1:].any()
+    _, features = split_density(values)
+    (grad,) = torch.autograd.grad(features.sum(), values)
+    assert not grad[:, 0].any() and torch.equal(grad[:, 1:], torch.ones(7, 4, dtype=torch.float64))
+
+
+TRITON_LAYOUTS = """
+import torch
+from test_volume_layout import _layouts
+from nsmae_lightning.models.trilinear import sample_volume
+generator = torch.Generator().manual_seed(1)
+volume = torch.randn(2, 3, 4, 5, 33, generator=generator)
+coords = torch.rand(150, 3, generator=generator) * torch.tensor([7.0, 6.0, 5.0]) - 1.5
+batch_index = torch.randint(0, 2, (150,), generator=generator)
+upstream = torch.randn(150, 33, generator=generator)
+reference = None
+for name, layout in _layouts(volume).items():
+    leaf = layout.detach().requires_grad_()
+    coords_leaf = coords.clone().requires_grad_()
+    sampled = sample_volume(leaf, coords_leaf, batch_index, "trilinear_triton")
+    grads = torch.autograd.grad((sampled * upstream).sum(), (leaf, coords_leaf))
+    if name == "stored":
+        assert grads[0].stride() == layout.stride(), grads[0].stride()
+    got = (sampled, *grads)
+    expected = sample_volume(volume.double(), coords.double(), batch_index, "trilinear")
+    if reference is None:
+        reference = got
+    for value, ref in zip(got, reference):
+        torch.testing.assert_close(value, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(sampled.double(), expected, atol=1e-5, rtol=1e-5)
+# the density channel of a stored volume, read in place (pitch 33)
+stored = _layouts(volume)["stored"]
+torch.testing.assert_close(sample_volume(stored[..., :1], coords, batch_index, "trilinear_triton"),
+                           reference[0][:, :1], atol=1e-5, rtol=1e-5)
+print("triton layouts ok")
+"""
+
+
+def test_triton_sampler_reads_every_layout_in_the_interpreter() -> None:
+    run_interpreted(TRITON_LAYOUTS, "triton layouts ok")
