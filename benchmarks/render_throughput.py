@@ -215,9 +215,11 @@ def bench_head(
     samples = ray_samples(rays, args.step, (args.z_bins, args.grid, args.grid))[0].shape[0]
 
     def loss_fn() -> torch.Tensor:
+        # the samples are packed first, as pretraining does (`RenderPlan`): that host wait finds the GPU idle
+        packed = pack_samples(rays.near, rays.far, args.step, config.max_samples_per_ray)
         with autocast:
             volume = head.network.volume(bev) if with_decoder else fixed_volume
-            return rgb_depth_loss(head.render(volume, rays, args.step, with_color=True), rays)
+            return rgb_depth_loss(head.render(volume, rays, args.step, with_color=True, samples=packed), rays)
 
     def step_fn() -> None:
         head.zero_grad(set_to_none=True)
