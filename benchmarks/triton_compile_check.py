@@ -34,7 +34,8 @@ LAYOUT = {f"{kind}_{axis}": "i32" for kind in ("stride", "row") for axis in "bzy
 SAMPLER_ARGS = {"volume": "*bf16", "coords": "*fp32", "batch_index": "*i64", "samples": "i32", "size_x": "i32",
                 "size_y": "i32", "size_z": "i32", "channels": "i32", **LAYOUT}
 SAMPLER_FORWARD = {**SAMPLER_ARGS, "out": "*bf16"}
-SAMPLER_BACKWARD = {**SAMPLER_ARGS, "grad_out": "*bf16", "grad_rows": "*fp32", "grad_coords": "*fp32"}
+SAMPLER_BACKWARD = {**SAMPLER_ARGS, "grad_out": "*bf16", "grad_head": "*fp32", "grad_tail": "*fp32",
+                    "grad_coords": "*fp32"}
 COMPOSITE_ARGS = {"sigma": "*bf16", "sigma_stride": "i64", "t": "*fp32", "rgb": "*bf16", "offsets": "*i64",
                   "opacity": "*fp32", "depth": "*fp32", "color": "*fp32", "rays": "i32", "step": "fp32"}
 COMPOSITE_BACKWARD = {**COMPOSITE_ARGS, "grad_opacity": "*fp32", "grad_depth": "*fp32", "grad_color": "*fp32",
@@ -75,7 +76,6 @@ def ptxas_path() -> Path:
 
 def describe(kernel: Any, types: dict[str, str], constants: dict[str, Any], warps: int, arch: int) -> str:
     """Compile one specialisation; its registers, spills and atomic instructions."""
-    constants = {name: value for name, value in constants.items() if name in kernel.arg_names}  # (PITCH: backward)
     arguments = signature(kernel, types, constants)
     aligned = {(index,): [["tt.divisibility", 16]] for index, kind in enumerate(arguments.values()) if kind[0] == "*"}
     source = ASTSource(fn=kernel, signature=arguments, constexprs=constants, attrs=aligned)

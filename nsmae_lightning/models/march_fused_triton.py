@@ -281,10 +281,10 @@ if triton is not None:
                 else:  # volume gradients: features and density, relaxed vector atomics
                     _scatter_block(volume, grad_x, grad_features, valid, cx, cy, cz, b, size_x, size_y, size_z,
                                    stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
-                                   False, 1, FEATURES, FEATURE_LANES, FEATURES, WIDE)
+                                   False, 1, FEATURES, FEATURE_LANES, WIDE)
                     _scatter_block(volume, grad_sigma[:, None], grad_density, valid, cx, cy, cz, b, size_x, size_y,
                                    size_z, stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
-                                   False, 0, 1, 1, 1, WIDE)
+                                   False, 0, 1, 1, WIDE)
             tl.store(grad_bias + r[:, None] * HIDDEN + hidden[None, :], acc_bias,
                      mask=ray_ok[:, None] & hidden_ok[None, :])
         # one add per weight per program

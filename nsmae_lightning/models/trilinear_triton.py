@@ -163,9 +163,9 @@ if triton is not None:
     def _scatter_block(volume, g, grad_block, valid, cx, cy, cz, b, size_x, size_y, size_z,
                        stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
                        NEED_COORDS: tl.constexpr, FIRST: tl.constexpr, WIDTH: tl.constexpr, LANES: tl.constexpr,
-                       PITCH: tl.constexpr, WIDE: tl.constexpr):
+                       WIDE: tl.constexpr):
         """Scatter the (rows, LANES) gradient ``g`` of channels FIRST .. FIRST + WIDTH into ``grad_block``
-        (float32, PITCH values a row, rows at strides row_*; relaxed vector atomics); return their
+        (float32 rows of WIDTH channels at row strides row_*; relaxed vector atomics); return their
         share of the coordinate gradient (zeros unless NEED_COORDS; the volume read at strides stride_*)."""
         lane = tl.arange(0, LANES)
         c = FIRST + lane
@@ -178,7 +178,7 @@ if triton is not None:
                                                      index & 1, (index >> 1) & 1, (index >> 2) & 1, WIDE)
             row = _offset(b, ix, iy, iz, inside, row_b, row_z, row_y, row_x, WIDE)
             mask = inside[:, None] & channel_ok[None, :]
-            tl.atomic_add(grad_block + row[:, None] * PITCH + lane[None, :], (wx * wy * wz)[:, None] * g, mask=mask,
+            tl.atomic_add(grad_block + row[:, None] * WIDTH + lane[None, :], (wx * wy * wz)[:, None] * g, mask=mask,
                           sem="relaxed")
             if NEED_COORDS:
                 offset = _offset(b, ix, iy, iz, inside, stride_b, stride_z, stride_y, stride_x, WIDE)
@@ -191,21 +191,21 @@ if triton is not None:
         return gx, gy, gz
 
     @triton.jit
-    def _backward_kernel(volume, coords, batch_index, grad_out, grad_rows, grad_coords, samples,
+    def _backward_kernel(volume, coords, batch_index, grad_out, grad_head, grad_tail, grad_coords, samples,
                          size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x,
                          row_b, row_z, row_y, row_x, channels,
                          NEED_COORDS: tl.constexpr, HEAD: tl.constexpr, TAIL: tl.constexpr,
-                         TAIL_LANES: tl.constexpr, PITCH: tl.constexpr, WIDE: tl.constexpr, BLOCK_M: tl.constexpr):
+                         TAIL_LANES: tl.constexpr, WIDE: tl.constexpr, BLOCK_M: tl.constexpr):
         m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, samples, BLOCK_M)
         g = _load_grad_block(grad_out, m, valid, channels, 0, HEAD, HEAD, WIDE)
-        gx, gy, gz = _scatter_block(volume, g, grad_rows, valid, cx, cy, cz, b, size_x, size_y, size_z,
+        gx, gy, gz = _scatter_block(volume, g, grad_head, valid, cx, cy, cz, b, size_x, size_y, size_z,
                                     stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
-                                    NEED_COORDS, 0, HEAD, HEAD, PITCH, WIDE)
+                                    NEED_COORDS, 0, HEAD, HEAD, WIDE)
         if TAIL > 0:
             g = _load_grad_block(grad_out, m, valid, channels, HEAD, TAIL, TAIL_LANES, WIDE)
-            tx, ty, tz = _scatter_block(volume, g, grad_rows + HEAD, valid, cx, cy, cz, b, size_x, size_y, size_z,
+            tx, ty, tz = _scatter_block(volume, g, grad_tail, valid, cx, cy, cz, b, size_x, size_y, size_z,
                                         stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
-                                        NEED_COORDS, HEAD, TAIL, TAIL_LANES, PITCH, WIDE)
+                                        NEED_COORDS, HEAD, TAIL, TAIL_LANES, WIDE)
             gx += tx
             gy += ty
             gz += tz
@@ -225,7 +225,7 @@ if triton is not None:
     _FORWARD_TUNING = [config for config in _TUNING if config.kwargs["BLOCK_M"] <= 16 * config.num_warps]
     _forward_tuned = triton.autotune(_FORWARD_TUNING, key=["channels", "WIDE"])(_forward_kernel)
     _backward_tuned = triton.autotune(
-        _TUNING, key=["channels", "NEED_COORDS", "WIDE"], reset_to_zero=["grad_rows", "grad_coords"]
+        _TUNING, key=["channels", "NEED_COORDS", "WIDE"], reset_to_zero=["grad_head", "grad_tail", "grad_coords"]
     )(_backward_kernel)
 
 
@@ -251,16 +251,15 @@ def channel_split(channels: int) -> dict[str, int]:
     """Exact power-of-two channel blocks: HEAD (the largest power of two <= C) and a TAIL of the rest.
 
     C = 33 (density + 32 features) runs as 32 + 1 lanes instead of 64 with 31 masked; the
-    tail is padded to TAIL_LANES, a power of two (C = 7: 4 + 3 in 4 lanes). The backward's
-    float32 gradient rows hold PITCH values: C rounded up to a multiple of 4 (16 bytes, so the
-    head block's atomics compile to 4-wide vector reductions), or C below 4 channels.
+    tail is padded to TAIL_LANES, a power of two (C = 7: 4 + 3 in 4 lanes). The backward scatters
+    each block into float32 rows of exactly its width (HEAD: 16-byte aligned rows, 4-wide vector
+    reductions; 32 channels = one 128-byte line a row; one (N, 36) buffer measured slower).
     """
     if channels <= 0:
         raise ValueError(f"the Triton sampler needs at least one channel, got {channels}")
     head = 1 << (channels.bit_length() - 1)
     tail = channels - head
-    pitch = -(-channels // 4) * 4 if head >= 4 else channels
-    return {"HEAD": head, "TAIL": tail, "TAIL_LANES": 1 << max(0, tail - 1).bit_length(), "PITCH": pitch}
+    return {"HEAD": head, "TAIL": tail, "TAIL_LANES": 1 << max(0, tail - 1).bit_length()}
 
 
 def _wide(*tensors: Tensor) -> bool:
@@ -310,16 +309,17 @@ class _TritonTrilinear(torch.autograd.Function):
         need_coords = bool(ctx.needs_input_grad[1])  # type: ignore[attr-defined]
         split = channel_split(channels)
         gradient = gradient_like(volume)  # the volume's layout where it is dense: no reordering copy later
-        rows = torch.zeros(volume.numel() // channels, split["PITCH"], device=volume.device, dtype=torch.float32)
+        voxels = volume.numel() // channels
+        grad_head = torch.zeros(voxels, split["HEAD"], device=volume.device, dtype=torch.float32)
+        grad_tail = torch.zeros(voxels, split["TAIL"], device=volume.device, dtype=torch.float32)
         grad_coords = torch.zeros(samples if need_coords else 0, 3, device=coords.device, dtype=torch.float32)
         if samples:
-            _launch("backward", samples, volume, coords, batch_index, grad_out.contiguous(), rows, grad_coords,
-                    samples, *_shape_args(volume), *row_strides(gradient), channels, NEED_COORDS=need_coords,
-                    **split, WIDE=_wide(volume, grad_out, gradient))
+            _launch("backward", samples, volume, coords, batch_index, grad_out.contiguous(), grad_head, grad_tail,
+                    grad_coords, samples, *_shape_args(volume), *row_strides(gradient), channels,
+                    NEED_COORDS=need_coords, **split, WIDE=_wide(volume, grad_out, gradient))
         grad_volume = None
         if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
-            volume_rows(gradient).copy_(rows[:, :channels])
-            grad_volume = gradient
+            grad_volume = _join_channels(grad_head, grad_tail, volume)
         return grad_volume, grad_coords.to(coords.dtype) if need_coords else None, None
 
 
