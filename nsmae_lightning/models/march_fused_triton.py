@@ -61,7 +61,7 @@ from nsmae_lightning.models.trilinear_triton import (
     require_triton,
     triton,
 )
-from nsmae_lightning.models.volume_layout import row_strides
+from nsmae_lightning.models.volume_layout import gradient_like, row_strides
 
 if TYPE_CHECKING:
     from nsmae_lightning.models.rendering import RenderNetwork
@@ -444,7 +444,7 @@ class _FusedColorMarch(torch.autograd.Function):
                     grad_depth.float().contiguous(), grad_color.float().contiguous(), grad_density, grad_features,
                     grad_bias, *grads, rays, ctx.step, *ctx.geometry, *_source_shape(volume),  # type: ignore[attr-defined]
                     **constants)
-        grad_volume = grad_features if sampled else _join_channels(grad_density, grad_features, volume)
+        grad_volume = grad_features if sampled else _join_channels(grad_density, grad_features, gradient_like(volume))
         grad_weights = [grad.to(dtype) for grad, dtype in zip(grads, ctx.dtypes)]  # type: ignore[attr-defined]
         return (grad_volume, grad_bias, *grad_weights, None, None, None, None, None, None, None, None)
 

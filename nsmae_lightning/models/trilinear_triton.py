@@ -268,10 +268,10 @@ def _wide(*tensors: Tensor) -> bool:
                for tensor in tensors if tensor.numel())
 
 
-def _join_channels(head: Tensor, tail: Tensor, volume: Tensor) -> Tensor:
-    """Float32 gradient rows of the first channels (N, c) and the rest (N, C - c), in `volume_rows` order
-    of ``gradient_like(volume)``, as that gradient (the fused march's density / features)."""
-    joined = gradient_like(volume)
+def _join_channels(head: Tensor, tail: Tensor, joined: Tensor) -> Tensor:
+    """Write float32 gradient rows of the first channels (N, c) and the rest (N, C - c), in `volume_rows`
+    order, into the gradient ``joined`` (from `gradient_like`) and return it (the sampler's HEAD / TAIL,
+    the fused march's density / features)."""
     rows = volume_rows(joined)
     rows[:, : head.shape[1]].copy_(head)
     if tail.shape[1]:
@@ -319,7 +319,7 @@ class _TritonTrilinear(torch.autograd.Function):
                     NEED_COORDS=need_coords, **split, WIDE=_wide(volume, grad_out, gradient))
         grad_volume = None
         if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
-            grad_volume = _join_channels(grad_head, grad_tail, volume)
+            grad_volume = _join_channels(grad_head, grad_tail, gradient)  # the rows the kernel scattered to
         return grad_volume, grad_coords.to(coords.dtype) if need_coords else None, None
 
 
