@@ -89,6 +89,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--profile", type=int, default=0, metavar="CALLS",
                         help="after timing, profile CALLS more calls per row: GPU kernel ms and the top kernels")
+    parser.add_argument("--top", type=int, default=8, help="kernels and host ops listed per profiled row")
     return parser.parse_args()
 
 
@@ -125,7 +126,7 @@ def time_iterations(step_fn: Callable[[], None], args: argparse.Namespace, devic
     """Median seconds per call and peak memory (MiB, CUDA only) of `step_fn` (bench_common.time_calls);
     with ``--profile`` also its GPU kernel time per call and top kernels (bench_common.kernel_times)."""
     timed = time_calls(step_fn, device, args.warmup, args.repeats)
-    profiled = kernel_times(step_fn, device, args.profile) if args.profile else {}
+    profiled = kernel_times(step_fn, device, args.profile, top=args.top) if args.profile else {}
     return {"seconds": timed["ms"] / 1000, "peak_mib": timed["peak_gib"] * 1024, **profiled}
 
 

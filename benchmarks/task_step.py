@@ -8,6 +8,9 @@ batches (bench_common.py):
 - ``infer``: one frame (batch 1) through embedding and head, with box decoding + NMS for
   detection and sigmoid for segmentation, under ``torch.no_grad``: milliseconds per frame.
 
+With ``--profile N`` both also get their GPU kernel time, kernel count and top kernels / host ops
+(``train_*`` and ``infer_*`` keys, bench_common.kernel_times).
+
     python benchmarks/task_step.py --out runs/task_step.json
 """
 
@@ -62,10 +65,12 @@ def bench_config(config: str, args: argparse.Namespace, device: torch.device) ->
         profiled = kernel_times(train_step, device, args.profile, top=12) if args.profile else {}
         task.eval()
         inferred = time_calls(infer_frame, device, args.warmup, args.repeats)
+        profiled_infer = kernel_times(infer_frame, device, args.profile, top=12) if args.profile else {}
         row = {"config": label, "dtype": dtype, "batch": args.batch, "train_step_ms": trained["ms"],
                "train_samples_per_s": 1000 * args.batch / trained["ms"], "train_peak_gib": trained["peak_gib"],
                "infer_ms_per_frame": inferred["ms"], "infer_peak_gib": inferred["peak_gib"],
-               **{f"train_{key}": value for key, value in profiled.items()}}
+               **{f"train_{key}": value for key, value in profiled.items()},
+               **{f"infer_{key}": value for key, value in profiled_infer.items()}}
         rows.append(row)
         print(f"{label:46s} {dtype:5s} train {row['train_step_ms']:7.1f} ms ({row['train_samples_per_s']:5.1f} "
               f"samples/s, peak {row['train_peak_gib']:5.1f} GiB)  infer {row['infer_ms_per_frame']:6.1f} ms/frame",
