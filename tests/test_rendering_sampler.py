@@ -145,6 +145,26 @@ volume_only = sample_volume(volume, coords.detach(), batch_index, "trilinear_tri
 torch.testing.assert_close(grad, outputs["trilinear"][1], atol=1e-5, rtol=1e-5)
 empty = sample_volume(volume, torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), "trilinear_triton")
 assert empty.shape == (0, 7)
+# points computed in the kernels from each sample's ray and distance (the renderer's path) equal
+# sampling at metric_to_voxel of the same points, values and volume gradient; rays are not differentiated
+from nsmae_lightning.models.trilinear import metric_to_voxel
+from nsmae_lightning.models.trilinear_triton import triton_sample_along_rays
+pc_range = (-3.0, -2.5, -1.0, 4.0, 3.5, 2.0)  # cells of 1.0 x 1.0 x 1.0 over the (3, 5, 6, 7) volume's X=7, Y=6, Z=3
+origins, directions = torch.randn(9, 3), torch.nn.functional.normalize(torch.randn(9, 3), dim=1)
+ray_batch = torch.tensor([0, 1, 1, 0, 1, 0, 0, 1, 1])
+ray_index = torch.randint(0, 9, (120,))
+t = torch.rand(120) * 8.0
+points = origins[ray_index] + t[:, None] * directions[ray_index]
+expected = sample_volume(volume, metric_to_voxel(points, pc_range, volume.shape[1:4]), ray_batch[ray_index], "trilinear")
+along = triton_sample_along_rays(volume, origins, directions, ray_batch, ray_index, t, pc_range)
+torch.testing.assert_close(along, expected, atol=1e-5, rtol=1e-5)
+torch.testing.assert_close(torch.autograd.grad(along, volume, upstream[:120])[0],
+                           torch.autograd.grad(expected, volume, upstream[:120])[0], atol=1e-5, rtol=1e-5)
+try:
+    triton_sample_along_rays(volume, origins.requires_grad_(), directions, ray_batch, ray_index, t, pc_range)
+    raise AssertionError("differentiable rays were accepted")
+except ValueError as error:
+    assert "does not differentiate the rays" in str(error)
 print("triton sampler ok")
 """
 

@@ -60,6 +60,7 @@ from nsmae_lightning.models.trilinear_triton import (
     interpreting,
     require_triton,
     triton,
+    voxel_frame,
 )
 from nsmae_lightning.models.volume_layout import gradient_like, row_strides
 
@@ -84,14 +85,7 @@ if triton is not None:
         _upstream,
         _weights,
     )
-    from nsmae_lightning.models.trilinear_triton import _interpolate, _scatter_block
-
-    @triton.jit
-    def _voxel(origins, directions, ray, t_row, valid, AXIS: tl.constexpr, lower, cell):
-        """Continuous voxel coordinate along AXIS of o + t d (`trilinear.metric_to_voxel`)."""
-        origin = tl.load(origins + ray * 3 + AXIS, mask=valid, other=0.0)
-        direction = tl.load(directions + ray * 3 + AXIS, mask=valid, other=0.0)
-        return (origin + t_row * direction - lower) / cell - 0.5
+    from nsmae_lightning.models.trilinear_triton import _interpolate, _scatter_block, _voxel
 
     @triton.jit
     def _dot(a, b, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
@@ -502,13 +496,10 @@ def fused_color_march(
                          f"got {tuple(values.shape)}")
     compute = mlp_compute_dtype(volume, "march 'fused_triton'", "march 'packed'")
     ray_bias = network.ray_bias(rays.directions)  # p_r = W1e enc(d_r) + b1 (float32, differentiated by autograd)
-    lower = torch.tensor(pc_range[:3], dtype=torch.float32)
-    counts = torch.tensor(_shape_args(volume)[:3], dtype=torch.float32)  # x, y, z
-    cell = (torch.tensor(pc_range[3:], dtype=torch.float32) - lower) / counts  # as metric_to_voxel
     opacity, depth, color = _FusedColorMarch.apply(
         (volume if values is None else values).contiguous(), ray_bias.contiguous(), first.weight[:, :features], second.weight, second.bias,
         last.weight, last.bias, rays.origins.float().contiguous(), rays.directions.float().contiguous(),
         rays.batch_index.to(torch.int64).contiguous(), samples.t.detach().float().contiguous(),
-        samples.offsets.contiguous(), float(step), (*lower.tolist(), *cell.tolist()), compute,
+        samples.offsets.contiguous(), float(step), voxel_frame(pc_range, volume.shape[1:4]), compute,
     )
     return finish_rendering(opacity, depth, color, background, normalize_depth)

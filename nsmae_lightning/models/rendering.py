@@ -505,6 +505,12 @@ class NeRFPretrainHead(nn.Module):
 
         def sampled() -> Tensor:
             """(M, C) volume values at the samples, with the configured sampler."""
+            geometry_fixed = not (rays.origins.requires_grad or rays.directions.requires_grad or samples.t.requires_grad)
+            if sampler == "trilinear_triton" and geometry_fixed:  # the kernels compute each point from its ray
+                from nsmae_lightning.models.trilinear_triton import triton_sample_along_rays
+
+                return triton_sample_along_rays(volume, rays.origins, rays.directions, rays.batch_index, ray_index,
+                                                samples.t, self.pc_range)
             points = rays.origins[ray_index] + samples.t.unsqueeze(-1) * rays.directions[ray_index]
             return self._sample(volume, points, rays.batch_index[ray_index], sampler)
 

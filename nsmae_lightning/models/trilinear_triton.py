@@ -31,7 +31,10 @@ interpreter, which is how the tests check them against the reference sampler.
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -99,14 +102,34 @@ if triton is not None:
         return tl.where(inside, offset, 0)
 
     @triton.jit
-    def _load_samples(coords, batch_index, samples, BLOCK_M: tl.constexpr):
-        """This program's sample indices, validity and coordinates."""
+    def _voxel(origins, directions, ray, t_row, valid, AXIS: tl.constexpr, lower, cell):
+        """Continuous voxel coordinate along AXIS of o + t d (`trilinear.metric_to_voxel`)."""
+        origin = tl.load(origins + ray * 3 + AXIS, mask=valid, other=0.0)
+        direction = tl.load(directions + ray * 3 + AXIS, mask=valid, other=0.0)
+        return (origin + t_row * direction - lower) / cell - 0.5
+
+    @triton.jit
+    def _load_samples(coords, batch_index, rays, samples, frame, BLOCK_M: tl.constexpr, FROM_RAYS: tl.constexpr):
+        """This program's sample indices, validity, voxel coordinates and batch elements: read from
+        ``coords`` / ``batch_index`` (M,), or with FROM_RAYS computed from each sample's ray and distance
+        (``rays`` = (ray_index (M,), t (M,), origins (R, 3), directions (R, 3)), ``batch_index`` (R,) per
+        ray, ``frame`` = the volume's lower corner and cell size per axis, `voxel_frame`)."""
         m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
         valid = m < samples
-        cx = tl.load(coords + m * 3, mask=valid, other=0.0).to(tl.float32)
-        cy = tl.load(coords + m * 3 + 1, mask=valid, other=0.0).to(tl.float32)
-        cz = tl.load(coords + m * 3 + 2, mask=valid, other=0.0).to(tl.float32)
-        b = tl.load(batch_index + m, mask=valid, other=0)
+        if FROM_RAYS:
+            ray_index, t, origins, directions = rays
+            lower_x, lower_y, lower_z, cell_x, cell_y, cell_z = frame
+            ray = tl.load(ray_index + m, mask=valid, other=0)
+            t_row = tl.load(t + m, mask=valid, other=0.0)
+            cx = _voxel(origins, directions, ray, t_row, valid, 0, lower_x, cell_x)
+            cy = _voxel(origins, directions, ray, t_row, valid, 1, lower_y, cell_y)
+            cz = _voxel(origins, directions, ray, t_row, valid, 2, lower_z, cell_z)
+            b = tl.load(batch_index + ray, mask=valid, other=0)
+        else:
+            cx = tl.load(coords + m * 3, mask=valid, other=0.0).to(tl.float32)
+            cy = tl.load(coords + m * 3 + 1, mask=valid, other=0.0).to(tl.float32)
+            cz = tl.load(coords + m * 3 + 2, mask=valid, other=0.0).to(tl.float32)
+            b = tl.load(batch_index + m, mask=valid, other=0)
         return m, valid, cx, cy, cz, b
 
     @triton.jit
@@ -140,11 +163,14 @@ if triton is not None:
         tl.store(out + offsets, acc, mask=valid[:, None] & (c < FIRST + WIDTH)[None, :])
 
     @triton.jit
-    def _forward_kernel(volume, coords, batch_index, out, samples, size_x, size_y, size_z,
+    def _forward_kernel(volume, coords, batch_index, ray_index, t, origins, directions, out, samples,
+                        lower_x, lower_y, lower_z, cell_x, cell_y, cell_z, size_x, size_y, size_z,
                         stride_b, stride_z, stride_y, stride_x, channels,
                         HEAD: tl.constexpr, TAIL: tl.constexpr, TAIL_LANES: tl.constexpr, WIDE: tl.constexpr,
-                        BLOCK_M: tl.constexpr):
-        m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, samples, BLOCK_M)
+                        FROM_RAYS: tl.constexpr, BLOCK_M: tl.constexpr):
+        m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, (ray_index, t, origins, directions), samples,
+                                                (lower_x, lower_y, lower_z, cell_x, cell_y, cell_z), BLOCK_M,
+                                                FROM_RAYS)
         _gather_block(volume, out, m, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z, stride_y,
                       stride_x, channels, 0, HEAD, HEAD, WIDE)
         if TAIL > 0:
@@ -191,12 +217,16 @@ if triton is not None:
         return gx, gy, gz
 
     @triton.jit
-    def _backward_kernel(volume, coords, batch_index, grad_out, grad_head, grad_tail, grad_coords, samples,
+    def _backward_kernel(volume, coords, batch_index, ray_index, t, origins, directions, grad_out, grad_head,
+                         grad_tail, grad_coords, samples, lower_x, lower_y, lower_z, cell_x, cell_y, cell_z,
                          size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x,
                          row_b, row_z, row_y, row_x, channels,
                          NEED_COORDS: tl.constexpr, HEAD: tl.constexpr, TAIL: tl.constexpr,
-                         TAIL_LANES: tl.constexpr, WIDE: tl.constexpr, BLOCK_M: tl.constexpr):
-        m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, samples, BLOCK_M)
+                         TAIL_LANES: tl.constexpr, WIDE: tl.constexpr, FROM_RAYS: tl.constexpr,
+                         BLOCK_M: tl.constexpr):
+        m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, (ray_index, t, origins, directions), samples,
+                                                (lower_x, lower_y, lower_z, cell_x, cell_y, cell_z), BLOCK_M,
+                                                FROM_RAYS)
         g = _load_grad_block(grad_out, m, valid, channels, 0, HEAD, HEAD, WIDE)
         gx, gy, gz = _scatter_block(volume, g, grad_head, valid, cx, cy, cz, b, size_x, size_y, size_z,
                                     stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
@@ -223,9 +253,10 @@ if triton is not None:
     ]
     # The forward holds all 8 corner rows in registers: at more than 16 rows per warp it spills.
     _FORWARD_TUNING = [config for config in _TUNING if config.kwargs["BLOCK_M"] <= 16 * config.num_warps]
-    _forward_tuned = triton.autotune(_FORWARD_TUNING, key=["channels", "WIDE"])(_forward_kernel)
+    _forward_tuned = triton.autotune(_FORWARD_TUNING, key=["channels", "WIDE", "FROM_RAYS"])(_forward_kernel)
     _backward_tuned = triton.autotune(
-        _TUNING, key=["channels", "NEED_COORDS", "WIDE"], reset_to_zero=["grad_head", "grad_tail", "grad_coords"]
+        _TUNING, key=["channels", "NEED_COORDS", "WIDE", "FROM_RAYS"],
+        reset_to_zero=["grad_head", "grad_tail", "grad_coords"]
     )(_backward_kernel)
 
 
@@ -284,43 +315,98 @@ def _adjacent_channels(volume: Tensor) -> Tensor:
     return volume if volume.stride(-1) == 1 or volume.shape[-1] == 1 else volume.contiguous()
 
 
+@functools.lru_cache(maxsize=64)
+def _frame(pc_range: tuple[float, ...], grid_size: tuple[int, ...]) -> tuple[float, ...]:
+    lower = torch.tensor(pc_range[:3], dtype=torch.float32)
+    counts = torch.tensor((grid_size[2], grid_size[1], grid_size[0]), dtype=torch.float32)  # x, y, z
+    cell = (torch.tensor(pc_range[3:], dtype=torch.float32) - lower) / counts
+    return (*lower.tolist(), *cell.tolist())
+
+
+def voxel_frame(pc_range: Sequence[float], grid_size: Sequence[int]) -> tuple[float, ...]:
+    """(lower_x, lower_y, lower_z, cell_x, cell_y, cell_z) of a (Z, Y, X) volume over ``pc_range``: what the
+    kernels' `_voxel` maps metric points with, in float32 as `trilinear.metric_to_voxel` computes them
+    (once per range and grid)."""
+    return _frame(tuple(float(value) for value in pc_range), tuple(int(size) for size in grid_size))
+
+
+@dataclass(frozen=True)
+class _Locations:
+    """Where the kernels find the samples: (M, 3) voxel coordinates and (M,) batch elements, or (with
+    ``ray_index``) each sample's ray and distance, the rays' origins, directions and (R,) batch elements
+    and the volume's `voxel_frame` (the points are then computed in the kernels, not stored)."""
+
+    coords: Tensor
+    batch_index: Tensor
+    ray_index: Tensor | None = None
+    t: Tensor | None = None
+    origins: Tensor | None = None
+    directions: Tensor | None = None
+    frame: tuple[float, ...] = (0.0, 0.0, 0.0, 1.0, 1.0, 1.0)
+
+    @property
+    def count(self) -> int:
+        return (self.coords if self.ray_index is None else self.ray_index).shape[0]
+
+    def pointers(self) -> tuple[Tensor, ...]:
+        """coords, batch_index, ray_index, t, origins, directions (unused ones name another tensor)."""
+        spare = self.coords
+        return (self.coords, self.batch_index, *(spare if value is None else value
+                                                 for value in (self.ray_index, self.t, self.origins, self.directions)))
+
+    def constants(self) -> dict[str, bool]:
+        return {"FROM_RAYS": self.ray_index is not None}
+
+
 class _TritonTrilinear(torch.autograd.Function):
-    """Autograd wrapper of the two kernels."""
+    """Autograd wrapper of the two kernels: the volume is differentiated, and the coordinates when
+    they are given as a tensor (not when they are computed from rays)."""
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, volume: Tensor, coords: Tensor, batch_index: Tensor
+        ctx: torch.autograd.function.FunctionCtx, volume: Tensor, coords: Tensor, locations: _Locations
     ) -> Tensor:
-        samples, channels = coords.shape[0], volume.shape[-1]
+        samples, channels = locations.count, volume.shape[-1]
         out = torch.empty(samples, channels, device=volume.device, dtype=volume.dtype)
         if samples:
             split = channel_split(channels)
-            _launch("forward", samples, volume, coords, batch_index, out, samples, *_shape_args(volume), channels,
-                    HEAD=split["HEAD"], TAIL=split["TAIL"], TAIL_LANES=split["TAIL_LANES"], WIDE=_wide(volume, out))
-        ctx.save_for_backward(volume, coords, batch_index)
+            _launch("forward", samples, volume, *locations.pointers(), out, samples, *locations.frame,
+                    *_shape_args(volume), channels, HEAD=split["HEAD"], TAIL=split["TAIL"],
+                    TAIL_LANES=split["TAIL_LANES"], WIDE=_wide(volume, out), **locations.constants())
+        ctx.save_for_backward(volume)
+        ctx.locations = locations  # type: ignore[attr-defined]
         return out
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor
     ) -> tuple[Tensor | None, Tensor | None, None]:
-        volume, coords, batch_index = ctx.saved_tensors  # type: ignore[attr-defined]
-        samples, channels = coords.shape[0], volume.shape[-1]
+        (volume,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        locations: _Locations = ctx.locations  # type: ignore[attr-defined]
+        samples, channels = locations.count, volume.shape[-1]
         need_coords = bool(ctx.needs_input_grad[1])  # type: ignore[attr-defined]
         split = channel_split(channels)
         gradient = gradient_like(volume)  # the volume's layout where it is dense: no reordering copy later
         voxels = volume.numel() // channels
         grad_head = torch.zeros(voxels, split["HEAD"], device=volume.device, dtype=torch.float32)
         grad_tail = torch.zeros(voxels, split["TAIL"], device=volume.device, dtype=torch.float32)
-        grad_coords = torch.zeros(samples if need_coords else 0, 3, device=coords.device, dtype=torch.float32)
+        grad_coords = torch.zeros(samples if need_coords else 0, 3, device=volume.device, dtype=torch.float32)
         if samples:
-            _launch("backward", samples, volume, coords, batch_index, grad_out.contiguous(), grad_head, grad_tail,
-                    grad_coords, samples, *_shape_args(volume), *row_strides(gradient), channels,
-                    NEED_COORDS=need_coords, **split, WIDE=_wide(volume, grad_out, gradient))
+            _launch("backward", samples, volume, *locations.pointers(), grad_out.contiguous(), grad_head, grad_tail,
+                    grad_coords, samples, *locations.frame, *_shape_args(volume), *row_strides(gradient), channels,
+                    NEED_COORDS=need_coords, **split, WIDE=_wide(volume, grad_out, gradient), **locations.constants())
         grad_volume = None
         if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
             grad_volume = _join_channels(grad_head, grad_tail, gradient)  # the rows the kernel scattered to
-        return grad_volume, grad_coords.to(coords.dtype) if need_coords else None, None
+        return grad_volume, grad_coords.to(locations.coords.dtype) if need_coords else None, None
+
+
+def _checked_volume(volume: Tensor) -> Tensor:
+    """The volume as the kernels read it (adjacent channels), after the checks every entry point makes."""
+    if volume.dtype == torch.float64:
+        raise ValueError("the Triton sampler accumulates in float32; use sampler 'trilinear' for float64")
+    check_triton_device(volume, "the Triton sampler", "sampler 'trilinear'")
+    return _adjacent_channels(volume)
 
 
 def triton_trilinear_sample(volume: Tensor, coords: Tensor, batch_index: Tensor) -> Tensor:
@@ -335,8 +421,39 @@ def triton_trilinear_sample(volume: Tensor, coords: Tensor, batch_index: Tensor)
     Returns:
         (M, C) in the volume's dtype, accumulated in float32.
     """
-    if volume.dtype == torch.float64:
-        raise ValueError("the Triton sampler accumulates in float32; use sampler 'trilinear' for float64")
-    check_triton_device(volume, "the Triton sampler", "sampler 'trilinear'")
-    return _TritonTrilinear.apply(_adjacent_channels(volume), coords.contiguous(),
-                                  batch_index.to(torch.int64).contiguous())
+    coords = coords.contiguous()
+    locations = _Locations(coords, batch_index.to(torch.int64).contiguous())
+    return _TritonTrilinear.apply(_checked_volume(volume), coords, locations)
+
+
+def triton_sample_along_rays(
+    volume: Tensor, origins: Tensor, directions: Tensor, batch_index: Tensor, ray_index: Tensor, t: Tensor,
+    pc_range: Sequence[float],
+) -> Tensor:
+    """The volume at the points o_r + t d_r of ray samples, the points computed inside the kernels.
+
+    The same values as `triton_trilinear_sample` at ``metric_to_voxel(origins[ray_index] + t[:, None] *
+    directions[ray_index])`` (up to float32 rounding of the point), without the (M, 3) points,
+    coordinates and per-sample batch elements, and their ~10 kernels, in between. The ray geometry
+    is data: it is not differentiated (only the volume is).
+
+    Args:
+        volume: (B, Z, Y, X, C) over ``pc_range``, as in `triton_trilinear_sample`.
+        origins, directions: (R, 3) metric rays.
+        batch_index: (R,) batch element of each ray.
+        ray_index: (M,) the ray of each sample; t: (M,) its distance along the ray.
+        pc_range: (x0, y0, z0, x1, y1, z1) the volume covers.
+
+    Returns:
+        (M, C) in the volume's dtype, accumulated in float32.
+    """
+    if origins.requires_grad or directions.requires_grad or t.requires_grad:
+        raise ValueError("triton_sample_along_rays does not differentiate the rays; sample metric_to_voxel "
+                         "coordinates with triton_trilinear_sample to get their gradient")
+    volume = _checked_volume(volume)
+    locations = _Locations(
+        t.float().contiguous(), batch_index.to(torch.int64).contiguous(), ray_index.to(torch.int64).contiguous(),
+        t.float().contiguous(), origins.float().contiguous(), directions.float().contiguous(),
+        voxel_frame(pc_range, volume.shape[1:4]),
+    )
+    return _TritonTrilinear.apply(volume, locations.coords, locations)
