@@ -5,6 +5,9 @@ march (`RenderConfig.march`: "dense", "packed", "packed_triton", "fused_triton",
 "auto" is timed as what it resolves to) and dtype (fp32, bf16), on a
 paper-size volume (B = 2, Z = 40, Ny = Nx = 180, 1 + Cf = 33):
 
+- ``pack``: `pack_samples` alone (the rays' samples listed, one host read), in torch ops
+  (march "torch") and in `ray_samples_triton`'s kernels (march "triton", CUDA), with
+  ``reference_error`` 0 where the kernels' samples equal the torch ones bit for bit (else 1);
 - ``sampler``: the trilinear read alone, at ray-ordered samples (random rays through
   the range, fixed step) as the renderer produces them (no march);
 - ``composite``: the compositor alone (per-sample sigma and rgb -> depth, opacity,
@@ -66,7 +69,7 @@ from nsmae_lightning.models.trilinear import metric_to_voxel, sample_volume
 
 PC_RANGE: tuple[float, ...] = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
-KINDS: tuple[str, ...] = ("sampler", "composite", "mlp", "march", "render")
+KINDS: tuple[str, ...] = ("pack", "sampler", "composite", "mlp", "march", "render")
 
 
 def parse_args() -> argparse.Namespace:
@@ -144,6 +147,24 @@ def bench_sampler(args: argparse.Namespace, sampler: str, dtype: torch.dtype, de
 
     result = time_iterations(step_fn, args, device)
     return {**result, "samples": float(coords.shape[0]), "samples_per_s": coords.shape[0] / result["seconds"]}
+
+
+def bench_pack(args: argparse.Namespace, kernels: bool, dtype: torch.dtype, device: torch.device) -> dict[str, float]:
+    """`pack_samples` of PER-like rays alone, in torch ops or in its kernels (no backward: nothing to differentiate)."""
+    rays = random_rays(args.batch, args.rays, device)
+    max_samples = RenderConfig.max_samples_per_ray
+
+    def step_fn() -> None:
+        pack_samples(rays.near, rays.far, args.step, max_samples, kernels=kernels)
+
+    result = time_iterations(step_fn, args, device)
+    got = pack_samples(rays.near, rays.far, args.step, max_samples, kernels=kernels)
+    expected = pack_samples(rays.near, rays.far, args.step, max_samples, kernels=False)
+    same = got.width == expected.width and all(torch.equal(getattr(got, name), getattr(expected, name))
+                                               for name in ("ray_index", "sample_index", "t", "offsets"))
+    count = got.t.shape[0]
+    return {**result, "samples": float(count), "samples_per_s": count / result["seconds"],
+            "reference_error": 0.0 if same else 1.0}
 
 
 def rgb_depth_loss(rendered: RenderedRays, rays: RayBundle) -> torch.Tensor:
@@ -290,6 +311,9 @@ def planned_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
     if fused:
         raise SystemExit(f"march fused_triton samples in its own kernels: pair it with trilinear_triton, got {fused}")
     plan: list[Row] = []
+    if "pack" in kinds:
+        plan += [("pack", "-", name, "-", lambda d, v, k=name == "triton": bench_pack(args, k, d, v))
+                 for name in ("torch", "triton") if name == "torch" or device.type == "cuda"]
     if "composite" in kinds:
         plan += [("composite", "-", march, "-", lambda d, v, m=march: bench_composite(args, m, d, v))
                  for march in marches if march not in FUSED_MARCHES]  # no separate compositor

@@ -27,11 +27,19 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from nsmae_lightning.models import color_mlp_triton, composite_triton, march_fused_triton, trilinear_triton
+from nsmae_lightning.models import (
+    color_mlp_triton,
+    composite_triton,
+    march_fused_triton,
+    ray_samples_triton,
+    trilinear_triton,
+)
 
 # volume element strides (stride_*) and gradient row strides (row_*), as the render network's volume has them
 LAYOUT = {f"{kind}_{axis}": "i32" for kind in ("stride", "row") for axis in "bzyx"}
-SAMPLER_ARGS = {"volume": "*bf16", "coords": "*fp32", "batch_index": "*i64", "samples": "i32", "size_x": "i32",
+FRAME = {f"{kind}_{axis}": "fp32" for kind in ("lower", "cell") for axis in "xyz"}  # `voxel_frame`
+SAMPLER_ARGS = {"volume": "*bf16", "coords": "*fp32", "batch_index": "*i64", "ray_index": "*i64", "t": "*fp32",
+                "origins": "*fp32", "directions": "*fp32", "samples": "i32", **FRAME, "size_x": "i32",
                 "size_y": "i32", "size_z": "i32", "channels": "i32", **LAYOUT}
 SAMPLER_FORWARD = {**SAMPLER_ARGS, "out": "*bf16"}
 SAMPLER_BACKWARD = {**SAMPLER_ARGS, "grad_out": "*bf16", "grad_head": "*fp32", "grad_tail": "*fp32",
@@ -45,7 +53,7 @@ FUSED_ARGS = {
     "volume": "*bf16", "origins": "*fp32", "directions": "*fp32", "batch_index": "*i64", "t": "*fp32", "offsets": "*i64",
     "ray_bias": "*fp32", "w1": "*bf16", "w2": "*bf16", "b2": "*bf16", "w3": "*bf16", "b3": "*bf16",
     "opacity": "*fp32", "depth": "*fp32", "color": "*fp32", "rays": "i32", "step": "fp32",
-    **{f"{kind}_{axis}": "fp32" for kind in ("lower", "cell") for axis in "xyz"},
+    **FRAME,
     "size_x": "i32", "size_y": "i32", "size_z": "i32", "channels": "i32", **LAYOUT,
 }
 FUSED_BACKWARD = {**FUSED_ARGS, **{name: "*fp32" for name in (
@@ -57,7 +65,9 @@ COLOR_MLP_FORWARD = {**COLOR_MLP_ARGS, "color_out": "*bf16"}
 COLOR_MLP_BACKWARD = {**COLOR_MLP_ARGS, "grad_color": "*bf16", "grad_features": "*bf16",
                       **{name: "*fp32" for name in ("grad_bias", "grad_w1", "grad_w2", "grad_b2", "grad_w3", "grad_b3")}}
 # fused_mlp: the fused kernels reading sampled values; color_mlp: the colour MLP's own kernels
-KERNELS = ("sampler", "composite", "fused", "fused_mlp", "color_mlp")
+PACK_ARGS = {"near": "*fp32", "far": "*fp32", "cap": "*i64", "counts": "*i64", "offsets": "*i64", "ray_index": "*i64",
+             "sample_index": "*i64", "t": "*fp32", "rays": "i32", "width": "i32", "step": "fp32"}
+KERNELS = ("sampler", "composite", "fused", "fused_mlp", "color_mlp", "pack")
 
 
 def signature(kernel: Any, types: dict[str, str], constants: dict[str, Any]) -> dict[str, str]:
@@ -106,14 +116,19 @@ def main() -> None:
     if kernels - set(KERNELS):
         raise SystemExit(f"--kernels: unknown {sorted(kernels - set(KERNELS))}; expected some of {list(KERNELS)}")
     split = trilinear_triton.channel_split(args.channels)
-    for config in trilinear_triton._FORWARD_TUNING if "sampler" in kernels else []:
-        tile = {**split, "WIDE": False, **config.kwargs}
-        print("sampler forward ", config.kwargs, f"warps {config.num_warps}:",
-              describe(trilinear_triton._forward_kernel, SAMPLER_FORWARD, tile, config.num_warps, args.arch))
-    for config in trilinear_triton._TUNING if "sampler" in kernels else []:
-        tile = {**split, "WIDE": False, "NEED_COORDS": False, **config.kwargs}
-        print("sampler backward", config.kwargs, f"warps {config.num_warps}:",
-              describe(trilinear_triton._backward_kernel, SAMPLER_BACKWARD, tile, config.num_warps, args.arch))
+    for from_rays in (False, True) if "sampler" in kernels else ():  # points read, or computed from the rays
+        for config in trilinear_triton._FORWARD_TUNING:
+            tile = {**split, "WIDE": False, "FROM_RAYS": from_rays, **config.kwargs}
+            print(f"sampler forward  (from rays: {from_rays})", config.kwargs, f"warps {config.num_warps}:",
+                  describe(trilinear_triton._forward_kernel, SAMPLER_FORWARD, tile, config.num_warps, args.arch))
+        for config in trilinear_triton._TUNING:
+            tile = {**split, "WIDE": False, "NEED_COORDS": False, "FROM_RAYS": from_rays, **config.kwargs}
+            print(f"sampler backward (from rays: {from_rays})", config.kwargs, f"warps {config.num_warps}:",
+                  describe(trilinear_triton._backward_kernel, SAMPLER_BACKWARD, tile, config.num_warps, args.arch))
+    if "pack" in kernels:
+        block = {"BLOCK": ray_samples_triton.BLOCK_RAYS}
+        for name, kernel in (("count", ray_samples_triton._count_kernel), ("list", ray_samples_triton._list_kernel)):
+            print(f"pack {name}", block, "warps 4:", describe(kernel, PACK_ARGS, block, 4, args.arch))
     for config in composite_triton._TUNING if "composite" in kernels else []:
         tile = {"HAS_RGB": True, **config.kwargs}
         print("composite forward ", config.kwargs, f"warps {config.num_warps}:",

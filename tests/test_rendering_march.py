@@ -112,6 +112,30 @@ def test_pack_samples_lists_the_dense_marchs_samples_exactly() -> None:
                                                       torch.bincount(ray_index, minlength=200).cumsum(0)]))
 
 
+PACK_KERNELS_CHECK = """
+import torch
+from nsmae_lightning.models.ray_samples import pack_samples
+generator = torch.Generator().manual_seed(3)
+near = torch.rand(300, generator=generator) * 5.0
+far = near + torch.rand(300, generator=generator) * 12.0 - 1.0  # some rays end before they start
+far[:20] = near[:20] + 0.8 * torch.arange(20)  # far exactly on a sample: that sample is out
+far[20] = near[20]  # zero length
+for step, max_samples in ((0.8, 256), (0.3, 16), (0.2, 1)):  # 16 and 1 cut the longest rays
+    torch_made = pack_samples(near, far, step, max_samples, kernels=False)
+    kernel_made = pack_samples(near, far, step, max_samples, kernels=True)
+    assert kernel_made.width == torch_made.width
+    for name in ("ray_index", "sample_index", "t", "offsets"):  # bit for bit
+        assert torch.equal(getattr(kernel_made, name), getattr(torch_made, name)), (step, name)
+empty = pack_samples(torch.zeros(0), torch.zeros(0), 0.5, 8, kernels=True)
+assert empty.t.shape == (0,) and empty.offsets.tolist() == [0]
+print("pack kernels ok")
+"""
+
+
+def test_pack_samples_kernels_equal_the_torch_code_bit_for_bit_in_the_interpreter() -> None:
+    run_interpreted(PACK_KERNELS_CHECK, "pack kernels ok")
+
+
 def test_pack_samples_of_no_rays() -> None:
     packed = pack_samples(torch.zeros(0), torch.zeros(0), 0.5, 8)
     assert packed.t.shape == (0,) and packed.offsets.tolist() == [0] and packed.width == 1

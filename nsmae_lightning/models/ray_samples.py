@@ -64,16 +64,36 @@ def sample_counts(near: Tensor, far: Tensor, step: float, cap: Tensor) -> Tensor
     return estimate
 
 
-def pack_samples(near: Tensor, far: Tensor, step: float, max_samples: int) -> PackedSamples:
+def _use_kernels(near: Tensor, kernels: bool | None) -> bool:
+    """Whether `pack_samples` runs `ray_samples_triton`'s kernels: as asked, else on CUDA when triton is there."""
+    if kernels is not None:
+        return kernels
+    from nsmae_lightning.models.trilinear_triton import triton  # None without the optional package
+
+    return near.is_cuda and triton is not None
+
+
+def pack_samples(near: Tensor, far: Tensor, step: float, max_samples: int, kernels: bool | None = None) -> PackedSamples:
     """The march's samples of rays with entry ``near`` and exit ``far`` (R,), at spacing ``step``.
 
     One host sync, as the dense march's `nonzero` has: S and the sample total are read together.
+    ``kernels``: count and list the samples in `ray_samples_triton`'s two kernels (bitwise the same
+    result, ~35 fewer launches); None = on CUDA when triton is installed.
     """
     cap = samples_per_ray_cap(near, far, step, max_samples)
-    counts = sample_counts(near, far, step, cap)
+    use_kernels = _use_kernels(near, kernels)
+    if use_kernels:
+        from nsmae_lightning.models.ray_samples_triton import list_samples_triton, sample_counts_triton
+
+        counts = sample_counts_triton(near, far, step, cap)
+    else:
+        counts = sample_counts(near, far, step, cap)
     offsets = torch.zeros(counts.shape[0] + 1, dtype=torch.int64, device=near.device)
     torch.cumsum(counts, dim=0, out=offsets[1:])
     width, total = torch.stack([cap, offsets[-1]]).tolist()
+    if use_kernels:
+        ray_index, sample_index, t = list_samples_triton(near, offsets, step, total, width)
+        return PackedSamples(ray_index=ray_index, sample_index=sample_index, t=t, offsets=offsets, width=width)
     rays = torch.arange(counts.shape[0], device=near.device)
     ray_index = torch.repeat_interleave(rays, counts, output_size=total)
     sample_index = torch.arange(total, device=near.device) - offsets[ray_index]
