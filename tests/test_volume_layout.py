@@ -95,9 +95,13 @@ def test_network_volume_has_the_autocast_dtype() -> None:
 
 def test_density_activation_and_split_gradients() -> None:
     projected = torch.randn(3, 4, 5, dtype=torch.float64, requires_grad=True)
-    torch.autograd.gradcheck(density_activation, (projected,))
+    # in place on a fresh result (as the decoder's GEMM output); a leaf cannot be written
+    torch.autograd.gradcheck(lambda raw: density_activation(raw * 1.0), (projected,))
     expected = torch.cat([torch.nn.functional.softplus(projected[..., :1]), projected[..., 1:]], -1)
-    torch.testing.assert_close(density_activation(projected), expected)
+    fresh = projected * 1.0
+    activated = density_activation(fresh)
+    torch.testing.assert_close(activated, expected)
+    assert activated.data_ptr() == fresh.data_ptr()  # no copy of the volume
     values = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
     torch.autograd.gradcheck(lambda v: torch.cat([split_density(v)[0][:, None] * 2, split_density(v)[1] ** 2], 1),
                              (values,))

@@ -59,17 +59,19 @@ def _at_least_float32(values: Tensor) -> Tensor:
 
 
 class _DensityActivation(torch.autograd.Function):
-    """softplus on channel 0 (density) of a (..., C) tensor, identity on the rest: one copy each way, where
-    ``cat([softplus(x[..., :1]), x[..., 1:]])`` writes the volume three times in its backward (two
-    zero-filled slice gradients and their sum); the softplus in float32, the result in the input's dtype."""
+    """softplus on channel 0 (density) of a (..., C) tensor, identity on the rest, in place (no copy of the
+    volume; its producer, the decoder's GEMM, does not need its output for its backward), where
+    ``cat([softplus(x[..., :1]), x[..., 1:]])`` writes the volume once forward and three times in its
+    backward (two zero-filled slice gradients and their sum); the softplus in float32, the result in the
+    input's dtype; the backward makes one copy of the gradient."""
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, projected: Tensor) -> Tensor:  # type: ignore[override]
-        raw = projected[..., 0].contiguous()  # (a view would keep the whole input alive for the backward)
-        activated = projected.clone()
-        activated[..., 0] = torch.nn.functional.softplus(_at_least_float32(raw)).to(projected.dtype)
+        raw = projected[..., 0].contiguous()  # the pre-activation density, kept for the backward
+        projected[..., 0] = torch.nn.functional.softplus(_at_least_float32(raw)).to(projected.dtype)
+        ctx.mark_dirty(projected)
         ctx.save_for_backward(raw)
-        return activated
+        return projected
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:  # type: ignore[override]
@@ -80,7 +82,8 @@ class _DensityActivation(torch.autograd.Function):
 
 
 def density_activation(projected: Tensor) -> Tensor:
-    """(..., 1 + Cf) raw decoder output -> the same with softplus(density) in channel 0 (non-negative)."""
+    """(..., 1 + Cf) raw decoder output -> the same tensor, softplus(density) written into channel 0
+    (non-negative); ``projected`` must be a fresh result no backward needs (e.g. a linear layer's output)."""
     return _DensityActivation.apply(projected)
 
 
