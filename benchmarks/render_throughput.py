@@ -9,7 +9,8 @@ paper-size volume (B = 2, Z = 40, Ny = Nx = 180, 1 + Cf = 33):
   (march "torch") and in `ray_samples_triton`'s kernels (march "triton", CUDA), with
   ``reference_error`` 0 where the kernels' samples equal the torch ones bit for bit (else 1);
 - ``sampler``: the trilinear read alone, at ray-ordered samples (random rays through
-  the range, fixed step) as the renderer produces them (no march);
+  the range, fixed step) as the renderer produces them (no march); with trilinear_triton also
+  "trilinear_triton_rays", the same kernels computing the points from the rays (the render path's);
 - ``composite``: the compositor alone (per-sample sigma and rgb -> depth, opacity,
   colour -> loss -> backward), the dense one including its scatter into (R, S) (no sampler);
 - ``mlp``: the colour MLP alone (sampled features + each ray's encoded view direction ->
@@ -133,17 +134,31 @@ def time_iterations(step_fn: Callable[[], None], args: argparse.Namespace, devic
     return {"seconds": timed["ms"] / 1000, "peak_mib": timed["peak_gib"] * 1024, **profiled}
 
 
+ALONG_RAYS = "trilinear_triton_rays"  # the sampler row of `triton_sample_along_rays` (points made in the kernels)
+
+
 def bench_sampler(args: argparse.Namespace, sampler: str, dtype: torch.dtype, device: torch.device) -> dict[str, float]:
-    """Trilinear read alone, forward + backward into the volume."""
+    """Trilinear read alone, forward + backward into the volume: at given voxel coordinates, or for
+    ALONG_RAYS at the rays' samples (what the render path runs with trilinear_triton)."""
     grid_size = (args.z_bins, args.grid, args.grid)
     volume = torch.randn(args.batch, *grid_size, 1 + args.feature_channels, device=device, dtype=dtype)
     volume.requires_grad_()
-    coords, batch_index = ray_samples(random_rays(args.batch, args.rays, device), args.step, grid_size)
+    rays = random_rays(args.batch, args.rays, device)
+    coords, batch_index = ray_samples(rays, args.step, grid_size)
+    packed = pack_samples(rays.near, rays.far, args.step, RenderConfig.max_samples_per_ray)
     upstream = torch.randn(coords.shape[0], 1 + args.feature_channels, device=device, dtype=dtype)
+
+    def sampled() -> torch.Tensor:
+        if sampler == ALONG_RAYS:
+            from nsmae_lightning.models.trilinear_triton import triton_sample_along_rays
+
+            return triton_sample_along_rays(volume, rays.origins, rays.directions, rays.batch_index,
+                                            packed.ray_index, packed.t, PC_RANGE)
+        return sample_volume(volume, coords, batch_index, sampler)
 
     def step_fn() -> None:
         volume.grad = None
-        sample_volume(volume, coords, batch_index, sampler).backward(upstream)
+        sampled().backward(upstream)
 
     result = time_iterations(step_fn, args, device)
     return {**result, "samples": float(coords.shape[0]), "samples_per_s": coords.shape[0] / result["seconds"]}
@@ -320,8 +335,9 @@ def planned_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
     if "mlp" in kinds:
         plan += [("mlp", "-", "-", mlp, lambda d, v, c=mlp: bench_mlp(args, c, d, v)) for mlp in color_mlps]
     if "sampler" in kinds:
+        along = [ALONG_RAYS] if "trilinear_triton" in samplers else []  # and the render path's variant of it
         plan += [("sampler", sampler, "-", "-", lambda d, v, s=sampler: bench_sampler(args, s, d, v))
-                 for sampler in samplers]
+                 for sampler in [*samplers, *along]]
     for kind, bench in (("march", bench_march), ("render", bench_render)):
         if kind in kinds:
             plan += [(kind, sampler, march, mlp, lambda d, v, s=sampler, m=march, c=mlp, b=bench: b(args, s, m, c, d, v))

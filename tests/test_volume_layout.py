@@ -96,12 +96,20 @@ def test_network_volume_has_the_autocast_dtype() -> None:
 def test_density_activation_and_split_gradients() -> None:
     projected = torch.randn(3, 4, 5, dtype=torch.float64, requires_grad=True)
     # in place on a fresh result (as the decoder's GEMM output); a leaf cannot be written
-    torch.autograd.gradcheck(lambda raw: density_activation(raw * 1.0), (projected,))
+    torch.autograd.gradcheck(lambda raw: density_activation(raw * 1.0, 5), (projected,))
     expected = torch.cat([torch.nn.functional.softplus(projected[..., :1]), projected[..., 1:]], -1)
     fresh = projected * 1.0
-    activated = density_activation(fresh)
+    activated = density_activation(fresh, 5)
     torch.testing.assert_close(activated, expected)
     assert activated.data_ptr() == fresh.data_ptr()  # no copy of the volume
+    # groups of C channels along the last axis (the decoder's (..., Z * C)): density first in each
+    grouped = torch.randn(2, 3 * 5, dtype=torch.float64)
+    expected = grouped.unflatten(-1, (3, 5)).clone()
+    expected[..., 0] = torch.nn.functional.softplus(expected[..., 0])
+    torch.testing.assert_close(density_activation(grouped.clone(), 5), expected.flatten(-2))
+    base = grouped.clone()
+    density_activation(base[:, :5], 5)  # a view is copied, not written
+    assert torch.equal(base, grouped)
     values = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
     torch.autograd.gradcheck(lambda v: torch.cat([split_density(v)[0][:, None] * 2, split_density(v)[1] ** 2], 1),
                              (values,))

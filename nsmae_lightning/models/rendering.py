@@ -415,9 +415,10 @@ class RenderNetwork(nn.Module):
         weight = self.to_volume.weight.view(channels, self.z_bins, -1).transpose(0, 1)
         weight = weight.reshape(channels * self.z_bins, -1)  # row z * C + c = to_volume's channel c * Z + z
         bias = self.to_volume.bias.view(channels, self.z_bins).T.reshape(-1)
-        projected = nn.functional.linear(trunk.permute(0, 2, 3, 1), weight, bias)  # (B, Ny, Nx, Z * C)
-        projected = projected.view(batch_size, size_y, size_x, self.z_bins, channels)
-        return density_activation(projected).permute(0, 3, 1, 2, 4)
+        cells = trunk.permute(0, 2, 3, 1).reshape(-1, trunk.shape[1])  # (B Ny Nx, T): channels-last, no copy
+        # a 2-D GEMM's output is no view (linear on 4-D returns one): the activation can write it in place
+        activated = density_activation(torch.addmm(bias, cells, weight.T), channels)  # (B Ny Nx, Z * C)
+        return activated.view(batch_size, size_y, size_x, self.z_bins, channels).permute(0, 3, 1, 2, 4)
 
     def ray_bias(self, directions: Tensor) -> Tensor:
         """(R, 3) unit ray directions -> (R, H) float32 p_r = W1e enc(d_r) + b1, the first layer's per-ray

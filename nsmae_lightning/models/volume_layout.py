@@ -59,32 +59,40 @@ def _at_least_float32(values: Tensor) -> Tensor:
 
 
 class _DensityActivation(torch.autograd.Function):
-    """softplus on channel 0 (density) of a (..., C) tensor, identity on the rest, in place (no copy of the
-    volume; its producer, the decoder's GEMM, does not need its output for its backward), where
-    ``cat([softplus(x[..., :1]), x[..., 1:]])`` writes the volume once forward and three times in its
-    backward (two zero-filled slice gradients and their sum); the softplus in float32, the result in the
-    input's dtype; the backward makes one copy of the gradient."""
+    """softplus on channel 0 (density) of each group of C channels of a (..., G * C) tensor, identity on the
+    rest, in place (no copy of the volume; its producer, the decoder's GEMM, does not need its output for
+    its backward), where ``cat([softplus(x[..., :1]), x[..., 1:]])`` writes the volume once forward and
+    three times in its backward (two zero-filled slice gradients and their sum); the softplus in float32,
+    the result in the input's dtype; the backward makes one copy of the gradient. The input must not be
+    a view (autograd would copy the whole gradient for the base's CopySlices): the groups are viewed here."""
 
     @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, projected: Tensor) -> Tensor:  # type: ignore[override]
-        raw = projected[..., 0].contiguous()  # the pre-activation density, kept for the backward
-        projected[..., 0] = torch.nn.functional.softplus(_at_least_float32(raw)).to(projected.dtype)
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, projected: Tensor, channels: int
+    ) -> Tensor:
+        density = projected.unflatten(-1, (-1, channels))[..., 0]
+        raw = density.contiguous()  # the pre-activation density, kept for the backward
+        density.copy_(torch.nn.functional.softplus(_at_least_float32(raw)))
         ctx.mark_dirty(projected)
         ctx.save_for_backward(raw)
+        ctx.channels = channels  # type: ignore[attr-defined]
         return projected
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:  # type: ignore[override]
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         (raw,) = ctx.saved_tensors  # type: ignore[attr-defined]
         grad_input = grad.clone(memory_format=torch.contiguous_format)  # ours to change
-        grad_input[..., 0] = (grad_input[..., 0] * torch.sigmoid(_at_least_float32(raw))).to(grad_input.dtype)
-        return grad_input
+        density = grad_input.unflatten(-1, (-1, ctx.channels))[..., 0]  # type: ignore[attr-defined]
+        density.copy_(density * torch.sigmoid(_at_least_float32(raw)))
+        return grad_input, None
 
 
-def density_activation(projected: Tensor) -> Tensor:
-    """(..., 1 + Cf) raw decoder output -> the same tensor, softplus(density) written into channel 0
-    (non-negative); ``projected`` must be a fresh result no backward needs (e.g. a linear layer's output)."""
-    return _DensityActivation.apply(projected)
+def density_activation(projected: Tensor, channels: int) -> Tensor:
+    """(..., G * (1 + Cf)) raw decoder output -> the same tensor, softplus(density) written into channel 0 of
+    each group of ``channels`` = 1 + Cf (non-negative); ``projected`` must be a fresh result that no
+    backward needs (e.g. a linear layer's output); a view is copied first (writing into it in place would
+    make autograd copy the whole gradient of its base)."""
+    return _DensityActivation.apply(projected.clone() if projected._is_view() else projected, channels)
 
 
 class _SplitDensity(torch.autograd.Function):
