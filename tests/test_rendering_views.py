@@ -386,3 +386,15 @@ def test_a_plan_drawn_before_the_embedding_renders_the_same() -> None:
         torch.testing.assert_close(from_plan.losses[name], value, rtol=0, atol=0)
     with pytest.raises(ValueError, match=r"plan was drawn for a \(8, 8\) BEV grid"):
         head(torch.randn(2, 6, 4, 4), batch, plan)
+
+
+def test_direction_encoding_is_nerfs_frequency_by_frequency() -> None:
+    from nsmae_lightning.models.rendering import encode_directions
+
+    directions = torch.nn.functional.normalize(torch.randn(9, 3), dim=-1)
+    parts = [directions]
+    for level in range(4):
+        scaled = directions * (math.pi * 2.0**level)
+        parts += [torch.sin(scaled), torch.cos(scaled)]
+    assert torch.equal(encode_directions(directions, 4), torch.cat(parts, dim=-1))  # bit for bit
+    assert torch.equal(encode_directions(directions, 0), directions)

@@ -43,6 +43,7 @@ from nsmae_lightning.models.rays import (
     random_view_rays,
 )
 from nsmae_lightning.models.composite_packed import composite_packed
+from nsmae_lightning.models.device_constants import device_constant
 from nsmae_lightning.models.ray_samples import PackedSamples, pack_samples
 from nsmae_lightning.models.render_loss import LossTerm, loss_term
 from nsmae_lightning.models.rendered_rays import RenderedRays, finish_rendering
@@ -349,12 +350,15 @@ def march_compositor(march: str) -> Callable[..., RenderedRays]:
 
 
 def encode_directions(directions: Tensor, frequencies: int) -> Tensor:
-    """(M, 3) unit directions -> (M, 3 * (1 + 2 * frequencies)) [d, sin(2^k pi d), cos(2^k pi d)]."""
-    parts = [directions]
-    for level in range(frequencies):
-        scaled = directions * (math.pi * 2.0**level)
-        parts += [torch.sin(scaled), torch.cos(scaled)]
-    return torch.cat(parts, dim=-1)
+    """(M, 3) unit directions -> (M, 3 * (1 + 2 * frequencies)) [d, sin(2^k pi d), cos(2^k pi d)] for k < frequencies.
+
+    All frequencies at once (5 kernels, not 3 per frequency + 2): the same products and values.
+    """
+    scales = device_constant([math.pi * 2.0**level for level in range(frequencies)], directions.device,
+                             directions.dtype)
+    scaled = directions[:, None, :] * scales[None, :, None]  # (M, K, 3)
+    waves = torch.stack([torch.sin(scaled), torch.cos(scaled)], dim=2)  # (M, K, 2, 3): sin_k, cos_k per level
+    return torch.cat([directions, waves.flatten(1)], dim=-1)
 
 
 class RenderNetwork(nn.Module):
