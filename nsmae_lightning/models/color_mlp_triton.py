@@ -200,10 +200,12 @@ class _ColorMLP(torch.autograd.Function):
     ) -> tuple[Tensor | None, ...]:
         features, ray_bias, ray_index, *weights = ctx.saved_tensors  # type: ignore[attr-defined]
         rows, width = features.shape
-        zeros = {"device": features.device, "dtype": torch.float32}
         grad_features = torch.empty(rows, width, device=features.device, dtype=ctx.feature_dtype)  # type: ignore[attr-defined]
-        grad_bias = torch.zeros(ray_bias.shape, **zeros)
-        grads = [torch.zeros(weight.shape, **zeros) for weight in weights]
+        # the ray-bias and weight gradients the kernel adds into: views of one zeroed float32 buffer (one fill)
+        shapes = [ray_bias.shape, *(weight.shape for weight in weights)]
+        flat = torch.zeros(sum(shape.numel() for shape in shapes), device=features.device, dtype=torch.float32)
+        grad_bias, *grads = [part.view(shape) for part, shape in
+                             zip(flat.split([shape.numel() for shape in shapes]), shapes)]
         constants = mlp_constants(width, weights[1].shape[0], ctx.compute)  # type: ignore[attr-defined]
         if rows:
             _launch("backward", rows, features.device, features, features.stride(0), ray_index, ray_bias, *weights,
