@@ -388,8 +388,9 @@ class _TritonTrilinear(torch.autograd.Function):
         split = channel_split(channels)
         gradient = gradient_like(volume)  # the volume's layout where it is dense: no reordering copy later
         voxels = volume.numel() // channels
-        grad_head = torch.zeros(voxels, split["HEAD"], device=volume.device, dtype=torch.float32)
-        grad_tail = torch.zeros(voxels, split["TAIL"], device=volume.device, dtype=torch.float32)
+        zeros = torch.zeros(voxels * channels, device=volume.device, dtype=torch.float32)  # both blocks, one fill
+        grad_head, grad_tail = zeros.split([voxels * split["HEAD"], voxels * split["TAIL"]])
+        grad_head, grad_tail = grad_head.view(voxels, split["HEAD"]), grad_tail.view(voxels, split["TAIL"])
         grad_coords = torch.zeros(samples if need_coords else 0, 3, device=volume.device, dtype=torch.float32)
         if samples:
             _launch("backward", samples, volume, *locations.pointers(), grad_out.contiguous(), grad_head, grad_tail,
