@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,8 +18,16 @@ from nsmae_lightning.models.heads.box_coder import (
     gaussian_radius,
     gaussian_windows,
 )
-from nsmae_lightning.models.heads.detection import HEATMAP_EPS, gaussian_focal_loss
-from nsmae_lightning.models.heads.nms import circle_nms, rotated_iou_bev, rotated_nms
+from nsmae_lightning.models.heads import nms
+from nsmae_lightning.models.heads.detection import HEATMAP_EPS, HEATMAP_INIT_BIAS, gaussian_focal_loss
+from nsmae_lightning.models.heads.nms import (
+    circle_nms,
+    circle_suppression,
+    pack_rows,
+    rotated_iou_bev,
+    rotated_nms,
+    rotated_suppression,
+)
 
 PC_RANGE = (-16.0, -12.0, -5.0, 16.0, 12.0, 3.0)
 GRID_SHAPE = (24, 32)  # (Ny, Nx): 1 m cells
@@ -310,7 +319,7 @@ def _one_box_at_a_time(scores: torch.Tensor, suppresses_pair: Any, post_max_size
 @pytest.mark.parametrize("seed", range(6))
 def test_matrix_nms_equals_one_box_at_a_time(seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
-    count = 300  # more than one row chunk of the pairwise test
+    count = 300  # more than one chunk of the rotated pair test
     boxes = torch.cat([torch.rand(count, 2, generator=generator) * 30, 0.5 + torch.rand(count, 2, generator=generator) * 4,
                        torch.rand(count, 1, generator=generator) * 6.3], dim=1)
     scores = torch.rand(count, generator=generator).round(decimals=2)  # ties, resolved by the stable sort
@@ -321,3 +330,150 @@ def test_matrix_nms_equals_one_box_at_a_time(seed: int) -> None:
         distance = ((boxes[:, None, :2] - boxes[None, :, :2]) ** 2).sum(-1).double()
         expected = _one_box_at_a_time(scores, lambda a, b: bool(distance[a, b] <= 4.0), post_max_size)
         assert circle_nms(boxes[:, :2], scores, 4.0, post_max_size).tolist() == expected
+
+
+def test_pack_rows_matches_numpy_packbits() -> None:
+    flags = torch.rand(3, 5, 13, generator=torch.Generator().manual_seed(0)) > 0.5  # 13: a padded last byte
+    packed = pack_rows(flags)
+    assert packed.dtype == torch.uint8 and packed.shape == (3, 5, 2)
+    assert (packed.numpy() == np.packbits(flags.numpy(), axis=-1, bitorder="little")).all()
+    assert pack_rows(torch.zeros(2, 0, dtype=torch.bool)).shape == (2, 0)
+
+
+def random_boxes_bev(count: int, generator: torch.Generator, spread: float = 12.0) -> torch.Tensor:
+    """(count, 5) x, y, l, w, yaw: crowded enough that many pairs overlap."""
+    return torch.cat([torch.rand(count, 2, generator=generator) * spread, 0.5 + torch.rand(count, 2, generator=generator) * 4,
+                      torch.rand(count, 1, generator=generator) * 6.3], dim=1)  # fmt: skip
+
+
+@pytest.mark.parametrize("chunk_pairs", [(7, 7), (40, 40), (10**6, 10**6)])  # rows of a block, whole blocks, all
+def test_block_suppression_tests_only_pairs_inside_each_block_whatever_the_chunks(
+    chunk_pairs: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nms, "_CIRCLE_PAIRS_PER_CHUNK", chunk_pairs)
+    monkeypatch.setattr(nms, "_ROTATED_PAIRS_PER_CHUNK", chunk_pairs)
+    generator = torch.Generator().manual_seed(1)
+    boxes = torch.stack([random_boxes_bev(6, generator) for _ in range(4)])  # 4 blocks of 6
+    thresholds = (4.0, 9.0, 1.0, 2.0)
+    circle, rotated = circle_suppression(boxes[..., :2], thresholds), rotated_suppression(boxes, (0.1, 0.2, 0.0, 0.3))
+    assert circle.shape == rotated.shape == (4, 6, 6)
+    for block in range(4):
+        centres = boxes[block, :, :2].double()
+        distance = ((centres[:, None] - centres[None]) ** 2).sum(-1)
+        assert torch.equal(circle[block], distance <= thresholds[block])
+        assert torch.equal(rotated[block], rotated_iou_bev(boxes[block], boxes[block]) > (0.1, 0.2, 0.0, 0.3)[block])
+    assert circle_suppression(torch.zeros(3, 0, 2), (1.0,) * 3).shape == (3, 0, 0)
+
+
+def reference_decode(head: CenterPointHead, preds: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+    """Decoding one sample and one task group at a time, as the head did before batching (the reference)."""
+    decoded = []
+    for sample in range(preds[0]["heatmap"].shape[0]):
+        boxes, scores, labels = [], [], []
+        for task, task_preds, task_labels in zip(head.config.tasks, preds, head.task_labels):
+            regression = torch.cat([task_preds[name] for name, _ in REGRESSION_HEADS], dim=1)
+            task_boxes, task_scores, class_ids = head.box_coder.decode(
+                task_preds["heatmap"][sample], regression[sample], head.config.top_k, head.config.score_threshold
+            )
+            if task.nms_type == "circle":
+                keep = circle_nms(task_boxes[:, :2], task_scores, task.nms_threshold, head.config.post_max_size)
+            else:
+                keep = rotated_nms(task_boxes[:, [0, 1, 3, 4, 6]], task_scores, task.nms_threshold, head.config.post_max_size)
+            boxes.append(task_boxes[keep])
+            scores.append(task_scores[keep])
+            labels.append(torch.tensor(task_labels, dtype=torch.int64)[class_ids[keep]])
+        decoded.append({"boxes": torch.cat(boxes), "scores": torch.cat(scores), "labels": torch.cat(labels)})
+    return decoded
+
+
+def random_predictions(head: CenterPointHead, batch: int, seed: int) -> list[dict[str, torch.Tensor]]:
+    """Head outputs around the initial heatmap bias (about half the cells above a 0.1 threshold), random codes."""
+    generator = torch.Generator().manual_seed(seed)
+    predictions = []
+    for task in head.config.tasks:
+        heatmap = HEATMAP_INIT_BIAS + 0.5 * torch.randn(batch, len(task.class_names), *GRID_SHAPE, generator=generator)
+        codes = {name: torch.randn(batch, size, *GRID_SHAPE, generator=generator) for name, size in REGRESSION_HEADS}
+        predictions.append({"heatmap": heatmap, **codes})
+    return predictions
+
+
+def assert_same_detections(got: list[dict[str, torch.Tensor]], want: list[dict[str, torch.Tensor]]) -> None:
+    """Same boxes, scores, labels and order per sample.
+
+    x, y, z and velocity are compared exactly; l, w, h (exp) and yaw (atan2) to 2 float32 ulps, because
+    PyTorch's CPU kernels round these differently in their vectorised body and their scalar tail, and
+    the batched decode lays the centres out differently (on CUDA the results are bitwise equal).
+    """
+    assert len(got) == len(want)
+    for got_sample, want_sample in zip(got, want):
+        assert torch.equal(got_sample["labels"], want_sample["labels"])
+        assert torch.equal(got_sample["scores"], want_sample["scores"])
+        exact = [0, 1, 2, 7, 8]
+        assert torch.equal(got_sample["boxes"][:, exact], want_sample["boxes"][:, exact])
+        torch.testing.assert_close(got_sample["boxes"][:, 3:7], want_sample["boxes"][:, 3:7], rtol=2.4e-7, atol=1e-12)
+
+
+MIXED_TASKS = (  # both NMS types interleaved, so decoding's slot order differs from the config order
+    TaskGroup(("car",), "rotated", 0.2),
+    TaskGroup(("truck", "construction_vehicle"), "circle", 12.0),
+    TaskGroup(("bus", "trailer", "barrier"), "rotated", 0.1),
+    TaskGroup(("pedestrian",), "circle", 0.175),
+    TaskGroup(("motorcycle", "bicycle"), "rotated", 0.0),
+)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(),  # CenterPoint's six circle groups; 1-class groups have fewer cells (768) than top_k (1000)
+        dict(tasks=MIXED_TASKS, top_k=150),
+        dict(tasks=MIXED_TASKS, top_k=60, post_max_size=4),  # post_max_size below the kept count
+        dict(tasks=MIXED_TASKS, top_k=2000, score_threshold=0.3),  # few candidates, none in some groups
+    ],
+)
+def test_batched_decode_equals_one_sample_and_group_at_a_time(settings: dict[str, Any]) -> None:
+    head = CenterPointHead(tiny_config(**settings))
+    preds = random_predictions(head, batch=3, seed=len(settings))
+    preds[1]["heatmap"][1] = -10.0  # a group of one sample without a candidate
+    preds[0]["heatmap"][2, :, :4] = float("nan")  # NaN scores take top-k places but pass no threshold
+    decoded = head.decode(preds)
+    assert_same_detections(decoded, reference_decode(head, preds))
+    assert all(sample["labels"].dtype == torch.int64 and sample["boxes"].shape[1] == 9 for sample in decoded)
+    if head.config.post_max_size == 4:  # every group keeps 4 but the empty ones (in sample 2, NaN tops all 60)
+        groups = len(head.config.tasks)
+        assert [len(sample["labels"]) for sample in decoded] == [4 * groups, 4 * (groups - 1), 4 * (groups - 1)]
+
+
+def test_batched_decode_with_no_candidates_or_no_samples() -> None:
+    head = CenterPointHead(tiny_config(tasks=MIXED_TASKS))
+    preds = random_predictions(head, batch=2, seed=0)
+    for task in preds:
+        task["heatmap"].fill_(-10.0)
+    assert [sample["boxes"].shape for sample in head.decode(preds)] == [(0, 9), (0, 9)]
+    assert head.decode([{name: value[:0] for name, value in task.items()} for task in preds]) == []
+
+
+@pytest.mark.parametrize("nms_type, threshold", [("circle", 4.0), ("rotated", 0.1)])
+def test_nms_suppresses_inside_a_group_only(nms_type: str, threshold: float) -> None:
+    # car A (logit 3) and car B (logit 2) 0.5 m apart: B is suppressed (0.25 m^2 <= 4; IoU 1/3 > 0.1). A truck
+    # (logit 1) exactly on A, in another group, is kept. 1 m cells: cell (iy, ix) + offsets (0.5, 0.5) is at
+    # x = ix - 15.5, y = iy - 11.5; codes: z 0, dims exp(0) = 1 m, yaw atan2(0, 1) = 0, velocity 0.
+    tasks = (TaskGroup(("car",), nms_type, threshold), TaskGroup(("truck", "construction_vehicle"), nms_type, threshold))
+    head = CenterPointHead(tiny_config(tasks=tasks))
+    preds = random_predictions(head, batch=2, seed=0)
+    for task in preds:
+        task["heatmap"].fill_(-20.0)
+        for name, _ in REGRESSION_HEADS:
+            task[name].zero_()
+        task["rot"][:, 1] = 1.0  # cos yaw
+        task["reg"][0, :, 12, 16] = 0.5  # A and the truck at (0.5, 0.5)
+    preds[0]["heatmap"][0, 0, 12, 16], preds[0]["heatmap"][0, 0, 12, 17] = 3.0, 2.0
+    preds[0]["reg"][0, :, 12, 17] = torch.tensor([0.0, 0.5])  # B at (1.0, 0.5)
+    preds[1]["heatmap"][0, 0, 12, 16] = 1.0
+    first, second = head.decode(preds)
+    box = [0.5, 0.5, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    assert first["boxes"].tolist() == [box, box]
+    assert first["scores"].tolist() == torch.sigmoid(torch.tensor([3.0, 1.0])).tolist()
+    assert first["labels"].tolist() == [DETECTION_CLASSES.index("car"), DETECTION_CLASSES.index("truck")]
+    assert second["boxes"].shape == (0, 9)
+    assert_same_detections([first, second], reference_decode(head, preds))

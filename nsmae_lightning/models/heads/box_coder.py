@@ -193,6 +193,44 @@ class CenterPointBoxCoder:
             heatmap=heatmap.reshape(batch, num_classes, num_y, num_x), indices=indices, mask=mask, box_targets=box_targets
         )
 
+    def top_centres(self, heatmap_logits: Tensor, top_k: int) -> tuple[Tensor, Tensor]:
+        """The ``top_k`` best-scoring heatmap cells over all classes, by descending score.
+
+        Args:
+            heatmap_logits: (..., C, Ny, Nx) heatmap logits of a task group; leading dims are
+                independent rows (one top-k per row, the same call as a row on its own).
+            top_k: centres kept, at most C * Ny * Nx.
+
+        Returns:
+            sigmoid scores (..., k) and flat indices (..., k) ``class * Ny * Nx + iy * Nx + ix``.
+        """
+        scores = heatmap_logits.float().sigmoid().flatten(-3)  # (..., C*Ny*Nx)
+        return scores.topk(min(top_k, scores.shape[-1]), dim=-1)
+
+    def boxes_at(self, flat_indices: Tensor, regression: Tensor) -> tuple[Tensor, Tensor]:
+        """Boxes decoded from the regression maps at flat heatmap indices (as `top_centres` gives them).
+
+        Args:
+            flat_indices: (..., K) int64 ``class * Ny * Nx + cell``.
+            regression: (..., CODE_SIZE, Ny, Nx) regression maps, channels in REGRESSION_HEADS order,
+                with the same leading dims as ``flat_indices``.
+
+        Returns:
+            boxes (..., K, 9) in the LiDAR frame and class_ids (..., K) inside the task group.
+        """
+        num_y, num_x = regression.shape[-2:]
+        cell_x, cell_y = self.cell_size((num_y, num_x))
+        class_ids, cells = flat_indices // (num_y * num_x), flat_indices % (num_y * num_x)
+        columns = cells.unsqueeze(-2).expand(*cells.shape[:-1], CODE_SIZE, cells.shape[-1])
+        codes = regression.flatten(-2).gather(-1, columns).float().transpose(-1, -2)  # (..., K, CODE_SIZE)
+        x = ((cells % num_x).float() + codes[..., 0]) * cell_x + self.pc_range[0]
+        y = ((cells // num_x).float() + codes[..., 1]) * cell_y + self.pc_range[1]
+        yaw = torch.atan2(codes[..., 6], codes[..., 7])
+        boxes = torch.cat(
+            [x[..., None], y[..., None], codes[..., 2:3], codes[..., 3:6].exp(), yaw[..., None], codes[..., 8:10]], -1
+        )
+        return boxes, class_ids
+
     def decode(
         self, heatmap_logits: Tensor, regression: Tensor, top_k: int, score_threshold: float
     ) -> tuple[Tensor, Tensor, Tensor]:
@@ -208,17 +246,7 @@ class CenterPointBoxCoder:
             boxes (K, 9) in the LiDAR frame, scores (K,), class_ids (K,) inside the task group,
             sorted by descending score.
         """
-        num_classes, num_y, num_x = heatmap_logits.shape
-        cell_x, cell_y = self.cell_size((num_y, num_x))
-        scores = heatmap_logits.float().sigmoid().reshape(-1)  # (C*Ny*Nx,)
-        top_scores, top_flat = scores.topk(min(top_k, scores.numel()))
+        top_scores, top_flat = self.top_centres(heatmap_logits, top_k)
         keep = top_scores >= score_threshold
-        top_scores, top_flat = top_scores[keep], top_flat[keep]
-        class_ids = top_flat // (num_y * num_x)
-        cells = top_flat % (num_y * num_x)
-        codes = regression.float().reshape(CODE_SIZE, -1)[:, cells].T  # (K, CODE_SIZE)
-        x = ((cells % num_x).float() + codes[:, 0]) * cell_x + self.pc_range[0]
-        y = ((cells // num_x).float() + codes[:, 1]) * cell_y + self.pc_range[1]
-        yaw = torch.atan2(codes[:, 6], codes[:, 7])
-        boxes = torch.cat([x[:, None], y[:, None], codes[:, 2:3], codes[:, 3:6].exp(), yaw[:, None], codes[:, 8:10]], 1)
-        return boxes, top_scores, class_ids
+        boxes, class_ids = self.boxes_at(top_flat[keep], regression)
+        return boxes, top_scores[keep], class_ids

@@ -6,27 +6,38 @@ branches heatmap (one channel per class), reg (2), height (1), dim (3, log),
 rot (sin, cos) and vel (2). Losses: Gaussian focal loss on the heatmaps and L1
 with code weights on the regression at the box centres, both normalised by the
 number of objects. Decoding: top-k centres per task group, score threshold,
-then circle or rotated-IoU NMS per group.
+then circle or rotated-IoU NMS per group, done for the whole batch at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nsmae_lightning.constants import DETECTION_CLASSES, PC_RANGE_NUSCENES
 from nsmae_lightning.models.heads.box_coder import CODE_SIZE, REGRESSION_HEADS, CenterPointBoxCoder, gather_at
 from nsmae_lightning.models.device_constants import device_constant
-from nsmae_lightning.models.heads.nms import circle_nms, rotated_nms
+from nsmae_lightning.models.heads.nms import (
+    circle_suppression,
+    concatenate,
+    greedy_walk,
+    pack_rows,
+    rotated_suppression,
+)
 
 # Sigmoid outputs are clamped to [eps, 1 - eps] so log() stays finite (CenterPoint's clamp).
 HEATMAP_EPS: float = 1e-4
 # Initial heatmap bias: sigmoid(-2.19) ~= 0.1 prior, as CenterNet/CenterPoint.
 HEATMAP_INIT_BIAS: float = -2.19
 NMS_TYPES: tuple[str, ...] = ("circle", "rotated")
+# Columns of the BEV footprint (x, y, l, w, yaw) in a 9-dof box.
+BEV_COLUMNS: tuple[int, ...] = (0, 1, 3, 4, 6)
 
 
 @dataclass
@@ -142,6 +153,12 @@ def gaussian_focal_loss(
         return positive_loss.sum() + negative_loss.sum()
 
 
+def _runs(keys: Sequence[Hashable]) -> tuple[tuple[int, int], ...]:
+    """(start, stop) of each run of equal consecutive keys."""
+    bounds = list(itertools.accumulate(len(list(run)) for _, run in itertools.groupby(keys)))
+    return tuple(zip([0, *bounds[:-1]], bounds))
+
+
 def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     """3x3 conv (no bias) + BatchNorm + ReLU, the building block of the head."""
     return nn.Sequential(
@@ -200,6 +217,21 @@ class CenterPointHead(nn.Module):
             for index, label in enumerate(labels):
                 group_of_label[label], index_in_group[label] = group, index
         self._group_of_label, self._index_in_group = tuple(group_of_label), tuple(index_in_group)
+        # Decoding stacks the groups into slots ordered by (NMS type, class count), config order
+        # within: slots of one class count share a top-k call, those of one NMS type a pair test.
+        tasks = config.tasks
+        self._slot_groups = tuple(
+            sorted(range(len(tasks)), key=lambda g: (NMS_TYPES.index(tasks[g].nms_type), len(tasks[g].class_names)))
+        )
+        self._group_slots = tuple(self._slot_groups.index(group) for group in range(len(tasks)))
+        slot_tasks = [tasks[group] for group in self._slot_groups]
+        self._topk_runs = _runs([(task.nms_type, len(task.class_names)) for task in slot_tasks])
+        self._nms_runs = _runs([task.nms_type for task in slot_tasks])
+        # Global label of each slot's classes, padded to the widest group (padding is never read).
+        width = max(len(labels) for labels in self.task_labels)
+        self._slot_labels = tuple(
+            tuple(self.task_labels[group]) + (0,) * (width - len(self.task_labels[group])) for group in self._slot_groups
+        )
         self.register_buffer("code_weights", torch.tensor(config.code_weights, dtype=torch.float32), persistent=False)
 
     def forward(self, bev: Tensor) -> list[dict[str, Tensor]]:
@@ -299,33 +331,115 @@ class CenterPointHead(nn.Module):
         total = self.config.heatmap_loss_weight * heatmap_total + self.config.regression_loss_weight * regression_total
         return {"loss": total, "loss_heatmap": heatmap_total, "loss_regression": regression_total}
 
+    def _top_centres(self, preds: list[dict[str, Tensor]]) -> tuple[Tensor, Tensor]:
+        """Every slot's top-k centres: scores and flat indices (B, G, k), slots in slot order.
+
+        One top-k per run of slots with one class count, over rows (sample, slot): per row the
+        same call as one sample's group on its own, so ties resolve the same. Slots with fewer
+        than k cells are padded with NaN scores, which pass no score threshold.
+        """
+        num_cells = preds[0]["heatmap"].shape[-2] * preds[0]["heatmap"].shape[-1]
+        width = max(min(self.config.top_k, len(labels) * num_cells) for labels in self.task_labels)
+        scores, flat = [], []
+        for start, stop in self._topk_runs:
+            heatmaps = torch.stack([preds[group]["heatmap"] for group in self._slot_groups[start:stop]], dim=1)
+            run_scores, run_flat = self.box_coder.top_centres(heatmaps, self.config.top_k)  # (B, slots, k_run)
+            if run_scores.shape[-1] < width:
+                run_scores = F.pad(run_scores, (0, width - run_scores.shape[-1]), value=float("nan"))
+                run_flat = F.pad(run_flat, (0, width - run_flat.shape[-1]))
+            scores.append(run_scores)
+            flat.append(run_flat)
+        return concatenate(scores, 1), concatenate(flat, 1)
+
+    def _centre_boxes(self, preds: list[dict[str, Tensor]], flat: Tensor) -> tuple[Tensor, Tensor]:
+        """Boxes (B, G, k, 9) and global labels (B, G, k) at each slot's flat indices (B, G, k)."""
+        maps = [preds[group][name] for group in self._slot_groups for name, _ in REGRESSION_HEADS]
+        regression = torch.cat(maps, dim=1)  # (B, G * CODE_SIZE, Ny, Nx), one copy for all groups
+        regression = regression.view(regression.shape[0], len(self._slot_groups), CODE_SIZE, *regression.shape[-2:])
+        boxes, class_ids = self.box_coder.boxes_at(flat, regression)
+        slot_labels = device_constant(self._slot_labels, flat.device).expand(flat.shape[0], -1, -1)
+        return boxes, slot_labels.gather(2, class_ids)
+
+    @staticmethod
+    def _candidate_extent(candidates: Tensor) -> int:
+        """Leading columns of (B, G, k) that hold every candidate: 1 + the last one's position (a wait on the device).
+
+        The candidates are a prefix of each top-k unless scores hold NaN (sorted first, never above the threshold).
+        """
+        if candidates.numel() == 0:
+            return 0
+        positions = torch.arange(1, candidates.shape[-1] + 1, device=candidates.device)
+        return int((candidates * positions).amax())
+
+    def _suppression(self, boxes: Tensor, size: int) -> Tensor:
+        """NMS pair tests inside each (sample, slot) among its first ``size`` centres -> bool (B, G, n, n).
+
+        One call per NMS type for all samples and slots of it; no pair across samples or slots is tested.
+        """
+        batch = boxes.shape[0]
+        parts = []
+        for start, stop in self._nms_runs:
+            # blocks (B * slots, n, 9) are sample-major, so the slots' thresholds repeat once per sample
+            blocks = boxes[:, start:stop, :size].reshape(batch * (stop - start), size, boxes.shape[-1])
+            run_tasks = [self.config.tasks[group] for group in self._slot_groups[start:stop]]
+            thresholds = tuple(task.nms_threshold for task in run_tasks) * batch
+            if run_tasks[0].nms_type == "circle":
+                matrix = circle_suppression(blocks[..., :2], thresholds)
+            else:
+                columns = device_constant(BEV_COLUMNS, boxes.device)  # no index copy to the device
+                matrix = rotated_suppression(blocks.index_select(-1, columns), thresholds)
+            parts.append(matrix.view(batch, stop - start, size, size))
+        return concatenate(parts, 1)
+
+    def _kept_positions(self, packed: np.ndarray, width: int) -> list[list[int]]:
+        """Greedy NMS of every (sample, group) on the host: per sample, flat positions into (B, G, width).
+
+        Groups in config order, each group's kept boxes by descending score, at most post_max_size.
+
+        Args:
+            packed: uint8 (B, G, n + 1, ceil(n / 8)), `pack_rows` of each slot's n x n suppression
+                matrix with its candidate flags (which leading top-k columns passed the threshold) as row n.
+            width: top-k columns per slot in the decoded tensors.
+        """
+        batch, slots, size = packed.shape[0], packed.shape[1], packed.shape[2] - 1
+        kept = []
+        for sample in range(batch):
+            positions: list[int] = []
+            for slot in self._group_slots:
+                block = packed[sample, slot]
+                walk = greedy_walk(block[:size], block[size], self.config.post_max_size)
+                base = (sample * slots + slot) * width
+                positions.extend(base + position for position in walk)
+            kept.append(positions)
+        return kept
+
     @torch.no_grad()
     def decode(self, preds: list[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
         """Boxes from the head's outputs, in the LiDAR frame.
+
+        The batch is decoded at once: one top-k per class count, the box codes of all centres in
+        a few batched ops, the NMS pair tests of all (sample, task group) blocks in one call per
+        NMS type, then the greedy passes on the host over one copy of all matrices. Two waits on
+        the device per batch (the candidates' extent, then the matrices) instead of a few per
+        sample and group; results equal decoding each sample and group on its own.
 
         Returns:
             Per sample {"boxes": (K, 9) x, y, z, l, w, h, yaw, vx, vy, "scores": (K,),
             "labels": (K,) int64 into ``config.class_names``}.
         """
-        batch_size = preds[0]["heatmap"].shape[0]
-        regression_maps = [self._regression_maps(task_preds) for task_preds in preds]
-        decoded = []
-        for sample in range(batch_size):
-            sample_boxes, sample_scores, sample_labels = [], [], []
-            task_outputs = zip(self.config.tasks, preds, regression_maps, self.task_labels)
-            for task, task_preds, task_regression, task_labels in task_outputs:
-                boxes, scores, class_ids = self.box_coder.decode(
-                    task_preds["heatmap"][sample], task_regression[sample], self.config.top_k, self.config.score_threshold
-                )
-                if task.nms_type == "circle":
-                    keep = circle_nms(boxes[:, :2], scores, task.nms_threshold, self.config.post_max_size)
-                else:
-                    keep = rotated_nms(boxes[:, [0, 1, 3, 4, 6]], scores, task.nms_threshold, self.config.post_max_size)
-                label_lookup = device_constant(task_labels, class_ids.device)  # no host copy per sample
-                sample_boxes.append(boxes[keep])
-                sample_scores.append(scores[keep])
-                sample_labels.append(label_lookup[class_ids[keep]])
-            decoded.append(
-                {"boxes": torch.cat(sample_boxes), "scores": torch.cat(sample_scores), "labels": torch.cat(sample_labels)}
-            )
-        return decoded
+        scores, flat = self._top_centres(preds)  # (B, G, k)
+        boxes, labels = self._centre_boxes(preds, flat)
+        candidates = scores >= self.config.score_threshold
+        size = self._candidate_extent(candidates)
+        # one copy to the host for the batch: each slot's matrix with its candidate flags as an extra row
+        flagged = torch.cat([self._suppression(boxes, size), candidates[..., None, :size]], dim=2)
+        kept = self._kept_positions(pack_rows(flagged).cpu().numpy(), flat.shape[-1])
+        sizes = [len(positions) for positions in kept]
+        # pageable memory is staged before the copy returns, so no wait on the stream is needed
+        index = torch.as_tensor(list(itertools.chain.from_iterable(kept)), dtype=torch.int64)
+        index = index.to(flat.device, non_blocking=True)
+        picked = (boxes.reshape(-1, boxes.shape[-1])[index], scores.reshape(-1)[index], labels.reshape(-1)[index])
+        return [
+            {"boxes": sample_boxes, "scores": sample_scores, "labels": sample_labels}
+            for sample_boxes, sample_scores, sample_labels in zip(*(values.split(sizes) for values in picked))
+        ]
