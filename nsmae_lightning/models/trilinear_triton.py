@@ -350,9 +350,11 @@ class _Locations:
 
     def pointers(self) -> tuple[Tensor, ...]:
         """coords, batch_index, ray_index, t, origins, directions (unused ones name another tensor)."""
-        spare = self.coords
-        return (self.coords, self.batch_index, *(spare if value is None else value
-                                                 for value in (self.ray_index, self.t, self.origins, self.directions)))
+        return tuple(self.coords if value is None else value for value in self.tensors())
+
+    def tensors(self) -> tuple[Tensor | None, ...]:
+        """The tensor fields in order (None where unset): ``_Locations(*tensors(), frame=...)`` rebuilds it."""
+        return self.coords, self.batch_index, self.ray_index, self.t, self.origins, self.directions
 
     def constants(self) -> dict[str, bool]:
         return {"FROM_RAYS": self.ray_index is not None}
@@ -373,16 +375,17 @@ class _TritonTrilinear(torch.autograd.Function):
             _launch("forward", samples, volume, *locations.pointers(), out, samples, *locations.frame,
                     *_shape_args(volume), channels, HEAD=split["HEAD"], TAIL=split["TAIL"],
                     TAIL_LANES=split["TAIL_LANES"], WIDE=_wide(volume, out), **locations.constants())
-        ctx.save_for_backward(volume)
-        ctx.locations = locations  # type: ignore[attr-defined]
+        # the tensors through save_for_backward (autograd then notices one changed in place before the backward)
+        ctx.save_for_backward(volume, *locations.tensors())
+        ctx.frame = locations.frame  # type: ignore[attr-defined]
         return out
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor
     ) -> tuple[Tensor | None, Tensor | None, None]:
-        (volume,) = ctx.saved_tensors  # type: ignore[attr-defined]
-        locations: _Locations = ctx.locations  # type: ignore[attr-defined]
+        volume, *tensors = ctx.saved_tensors  # type: ignore[attr-defined]
+        locations = _Locations(*tensors, frame=ctx.frame)  # type: ignore[attr-defined]
         samples, channels = locations.count, volume.shape[-1]
         need_coords = bool(ctx.needs_input_grad[1])  # type: ignore[attr-defined]
         split = channel_split(channels)
@@ -452,9 +455,9 @@ def triton_sample_along_rays(
         raise ValueError("triton_sample_along_rays does not differentiate the rays; sample metric_to_voxel "
                          "coordinates with triton_trilinear_sample to get their gradient")
     volume = _checked_volume(volume)
+    t = t.float().contiguous()  # also the coordinates' (unused) pointer
     locations = _Locations(
-        t.float().contiguous(), batch_index.to(torch.int64).contiguous(), ray_index.to(torch.int64).contiguous(),
-        t.float().contiguous(), origins.float().contiguous(), directions.float().contiguous(),
-        voxel_frame(pc_range, volume.shape[1:4]),
+        t, batch_index.to(torch.int64).contiguous(), ray_index.to(torch.int64).contiguous(), t,
+        origins.float().contiguous(), directions.float().contiguous(), voxel_frame(pc_range, volume.shape[1:4]),
     )
     return _TritonTrilinear.apply(volume, locations.coords, locations)
