@@ -141,12 +141,15 @@ def kernel_summary(prof: Any, calls: int, top: int = 8, skip: Sequence[str] = ()
     count and the ``top`` kernels by time, each [name, ms per call]; annotation ranges
     (record_function, optimizer steps; also any named in ``skip``) span kernels and are left out.
     ``cpu_op_ms``: the host's self time in torch ops (wall minus this is Python and waiting) and
-    the ``top`` ops by it.
+    the ``top`` ops by it; ``top_gpu_ops``: the ops (autograd Functions included) by the GPU time of
+    the kernels they launch themselves, with their input shapes where the profile recorded them (as
+    `kernel_times` does), which names the op behind a generic kernel (a copy, a fill).
     """
     from torch.autograd import DeviceType
 
     per_kernel: dict[str, float] = {}
     per_op: dict[str, float] = {}
+    per_op_gpu: dict[str, float] = {}
     launches = 0
     for event in prof.events():
         if getattr(event, "is_user_annotation", False) or event.name in skip:
@@ -156,12 +159,15 @@ def kernel_summary(prof: Any, calls: int, top: int = 8, skip: Sequence[str] = ()
             launches += 1
         elif event.device_type == DeviceType.CPU:
             per_op[event.name] = per_op.get(event.name, 0.0) + event.self_cpu_time_total / 1000 / calls
+            if event.self_device_time_total:  # with the input shapes where recorded: which copy, which sum
+                key = f"{event.name} {event.input_shapes}" if getattr(event, "input_shapes", None) else event.name
+                per_op_gpu[key] = per_op_gpu.get(key, 0.0) + event.self_device_time_total / 1000 / calls
 
     def ranked(times: dict[str, float]) -> list[list[object]]:
-        return [[name[:120], round(ms, 4)] for name, ms in sorted(times.items(), key=lambda item: -item[1])[:top]]
+        return [[name[:160], round(ms, 4)] for name, ms in sorted(times.items(), key=lambda item: -item[1])[:top]]
 
     return {"gpu_ms": sum(per_kernel.values()), "kernels_per_call": launches / calls, "top_kernels": ranked(per_kernel),
-            "cpu_op_ms": sum(per_op.values()), "top_cpu_ops": ranked(per_op)}
+            "cpu_op_ms": sum(per_op.values()), "top_cpu_ops": ranked(per_op), "top_gpu_ops": ranked(per_op_gpu)}
 
 
 def kernel_times(step: Callable[[], Any], device: torch.device, calls: int, top: int = 8) -> dict[str, Any]:
@@ -171,7 +177,7 @@ def kernel_times(step: Callable[[], Any], device: torch.device, calls: int, top:
     from torch.profiler import ProfilerActivity, profile
 
     torch.cuda.synchronize(device)
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True) as prof:
         for _ in range(calls):
             step()
         torch.cuda.synchronize(device)

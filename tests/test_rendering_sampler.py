@@ -160,6 +160,18 @@ along = triton_sample_along_rays(volume, origins, directions, ray_batch, ray_ind
 torch.testing.assert_close(along, expected, atol=1e-5, rtol=1e-5)
 torch.testing.assert_close(torch.autograd.grad(along, volume, upstream[:120])[0],
                            torch.autograd.grad(expected, volume, upstream[:120])[0], atol=1e-5, rtol=1e-5)
+# split: density (M,) and features (M, C - 1) written apart, their gradients read apart: the same numbers
+density, features = triton_sample_along_rays(volume, origins, directions, ray_batch, ray_index, t, pc_range, split=True)
+assert density.shape == (120,) and features.shape == (120, 6) and features.is_contiguous()
+assert torch.equal(density, along[:, 0]) and torch.equal(features, along[:, 1:])
+(split_grad,) = torch.autograd.grad((density, features), volume, (upstream[:120, 0], upstream[:120, 1:]))
+along = triton_sample_along_rays(volume, origins, directions, ray_batch, ray_index, t, pc_range)  # a fresh graph
+assert torch.equal(split_grad, torch.autograd.grad(along, volume, upstream[:120])[0])
+(density_only,) = torch.autograd.grad(
+    triton_sample_along_rays(volume, origins, directions, ray_batch, ray_index, t, pc_range, split=True)[0],
+    volume, upstream[:120, 0])  # the features' gradient is None: read as zeros
+along = triton_sample_along_rays(volume, origins, directions, ray_batch, ray_index, t, pc_range)
+assert torch.equal(density_only, torch.autograd.grad(along[:, 0], volume, upstream[:120, 0])[0])
 try:
     triton_sample_along_rays(volume, origins.requires_grad_(), directions, ray_batch, ray_index, t, pc_range)
     raise AssertionError("differentiable rays were accepted")

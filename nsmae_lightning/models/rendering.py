@@ -508,31 +508,32 @@ class NeRFPretrainHead(nn.Module):
             samples = pack_samples(rays.near, rays.far, step, config.max_samples_per_ray)
         ray_index = samples.ray_index
 
-        def sampled() -> Tensor:
-            """(M, C) volume values at the samples, with the configured sampler."""
+        def sampled(split: bool) -> Tensor | tuple[Tensor, Tensor]:
+            """(M, C) volume values at the samples with the configured sampler, or with ``split`` their
+            density (M,) and features (M, C - 1) (`split_density`; the Triton sampler writes them apart)."""
             geometry_fixed = not (rays.origins.requires_grad or rays.directions.requires_grad or samples.t.requires_grad)
             if sampler == "trilinear_triton" and geometry_fixed:  # the kernels compute each point from its ray
                 from nsmae_lightning.models.trilinear_triton import triton_sample_along_rays
 
                 return triton_sample_along_rays(volume, rays.origins, rays.directions, rays.batch_index, ray_index,
-                                                samples.t, self.pc_range)
+                                                samples.t, self.pc_range, split=split)
             points = rays.origins[ray_index] + samples.t.unsqueeze(-1) * rays.directions[ray_index]
-            return self._sample(volume, points, rays.batch_index[ray_index], sampler)
+            values = self._sample(volume, points, rays.batch_index[ray_index], sampler)
+            return split_density(values) if split else values
 
         if with_color and march in FUSED_MARCHES:
             from nsmae_lightning.models.march_fused_triton import fused_color_march  # triton is optional
 
             # fused_triton samples inside its kernels; fused_mlp_triton reads the sampler's values
-            values = None if march == "fused_triton" else sampled()
+            values = None if march == "fused_triton" else sampled(split=False)
             return fused_color_march(volume, rays, samples, step, self.network, self.pc_range, config.background,
                                      config.normalize_depth, values=values)
-        values = sampled()
         colors = None
         if with_color:
-            density, features = split_density(values)
+            density, features = sampled(split=True)
             colors = self.network.color(features, rays.directions, ray_index)  # (M, 3)
         else:
-            density = values[:, 0]
+            density = sampled(split=False)[:, 0]
         compositor = march_compositor(march)
         return compositor(density, samples, step, colors, config.background, config.normalize_depth)
 

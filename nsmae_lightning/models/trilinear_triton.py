@@ -42,6 +42,7 @@ from torch import Tensor
 from nsmae_lightning.models.volume_layout import gradient_like, row_strides, volume_rows
 
 BLOCK = 64  # samples per program in the interpreter (tuned on a GPU)
+JOIN_BLOCK = 1024  # gradient elements per program of the channel join
 
 
 try:
@@ -152,38 +153,57 @@ if triton is not None:
         return acc
 
     @triton.jit
-    def _gather_block(volume, out, m, valid, cx, cy, cz, b, size_x, size_y, size_z,
+    def _gather_block(volume, out, out_rest, m, valid, cx, cy, cz, b, size_x, size_y, size_z,
                       stride_b, stride_z, stride_y, stride_x, channels,
-                      FIRST: tl.constexpr, WIDTH: tl.constexpr, LANES: tl.constexpr, WIDE: tl.constexpr):
-        """Write channels FIRST .. FIRST + WIDTH of every sample to ``out`` ((M, channels) rows)."""
+                      FIRST: tl.constexpr, WIDTH: tl.constexpr, LANES: tl.constexpr, WIDE: tl.constexpr,
+                      SPLIT: tl.constexpr):
+        """Write channels FIRST .. FIRST + WIDTH of every sample to ``out`` ((M, channels) rows), or with
+        SPLIT channel 0 to ``out`` (M,) and the others to ``out_rest`` ((M, channels - 1) rows)."""
         acc = _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z, stride_y,
                            stride_x, FIRST, WIDTH, LANES, WIDE)
         c = FIRST + tl.arange(0, LANES)
-        offsets = m.to(tl.int64 if WIDE else tl.int32)[:, None] * channels + c[None, :]
-        tl.store(out + offsets, acc, mask=valid[:, None] & (c < FIRST + WIDTH)[None, :])
+        rows = m.to(tl.int64 if WIDE else tl.int32)
+        mask = valid[:, None] & (c < FIRST + WIDTH)[None, :]
+        if SPLIT:
+            tl.store(out_rest + rows[:, None] * (channels - 1) + (c - 1)[None, :], acc, mask=mask & (c >= 1)[None, :])
+            if FIRST == 0:
+                tl.store(out + rows, tl.sum(tl.where((c == 0)[None, :], acc, 0.0), axis=1), mask=valid)
+        else:
+            tl.store(out + rows[:, None] * channels + c[None, :], acc, mask=mask)
 
     @triton.jit
-    def _forward_kernel(volume, coords, batch_index, ray_index, t, origins, directions, out, samples,
+    def _forward_kernel(volume, coords, batch_index, ray_index, t, origins, directions, out, out_rest, samples,
                         lower_x, lower_y, lower_z, cell_x, cell_y, cell_z, size_x, size_y, size_z,
                         stride_b, stride_z, stride_y, stride_x, channels,
                         HEAD: tl.constexpr, TAIL: tl.constexpr, TAIL_LANES: tl.constexpr, WIDE: tl.constexpr,
-                        FROM_RAYS: tl.constexpr, BLOCK_M: tl.constexpr):
+                        FROM_RAYS: tl.constexpr, SPLIT: tl.constexpr, BLOCK_M: tl.constexpr):
         m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, (ray_index, t, origins, directions), samples,
                                                 (lower_x, lower_y, lower_z, cell_x, cell_y, cell_z), BLOCK_M,
                                                 FROM_RAYS)
-        _gather_block(volume, out, m, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z, stride_y,
-                      stride_x, channels, 0, HEAD, HEAD, WIDE)
+        _gather_block(volume, out, out_rest, m, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z,
+                      stride_y, stride_x, channels, 0, HEAD, HEAD, WIDE, SPLIT)
         if TAIL > 0:
-            _gather_block(volume, out, m, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z, stride_y,
-                          stride_x, channels, HEAD, TAIL, TAIL_LANES, WIDE)
+            _gather_block(volume, out, out_rest, m, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z,
+                          stride_y, stride_x, channels, HEAD, TAIL, TAIL_LANES, WIDE, SPLIT)
 
     @triton.jit
-    def _load_grad_block(grad_out, m, valid, channels, FIRST: tl.constexpr, WIDTH: tl.constexpr,
-                         LANES: tl.constexpr, WIDE: tl.constexpr):
-        """(rows, LANES) float32 output gradient of channels FIRST .. FIRST + WIDTH (0 in the other lanes)."""
-        lane = tl.arange(0, LANES)
-        out_offsets = m.to(tl.int64 if WIDE else tl.int32)[:, None] * channels + (FIRST + lane)[None, :]
-        return tl.load(grad_out + out_offsets, mask=valid[:, None] & (lane < WIDTH)[None, :], other=0.0).to(tl.float32)
+    def _load_grad_block(grad_out, grad_rest, m, valid, channels, FIRST: tl.constexpr, WIDTH: tl.constexpr,
+                         LANES: tl.constexpr, WIDE: tl.constexpr, SPLIT: tl.constexpr):
+        """(rows, LANES) float32 output gradient of channels FIRST .. FIRST + WIDTH (0 in the other lanes),
+        from ``grad_out`` ((M, channels) rows), or with SPLIT channel 0 from ``grad_out`` (M,) and the others
+        from ``grad_rest`` ((M, channels - 1) rows), each in its own dtype."""
+        c = FIRST + tl.arange(0, LANES)
+        rows = m.to(tl.int64 if WIDE else tl.int32)
+        mask = valid[:, None] & (c < FIRST + WIDTH)[None, :]
+        if SPLIT:
+            g = tl.load(grad_rest + rows[:, None] * (channels - 1) + (c - 1)[None, :], mask=mask & (c >= 1)[None, :],
+                        other=0.0).to(tl.float32)
+            if FIRST == 0:
+                density = tl.load(grad_out + rows, mask=valid, other=0.0).to(tl.float32)
+                g = tl.where((c == 0)[None, :], density[:, None], g)
+        else:
+            g = tl.load(grad_out + rows[:, None] * channels + c[None, :], mask=mask, other=0.0).to(tl.float32)
+        return g
 
     @triton.jit
     def _scatter_block(volume, g, grad_block, valid, cx, cy, cz, b, size_x, size_y, size_z,
@@ -217,22 +237,22 @@ if triton is not None:
         return gx, gy, gz
 
     @triton.jit
-    def _backward_kernel(volume, coords, batch_index, ray_index, t, origins, directions, grad_out, grad_head,
-                         grad_tail, grad_coords, samples, lower_x, lower_y, lower_z, cell_x, cell_y, cell_z,
+    def _backward_kernel(volume, coords, batch_index, ray_index, t, origins, directions, grad_out, grad_rest,
+                         grad_head, grad_tail, grad_coords, samples, lower_x, lower_y, lower_z, cell_x, cell_y, cell_z,
                          size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x,
                          row_b, row_z, row_y, row_x, channels,
                          NEED_COORDS: tl.constexpr, HEAD: tl.constexpr, TAIL: tl.constexpr,
-                         TAIL_LANES: tl.constexpr, WIDE: tl.constexpr, FROM_RAYS: tl.constexpr,
+                         TAIL_LANES: tl.constexpr, WIDE: tl.constexpr, FROM_RAYS: tl.constexpr, SPLIT: tl.constexpr,
                          BLOCK_M: tl.constexpr):
         m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, (ray_index, t, origins, directions), samples,
                                                 (lower_x, lower_y, lower_z, cell_x, cell_y, cell_z), BLOCK_M,
                                                 FROM_RAYS)
-        g = _load_grad_block(grad_out, m, valid, channels, 0, HEAD, HEAD, WIDE)
+        g = _load_grad_block(grad_out, grad_rest, m, valid, channels, 0, HEAD, HEAD, WIDE, SPLIT)
         gx, gy, gz = _scatter_block(volume, g, grad_head, valid, cx, cy, cz, b, size_x, size_y, size_z,
                                     stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
                                     NEED_COORDS, 0, HEAD, HEAD, WIDE)
         if TAIL > 0:
-            g = _load_grad_block(grad_out, m, valid, channels, HEAD, TAIL, TAIL_LANES, WIDE)
+            g = _load_grad_block(grad_out, grad_rest, m, valid, channels, HEAD, TAIL, TAIL_LANES, WIDE, SPLIT)
             tx, ty, tz = _scatter_block(volume, g, grad_tail, valid, cx, cy, cz, b, size_x, size_y, size_z,
                                         stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
                                         NEED_COORDS, HEAD, TAIL, TAIL_LANES, WIDE)
@@ -253,11 +273,27 @@ if triton is not None:
     ]
     # The forward holds all 8 corner rows in registers: at more than 16 rows per warp it spills.
     _FORWARD_TUNING = [config for config in _TUNING if config.kwargs["BLOCK_M"] <= 16 * config.num_warps]
-    _forward_tuned = triton.autotune(_FORWARD_TUNING, key=["channels", "WIDE", "FROM_RAYS"])(_forward_kernel)
+    _forward_tuned = triton.autotune(_FORWARD_TUNING, key=["channels", "WIDE", "FROM_RAYS", "SPLIT"])(_forward_kernel)
     _backward_tuned = triton.autotune(
-        _TUNING, key=["channels", "NEED_COORDS", "WIDE", "FROM_RAYS"],
+        _TUNING, key=["channels", "NEED_COORDS", "WIDE", "FROM_RAYS", "SPLIT"],
         reset_to_zero=["grad_head", "grad_tail", "grad_coords"]
     )(_backward_kernel)
+
+    @triton.jit
+    def _join_kernel(first, rest, joined, total, channels, FIRST: tl.constexpr, REST: tl.constexpr,
+                     BLOCK: tl.constexpr, WIDE: tl.constexpr):
+        """joined[n, c] = first[n, c] for c < FIRST, else rest[n, c - FIRST]: (N, channels) rows written
+        whole (coalesced), cast to ``joined``'s dtype; the sources are float32 rows of FIRST / REST."""
+        i = tl.program_id(0).to(tl.int64 if WIDE else tl.int32) * BLOCK + tl.arange(0, BLOCK)
+        valid = i < total
+        row = i // channels
+        c = i - row * channels
+        in_first = c < FIRST
+        value = tl.load(first + row * FIRST + c, mask=valid & in_first, other=0.0)
+        if REST > 0:
+            value = tl.where(in_first, value, tl.load(rest + row * REST + (c - FIRST), mask=valid & ~in_first,
+                                                      other=0.0))
+        tl.store(joined + i, value, mask=valid)
 
 
 def _launch(kernel: str, samples: int, *args: object, **constants: object) -> None:
@@ -302,11 +338,14 @@ def _wide(*tensors: Tensor) -> bool:
 def _join_channels(head: Tensor, tail: Tensor, joined: Tensor) -> Tensor:
     """Write float32 gradient rows of the first channels (N, c) and the rest (N, C - c), in `volume_rows`
     order, into the gradient ``joined`` (from `gradient_like`) and return it (the sampler's HEAD / TAIL,
-    the fused march's density / features)."""
+    the fused march's density / features): one kernel writing whole rows, not two strided copies into
+    the rows' column blocks."""
     rows = volume_rows(joined)
-    rows[:, : head.shape[1]].copy_(head)
-    if tail.shape[1]:
-        rows[:, head.shape[1] :].copy_(tail)
+    total = rows.numel()
+    if total:
+        grid = (triton.cdiv(total, JOIN_BLOCK),)
+        _join_kernel[grid](head.contiguous(), tail.contiguous(), rows, total, rows.shape[1], FIRST=head.shape[1],
+                           REST=tail.shape[1], BLOCK=JOIN_BLOCK, WIDE=_wide(rows), num_warps=4)
     return joined
 
 
@@ -362,28 +401,32 @@ class _Locations:
 
 class _TritonTrilinear(torch.autograd.Function):
     """Autograd wrapper of the two kernels: the volume is differentiated, and the coordinates when
-    they are given as a tensor (not when they are computed from rays)."""
+    they are given as a tensor (not when they are computed from rays). With ``split`` the values come
+    out as channel 0 (M,) and the others (M, C - 1), and the backward reads their gradients as they
+    are (no (M, C) gradient is assembled from them)."""
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, volume: Tensor, coords: Tensor, locations: _Locations
-    ) -> Tensor:
+        ctx: torch.autograd.function.FunctionCtx, volume: Tensor, coords: Tensor, locations: _Locations, split: bool
+    ) -> Tensor | tuple[Tensor, Tensor]:
         samples, channels = locations.count, volume.shape[-1]
-        out = torch.empty(samples, channels, device=volume.device, dtype=volume.dtype)
+        empty = {"device": volume.device, "dtype": volume.dtype}
+        out = torch.empty((samples,) if split else (samples, channels), **empty)
+        out_rest = torch.empty(samples, channels - 1, **empty) if split else out
         if samples:
-            split = channel_split(channels)
-            _launch("forward", samples, volume, *locations.pointers(), out, samples, *locations.frame,
-                    *_shape_args(volume), channels, HEAD=split["HEAD"], TAIL=split["TAIL"],
-                    TAIL_LANES=split["TAIL_LANES"], WIDE=_wide(volume, out), **locations.constants())
+            split_blocks = channel_split(channels)
+            _launch("forward", samples, volume, *locations.pointers(), out, out_rest, samples, *locations.frame,
+                    *_shape_args(volume), channels, **split_blocks, WIDE=_wide(volume, out, out_rest),
+                    SPLIT=split, **locations.constants())
         # the tensors through save_for_backward (autograd then notices one changed in place before the backward)
         ctx.save_for_backward(volume, *locations.tensors())
-        ctx.frame = locations.frame  # type: ignore[attr-defined]
-        return out
+        ctx.frame, ctx.split = locations.frame, split  # type: ignore[attr-defined]
+        return (out, out_rest) if split else out
 
     @staticmethod
     def backward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor
-    ) -> tuple[Tensor | None, Tensor | None, None]:
+        ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor, grad_rest: Tensor | None = None
+    ) -> tuple[Tensor | None, Tensor | None, None, None]:
         volume, *tensors = ctx.saved_tensors  # type: ignore[attr-defined]
         locations = _Locations(*tensors, frame=ctx.frame)  # type: ignore[attr-defined]
         samples, channels = locations.count, volume.shape[-1]
@@ -395,14 +438,17 @@ class _TritonTrilinear(torch.autograd.Function):
         grad_head, grad_tail = zeros.split([voxels * split["HEAD"], voxels * split["TAIL"]])
         grad_head, grad_tail = grad_head.view(voxels, split["HEAD"]), grad_tail.view(voxels, split["TAIL"])
         grad_coords = torch.zeros(samples if need_coords else 0, 3, device=volume.device, dtype=torch.float32)
+        grad_out = grad_out.contiguous()
+        grad_rest = grad_out if grad_rest is None else grad_rest.contiguous()
         if samples:
-            _launch("backward", samples, volume, *locations.pointers(), grad_out.contiguous(), grad_head, grad_tail,
+            _launch("backward", samples, volume, *locations.pointers(), grad_out, grad_rest, grad_head, grad_tail,
                     grad_coords, samples, *locations.frame, *_shape_args(volume), *row_strides(gradient), channels,
-                    NEED_COORDS=need_coords, **split, WIDE=_wide(volume, grad_out, gradient), **locations.constants())
+                    NEED_COORDS=need_coords, **split, WIDE=_wide(volume, grad_out, grad_rest, gradient),
+                    SPLIT=ctx.split, **locations.constants())  # type: ignore[attr-defined]
         grad_volume = None
         if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
             grad_volume = _join_channels(grad_head, grad_tail, gradient)  # the rows the kernel scattered to
-        return grad_volume, grad_coords.to(locations.coords.dtype) if need_coords else None, None
+        return grad_volume, grad_coords.to(locations.coords.dtype) if need_coords else None, None, None
 
 
 def _checked_volume(volume: Tensor) -> Tensor:
@@ -427,13 +473,13 @@ def triton_trilinear_sample(volume: Tensor, coords: Tensor, batch_index: Tensor)
     """
     coords = coords.contiguous()
     locations = _Locations(coords, batch_index.to(torch.int64).contiguous())
-    return _TritonTrilinear.apply(_checked_volume(volume), coords, locations)
+    return _TritonTrilinear.apply(_checked_volume(volume), coords, locations, False)
 
 
 def triton_sample_along_rays(
     volume: Tensor, origins: Tensor, directions: Tensor, batch_index: Tensor, ray_index: Tensor, t: Tensor,
-    pc_range: Sequence[float],
-) -> Tensor:
+    pc_range: Sequence[float], split: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """The volume at the points o_r + t d_r of ray samples, the points computed inside the kernels.
 
     The same values as `triton_trilinear_sample` at ``metric_to_voxel(origins[ray_index] + t[:, None] *
@@ -447,9 +493,12 @@ def triton_sample_along_rays(
         batch_index: (R,) batch element of each ray.
         ray_index: (M,) the ray of each sample; t: (M,) its distance along the ray.
         pc_range: (x0, y0, z0, x1, y1, z1) the volume covers.
+        split: return channel 0 (M,) and channels 1.. (M, C - 1) as two dense tensors (the renderer's
+            density and colour features, `volume_layout.split_density` of the (M, C) result, without its
+            strided columns and the (M, C) gradient its backward assembles).
 
     Returns:
-        (M, C) in the volume's dtype, accumulated in float32.
+        (M, C) in the volume's dtype, accumulated in float32; with ``split`` the two parts.
     """
     if origins.requires_grad or directions.requires_grad or t.requires_grad:
         raise ValueError("triton_sample_along_rays does not differentiate the rays; sample metric_to_voxel "
@@ -460,4 +509,4 @@ def triton_sample_along_rays(
         t, batch_index.to(torch.int64).contiguous(), ray_index.to(torch.int64).contiguous(), t,
         origins.float().contiguous(), directions.float().contiguous(), voxel_frame(pc_range, volume.shape[1:4]),
     )
-    return _TritonTrilinear.apply(volume, locations.coords, locations)
+    return _TritonTrilinear.apply(volume, locations.coords, locations, split)
