@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from nsmae_lightning.constants import DETECTION_CLASSES
 from nsmae_lightning.models.heads import CenterPointHead, DetectionHeadConfig, TaskGroup
@@ -15,6 +17,7 @@ from nsmae_lightning.models.heads.box_coder import (
     CODE_SIZE,
     REGRESSION_HEADS,
     CenterPointBoxCoder,
+    flatten_batch,
     gaussian_radius,
     gaussian_windows,
 )
@@ -477,3 +480,200 @@ def test_nms_suppresses_inside_a_group_only(nms_type: str, threshold: float) -> 
     assert first["labels"].tolist() == [DETECTION_CLASSES.index("car"), DETECTION_CLASSES.index("truck")]
     assert second["boxes"].shape == (0, 9)
     assert_same_detections([first, second], reference_decode(head, preds))
+
+
+# ---------------------------------------------------------------- the batched loss against the per-group one
+def reference_focal_loss(heatmap_logits: torch.Tensor, heatmap_targets: torch.Tensor) -> torch.Tensor:
+    """gaussian_focal_loss as the head had it (alpha 2, gamma 4)."""
+    probabilities = heatmap_logits.float().sigmoid().clamp(HEATMAP_EPS, 1.0 - HEATMAP_EPS)
+    targets = heatmap_targets.float()
+    positive = targets.eq(1.0).float()
+    negative_weight = (1.0 - targets).pow(4.0)
+    positive_loss = -probabilities.log() * (1.0 - probabilities).pow(2.0) * positive
+    negative_loss = -(1.0 - probabilities).log() * probabilities.pow(2.0) * negative_weight
+    return positive_loss.sum() + negative_loss.sum()
+
+
+def reference_split(head: CenterPointHead, boxes: list[torch.Tensor], labels: list[torch.Tensor]) -> list[list[Any]]:
+    """split_batch_by_task as the head had it: per sample, per task group, (boxes, class ids inside the group)."""
+    groups = len(head.task_labels) + 1  # bin 0: no group
+    flat_boxes, flat_labels = torch.cat(boxes), torch.cat([sample.reshape(-1) for sample in labels])
+    sample = torch.cat([torch.full((len(sample),), index, dtype=torch.int64) for index, sample in enumerate(labels)])
+    key = sample * groups + torch.tensor(head._group_of_label)[flat_labels] + 1
+    order = torch.argsort(key, stable=True)
+    sizes = torch.bincount(key, minlength=len(boxes) * groups).tolist()
+    class_ids = torch.tensor(head._index_in_group)[flat_labels]
+    grouped = list(zip(torch.split(flat_boxes[order], sizes), torch.split(class_ids[order], sizes)))
+    return [grouped[index * groups + 1 : (index + 1) * groups] for index in range(len(boxes))]
+
+
+def reference_encode_batch(coder: CenterPointBoxCoder, boxes: list[torch.Tensor], class_ids: list[torch.Tensor],
+                           num_classes: int, grid_shape: tuple[int, int]) -> tuple[torch.Tensor, ...]:  # fmt: skip
+    """encode_batch as the box coder had it (one task group): heatmap, indices, mask, box_targets."""
+    batch, (num_y, num_x) = len(boxes), grid_shape
+    cell_x, cell_y = coder.cell_size(grid_shape)
+    kept = [sample_boxes[: coder.max_objects] for sample_boxes in boxes]
+    sample = torch.cat([torch.full((len(b),), i, dtype=torch.int64) for i, b in enumerate(kept)])
+    slot = torch.cat([torch.arange(len(b)) for b in kept])
+    flat_boxes = torch.cat(kept).detach().double()
+    flat_ids = torch.cat([ids[: coder.max_objects] for ids in class_ids])
+    x, y, z, length, width, height, yaw, vx, vy = flat_boxes.unbind(1)
+    coord_x, coord_y = (x - coder.pc_range[0]) / cell_x, (y - coder.pc_range[1]) / cell_y
+    ix, iy = coord_x.floor().long(), coord_y.floor().long()
+    on_grid = (ix >= 0) & (ix < num_x) & (iy >= 0) & (iy < num_y)
+    radius = gaussian_radius(length / cell_x, width / cell_y, coder.gaussian_overlap).long().clamp(min=coder.min_radius)
+    largest_radius = int(torch.where(on_grid, radius, 0).amax()) if radius.numel() else 0
+    on = on_grid.nonzero()[:, 0]
+    cells = batch * num_classes * num_y * num_x
+    heatmap = torch.zeros(cells + 1)
+    dx, dy, values = gaussian_windows(radius[on], largest_radius)
+    cell_ix, cell_iy = ix[on, None] + dx[None, :], iy[on, None] + dy[None, :]
+    inside = (cell_ix >= 0) & (cell_ix < num_x) & (cell_iy >= 0) & (cell_iy < num_y)
+    plane = (sample[on] * num_classes + flat_ids[on])[:, None]
+    target = torch.where(inside, (plane * num_y + cell_iy) * num_x + cell_ix, cells)
+    heatmap.scatter_reduce_(0, target.reshape(-1), values.reshape(-1), reduce="amax")
+    indices = torch.zeros(batch, coder.max_objects, dtype=torch.int64)
+    mask = torch.zeros(batch, coder.max_objects, dtype=torch.bool)
+    box_targets = torch.zeros(batch, coder.max_objects, CODE_SIZE)
+    codes = torch.stack(
+        [coord_x - ix, coord_y - iy, z, length.log(), width.log(), height.log(), yaw.sin(), yaw.cos(), vx, vy], 1
+    )
+    indices[sample[on], slot[on]] = (iy * num_x + ix)[on]
+    mask[sample[on], slot[on]] = True
+    box_targets[sample[on], slot[on]] = codes[on].float()
+    return heatmap[:cells].reshape(batch, num_classes, num_y, num_x), indices, mask, box_targets
+
+
+def reference_loss(head: CenterPointHead, preds: list[dict[str, torch.Tensor]], gt_boxes: list[torch.Tensor],
+                   gt_labels: list[torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[tuple[torch.Tensor, ...]]]:  # fmt: skip
+    """The loss as the head had it, one task group at a time (the reference), with each group's targets."""
+    grid_shape = tuple(preds[0]["heatmap"].shape[-2:])
+    per_sample_groups = reference_split(head, gt_boxes, gt_labels)
+    heatmap_total, regression_total, group_targets = torch.zeros(()), torch.zeros(()), []
+    for task_index, task_preds in enumerate(preds):
+        targets = reference_encode_batch(
+            head.box_coder,
+            [groups[task_index][0] for groups in per_sample_groups],
+            [groups[task_index][1] for groups in per_sample_groups],
+            task_preds["heatmap"].shape[1],
+            grid_shape,
+        )
+        group_targets.append(targets)
+        heatmaps, indices, mask, box_targets = targets
+        num_objects = mask.sum().float().clamp(min=1.0)
+        heatmap_total = heatmap_total + reference_focal_loss(task_preds["heatmap"], heatmaps) / num_objects
+        regression = torch.cat([task_preds[name] for name, _ in REGRESSION_HEADS], dim=1).float()
+        flat = regression.reshape(*regression.shape[:2], -1)  # (B, CODE_SIZE, Ny*Nx)
+        predicted_codes = flat.gather(2, indices[:, None, :].expand(-1, flat.shape[1], -1)).transpose(1, 2)
+        weights = mask[..., None].float() * head.code_weights
+        regression_total = regression_total + ((predicted_codes - box_targets).abs() * weights).sum() / num_objects
+    total = head.config.heatmap_loss_weight * heatmap_total + head.config.regression_loss_weight * regression_total
+    return {"loss": total, "loss_heatmap": heatmap_total, "loss_regression": regression_total}, group_targets
+
+
+def random_scene(count: int, generator: torch.Generator, spread: tuple[float, float],
+                 labels: tuple[int, ...] = tuple(range(len(DETECTION_CLASSES)))) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """``count`` boxes with centres over 1.2x ``spread`` (x, y extent of the grid, so some fall off it), of ``labels``."""
+    centre = (torch.rand(count, 2, generator=generator) - 0.5) * 1.2 * torch.tensor(spread)
+    size = 0.4 + 6 * torch.rand(count, 3, generator=generator)
+    rest = torch.randn(count, 4, generator=generator)
+    choice = torch.randint(0, len(labels), (count,), generator=generator)
+    return torch.cat([centre, rest[:, :1], size, rest[:, 1:]], 1), torch.tensor(labels)[choice]
+
+
+def synthetic_head_config() -> tuple[DetectionHeadConfig, tuple[int, int]]:
+    """The head of configs/detection/synthetic.yaml (its ``head`` block and the embedding's range) and its BEV grid."""
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    head = yaml.safe_load((configs / "detection" / "synthetic.yaml").read_text())["model"]["init_args"]["head"]
+    embedding = yaml.safe_load((configs / "embedding" / "synthetic.yaml").read_text())
+    vt = embedding["view_transform"]
+    grid = tuple(round((bound[1] - bound[0]) / bound[2] / vt["downsample"]) for bound in (vt["ybound"], vt["xbound"]))
+    config = DetectionHeadConfig(in_channels=8, pc_range=tuple(embedding["lidar"]["pc_range"]), **head)
+    return config, grid  # type: ignore[return-value]
+
+
+def loss_case(case: str) -> tuple[CenterPointHead, tuple[int, int], list[torch.Tensor], list[torch.Tensor]]:
+    """A head, its grid and a batch of boxes and labels for each case of the batched-loss test."""
+    generator = torch.Generator().manual_seed(len(case))
+    spread = (PC_RANGE[3] - PC_RANGE[0], PC_RANGE[4] - PC_RANGE[1])
+
+    def labels_of(*names: str) -> tuple[int, ...]:
+        return tuple(DETECTION_CLASSES.index(name) for name in names)
+
+    if case == "synthetic":  # the synthetic config's head on its 180 x 180 grid, ~30 boxes a sample
+        config, grid = synthetic_head_config()
+        scenes = [random_scene(count, generator, (108.0, 108.0)) for count in (30, 27)]
+        return CenterPointHead(config), grid, [b for b, _ in scenes], [l for _, l in scenes]
+    if case == "nuscenes_groups":  # the six groups; a capped group, an empty sample, one with boxes in some groups
+        head = CenterPointHead(tiny_config())
+        scenes = [random_scene(120, generator, spread), random_scene(0, generator, spread),
+                  random_scene(7, generator, spread, labels_of("car", "pedestrian", "traffic_cone")),
+                  random_scene(9, generator, spread)]  # fmt: skip
+        return head, GRID_SHAPE, [b for b, _ in scenes], [l for _, l in scenes]
+    if case == "no_boxes":
+        head = CenterPointHead(tiny_config())
+        return head, GRID_SHAPE, [torch.zeros(0, 9)] * 2, [torch.zeros(0, dtype=torch.int64)] * 2
+    if case == "off_grid":  # every box but one off the grid, on its borders and far out
+        head = CenterPointHead(tiny_config())
+        boxes = torch.tensor([[16.0, 0, 0, 4, 2, 1.5, 0, 0, 0], [-16.01, 0, 0, 4, 2, 1.5, 0, 0, 0],
+                              [0, 12.0, 0, 4, 2, 1.5, 0, 0, 0], [300.0, -200.0, 0, 4, 2, 1.5, 0, 0, 0],
+                              [15.99, -11.99, 0, 4, 2, 1.5, 0, 0, 0]])  # fmt: skip
+        return head, GRID_SHAPE, [boxes], [torch.tensor(labels_of("car", "car", "bus", "barrier", "car"))]
+    # mixed task groups, traffic_cone in none of them: its boxes are dropped (even a degenerate one)
+    head = CenterPointHead(tiny_config(tasks=MIXED_TASKS, max_objects=4))
+    scenes = [random_scene(count, generator, spread) for count in (25, 3, 12)]
+    cone = torch.tensor([[0.0, 0, 0, 0, 0, 0, 0, 0, 0]])
+    boxes, labels = [scenes[0][0], scenes[1][0], torch.cat([scenes[2][0], cone])], [l for _, l in scenes]
+    return head, GRID_SHAPE, boxes, [labels[0], labels[1], torch.cat([labels[2], torch.tensor(labels_of("traffic_cone"))])]
+
+
+@pytest.fixture
+def one_thread() -> Any:
+    """Intra-op threads off for the test: see test_batched_loss_equals_one_task_group_at_a_time."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("case", ["synthetic", "nuscenes_groups", "no_boxes", "off_grid", "mixed_groups"])
+def test_batched_loss_equals_one_task_group_at_a_time(case: str, one_thread: None) -> None:
+    """Targets and gradients of the batched loss are bitwise the per-group ones, the loss values equal to a few ulps.
+
+    The loss values: the batched focal and L1 sums add the same float32 terms in another order (per channel
+    over the groups side by side, then per group), and float32 addition is not associative (up to ~1e-7
+    relative here). The gradients: each element gets the same float32 ops on the same values. That holds
+    on one thread; with several, each thread's chunk of an elementwise CPU kernel ends in a scalar tail
+    that rounds exp/log/pow differently from the vectorised body (1 ulp), and the chunks of the batched
+    (B, C, Ny, Nx) tensor end at other elements than those of the per-group tensors.
+    """
+    head, grid, gt_boxes, gt_labels = loss_case(case)
+    generator, bias = torch.Generator().manual_seed(1), {"heatmap": HEATMAP_INIT_BIAS}
+    preds = [{name: torch.randn(len(gt_boxes), size, *grid, generator=generator) + bias.get(name, 0.0)
+              for name, size in [("heatmap", len(task.class_names)), *REGRESSION_HEADS]} for task in head.config.tasks]  # fmt: skip
+    leaves = [value.requires_grad_() for task in preds for value in task.values()]
+    losses = head.loss(preds, gt_boxes, gt_labels)
+    want, want_targets = reference_loss(head, preds, gt_boxes, gt_labels)
+    assert losses.keys() == want.keys()
+    for name in want:
+        torch.testing.assert_close(losses[name], want[name], rtol=4e-7, atol=0)
+    got_grads = torch.autograd.grad(losses["loss"], leaves)
+    want_grads = torch.autograd.grad(want["loss"], leaves)
+    for got_grad, want_grad in zip(got_grads, want_grads):
+        assert torch.equal(got_grad, want_grad)
+    # the targets of all groups at once are, group by group, the per-group ones
+    flat_boxes, flat_labels, sample = flatten_batch(gt_boxes, gt_labels, torch.device("cpu"))
+    group, channel = (torch.tensor(table)[flat_labels] for table in (head._group_of_label, head._channel_of_label))
+    targets = head.box_coder.encode_groups(
+        flat_boxes, sample, group, channel, len(gt_boxes), len(preds), len(head._channel_groups), grid
+    )
+    heatmaps = targets.heatmap.split([len(labels) for labels in head.task_labels], dim=1)
+    for group, (heatmap, indices, mask, box_targets) in enumerate(want_targets):
+        assert torch.equal(heatmaps[group], heatmap) and torch.equal(targets.indices[:, group], indices)
+        assert torch.equal(targets.mask[:, group], mask) and torch.equal(targets.box_targets[:, group], box_targets)
+    if case == "nuscenes_groups":
+        group_sizes = torch.bincount(torch.tensor(head._group_of_label)[gt_labels[0]], minlength=len(preds))
+        assert group_sizes.max() > head.config.max_objects  # a capped group
+        assert not targets.mask[1].any() and targets.mask[2].any(-1).tolist() == [True] + [False] * 4 + [True]
+    if case == "off_grid":
+        assert targets.mask.sum() == 1 and want["loss_regression"] > 0

@@ -70,18 +70,41 @@ def gaussian_windows(radius: Tensor, largest: int | None = None) -> tuple[Tensor
 
 
 def gather_at(feature: Tensor, indices: Tensor) -> Tensor:
-    """Read a (B, C, Ny, Nx) map at flat cell indices (B, M) (``iy * Nx + ix``) -> (B, M, C)."""
-    batch, channels = feature.shape[:2]
-    flat = feature.reshape(batch, channels, -1)  # (B, C, Ny*Nx)
-    gathered = flat.gather(2, indices[:, None, :].expand(batch, channels, indices.shape[1]))  # (B, C, M)
-    return gathered.transpose(1, 2)
+    """Read (..., C, Ny, Nx) maps at flat cell indices (..., M) (``iy * Nx + ix``) -> (..., M, C).
+
+    Leading dims are independent rows (one map and its index list per row).
+    """
+    columns = indices.unsqueeze(-2).expand(*indices.shape[:-1], feature.shape[-3], indices.shape[-1])
+    return feature.flatten(-2).gather(-1, columns).transpose(-1, -2)  # (..., C, M) -> (..., M, C)
+
+
+def flatten_batch(
+    boxes: Sequence[Tensor], values: Sequence[Tensor], device: torch.device
+) -> tuple[Tensor, Tensor, Tensor]:
+    """A batch's per-sample boxes and per-box values laid out sample by sample, on ``device``.
+
+    Returns:
+        boxes (N, 9), values (N,) and each box's sample (N,) int64. The sample index is made on
+        the host and copied once (pageable memory is staged before the copy returns, so no
+        wait on the stream), not one fill per sample.
+    """
+    flat_boxes = torch.cat(list(boxes)).to(device) if boxes else torch.zeros(0, 9, device=device)
+    flat_values = (
+        torch.cat([sample.reshape(-1) for sample in values]).to(device)
+        if values
+        else torch.zeros(0, dtype=torch.int64, device=device)
+    )
+    lengths = torch.tensor([len(sample) for sample in boxes], dtype=torch.int64)
+    sample = torch.repeat_interleave(torch.arange(len(boxes)), lengths).to(device, non_blocking=True)
+    return flat_boxes, flat_values, sample
 
 
 @dataclass
 class TaskTargets:
     """CenterPoint targets of one task group for one sample.
 
-    Attributes (``encode_batch`` adds a leading batch dimension to each):
+    Attributes (``encode_batch`` adds a leading batch dimension to each; ``encode_groups``
+    a batch dimension to each and a task-group dimension after it to all but ``heatmap``):
         heatmap: float32 (C, Ny, Nx), one Gaussian per box on its class channel.
         indices: int64 (max_objects,), flat centre cell ``iy * Nx + ix`` per box slot.
         mask: bool (max_objects,), True where the slot holds a box whose centre is on the grid.
@@ -125,10 +148,7 @@ class CenterPointBoxCoder:
     def encode_batch(
         self, boxes: Sequence[Tensor], class_ids: Sequence[Tensor], num_classes: int, grid_shape: tuple[int, int]
     ) -> TaskTargets:
-        """Targets of one task group for a batch, built on the boxes' device in a few batched ops.
-
-        The first ``max_objects`` boxes of each sample get slots; every box's Gaussian is
-        scattered into its class heatmap with a running maximum (mmdet3d's ``draw_heatmap_gaussian``).
+        """Targets of one task group for a batch (``encode_groups`` with one group).
 
         Args:
             boxes: per sample (M_i, 9) x, y, z, l, w, h, yaw, vx, vy in the LiDAR frame (conventions).
@@ -144,53 +164,102 @@ class CenterPointBoxCoder:
         for sample_boxes in boxes:
             if sample_boxes.ndim != 2 or sample_boxes.shape[1] != 9:
                 raise ValueError(f"boxes must be (M, 9), got {tuple(sample_boxes.shape)}")
-        batch, (num_y, num_x) = len(boxes), grid_shape
-        device = boxes[0].device if batch else torch.device("cpu")
-        all_boxes = torch.cat(list(boxes)) if batch else torch.zeros(0, 9)
+        device = boxes[0].device if boxes else torch.device("cpu")
+        all_boxes, channels, sample = flatten_batch(boxes, class_ids, device)
+        targets = self.encode_groups(
+            all_boxes, sample, torch.zeros_like(sample), channels, len(boxes), 1, num_classes, grid_shape
+        )
+        return TaskTargets(targets.heatmap, targets.indices[:, 0], targets.mask[:, 0], targets.box_targets[:, 0])
+
+    def encode_groups(
+        self,
+        boxes: Tensor,
+        sample: Tensor,
+        group: Tensor,
+        channel: Tensor,
+        batch_size: int,
+        num_groups: int,
+        num_classes: int,
+        grid_shape: tuple[int, int],
+    ) -> TaskTargets:
+        """Targets of all task groups of a batch at once, on the boxes' device in a few batched ops.
+
+        The heatmaps of all groups are built as one (B, C, Ny, Nx) map whose channels are the
+        groups' classes side by side (what concatenating the groups' heatmap logits gives), the
+        box slots as (B, G, max_objects): the first ``max_objects`` boxes of each (sample, group),
+        in input order, get slots. Every box's Gaussian is scattered into its channel with a
+        running maximum (mmdet3d's ``draw_heatmap_gaussian``). Per (sample, group) the targets
+        equal ``encode_batch`` of that group's boxes alone.
+
+        Args:
+            boxes: (N, 9) x, y, z, l, w, h, yaw, vx, vy of all boxes of the batch, LiDAR frame (conventions).
+            sample: (N,) int64 sample of each box, in 0..batch_size-1.
+            group: (N,) int64 task group of each box, in 0..num_groups-1, or -1 for a box of no
+                group (no slot, no Gaussian, not checked).
+            channel: (N,) int64 heatmap channel of each box, in 0..num_classes-1 (any for group -1).
+            batch_size: samples in the batch (B).
+            num_groups: task groups (G).
+            num_classes: heatmap channels of all groups together (C).
+            grid_shape: (Ny, Nx) of the head's BEV output.
+
+        Returns:
+            TaskTargets: heatmap (B, C, Ny, Nx), indices and mask (B, G, max_objects), box_targets
+            (B, G, max_objects, CODE_SIZE); boxes whose centre falls off the grid keep a slot with mask False.
+        """
+        if boxes.ndim != 2 or boxes.shape[1] != 9:
+            raise ValueError(f"boxes must be (M, 9), got {tuple(boxes.shape)}")
+        (num_y, num_x), device = grid_shape, boxes.device
         cell_x, cell_y = self.cell_size(grid_shape)
-        kept = [sample_boxes[: self.max_objects] for sample_boxes in boxes]
-        sample = torch.cat([torch.full((len(b),), i, dtype=torch.int64, device=device) for i, b in enumerate(kept)])
-        slot = torch.cat([torch.arange(len(b), device=device) for b in kept])
-        flat_boxes = torch.cat(kept).detach().double()  # (N, 9); float64 as the reference maths
-        flat_ids = torch.cat([ids[: self.max_objects] for ids in class_ids]).to(device)
+        grouped = group >= 0
+        # slot of each box: its rank among the boxes of its (sample, group), by one stable sort
+        key = sample * (num_groups + 1) + group + 1  # bin 0 of each sample: no group
+        order = torch.argsort(key, stable=True)
+        counts = torch.bincount(key, minlength=batch_size * (num_groups + 1))
+        starts = counts.cumsum(0) - counts
+        slot = torch.empty_like(key).index_put_((order,), torch.arange(len(key), device=device) - starts[key[order]])
+        flat_boxes = boxes.detach().double()  # (N, 9); float64 as the reference maths
         x, y, z, length, width, height, yaw, vx, vy = flat_boxes.unbind(1)
         coord_x = (x - self.pc_range[0]) / cell_x
         coord_y = (y - self.pc_range[1]) / cell_y
         ix, iy = coord_x.floor().long(), coord_y.floor().long()
-        on_grid = (ix >= 0) & (ix < num_x) & (iy >= 0) & (iy < num_y)
+        on_grid = grouped & (slot < self.max_objects) & (ix >= 0) & (ix < num_x) & (iy >= 0) & (iy < num_y)
         radius = gaussian_radius(length / cell_x, width / cell_y, self.gaussian_overlap).long().clamp(min=self.min_radius)
 
         # One wait on the device for the batch: whether the boxes are valid, how many centres are on the grid
         # and their largest radius (the Gaussian windows' size), read together.
-        valid = torch.isfinite(all_boxes).all() & (all_boxes[:, 3:6] > 0).all()
+        valid = (~grouped | (torch.isfinite(boxes).all(1) & (boxes[:, 3:6] > 0).all(1))).all()
         largest = torch.where(on_grid, radius, 0).amax() if radius.numel() else radius.new_zeros(())
         is_valid, on_count, largest_radius = torch.stack([valid.long(), on_grid.sum(), largest]).tolist()
         if not is_valid:
             raise ValueError("boxes must be finite with positive l, w, h")
         on = torch.argsort((~on_grid).to(torch.uint8), stable=True)[:on_count]  # on_grid.nonzero(), no second wait
-        cells = batch * num_classes * num_y * num_x
+        cells = batch_size * num_classes * num_y * num_x
         heatmap = torch.zeros(cells + 1, device=device)  # + a dropped slot for window cells off the grid
         dx, dy, values = gaussian_windows(radius[on], largest_radius)
         cell_ix = ix[on, None] + dx[None, :]  # (N_on, W)
         cell_iy = iy[on, None] + dy[None, :]
         inside = (cell_ix >= 0) & (cell_ix < num_x) & (cell_iy >= 0) & (cell_iy < num_y)
-        plane = (sample[on] * num_classes + flat_ids[on])[:, None]
+        plane = (sample[on] * num_classes + channel[on])[:, None]
         target = torch.where(inside, (plane * num_y + cell_iy) * num_x + cell_ix, cells)
         heatmap.scatter_reduce_(0, target.reshape(-1), values.reshape(-1), reduce="amax")  # overlaps keep the maximum
         heatmap = heatmap[:cells]
 
-        indices = torch.zeros(batch, self.max_objects, dtype=torch.int64, device=device)
-        mask = torch.zeros(batch, self.max_objects, dtype=torch.bool, device=device)
-        box_targets = torch.zeros(batch, self.max_objects, CODE_SIZE, device=device)
+        rows = batch_size * num_groups
+        indices = torch.zeros(rows, self.max_objects, dtype=torch.int64, device=device)
+        mask = torch.zeros(rows, self.max_objects, dtype=torch.bool, device=device)
+        box_targets = torch.zeros(rows, self.max_objects, CODE_SIZE, device=device)
         codes = torch.stack(
             [coord_x - ix, coord_y - iy, z, length.log(), width.log(), height.log(), yaw.sin(), yaw.cos(), vx, vy], 1
         )
-        rows, slots = sample[on], slot[on]
-        indices[rows, slots] = (iy * num_x + ix)[on]
-        mask[rows, slots] = True
-        box_targets[rows, slots] = codes[on].float()
+        row, row_slot = (sample * num_groups + group)[on], slot[on]
+        indices[row, row_slot] = (iy * num_x + ix)[on]
+        mask[row, row_slot] = True
+        box_targets[row, row_slot] = codes[on].float()
         return TaskTargets(
-            heatmap=heatmap.reshape(batch, num_classes, num_y, num_x), indices=indices, mask=mask, box_targets=box_targets
+            heatmap=heatmap.reshape(batch_size, num_classes, num_y, num_x),
+            indices=indices.view(batch_size, num_groups, self.max_objects),
+            mask=mask.view(batch_size, num_groups, self.max_objects),
+            box_targets=box_targets.view(batch_size, num_groups, self.max_objects, CODE_SIZE),
         )
 
     def top_centres(self, heatmap_logits: Tensor, top_k: int) -> tuple[Tensor, Tensor]:
@@ -221,8 +290,7 @@ class CenterPointBoxCoder:
         num_y, num_x = regression.shape[-2:]
         cell_x, cell_y = self.cell_size((num_y, num_x))
         class_ids, cells = flat_indices // (num_y * num_x), flat_indices % (num_y * num_x)
-        columns = cells.unsqueeze(-2).expand(*cells.shape[:-1], CODE_SIZE, cells.shape[-1])
-        codes = regression.flatten(-2).gather(-1, columns).float().transpose(-1, -2)  # (..., K, CODE_SIZE)
+        codes = gather_at(regression, cells).float()  # (..., K, CODE_SIZE)
         x = ((cells % num_x).float() + codes[..., 0]) * cell_x + self.pc_range[0]
         y = ((cells // num_x).float() + codes[..., 1]) * cell_y + self.pc_range[1]
         yaw = torch.atan2(codes[..., 6], codes[..., 7])
