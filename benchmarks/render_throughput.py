@@ -8,6 +8,10 @@ paper-size volume (B = 2, Z = 40, Ny = Nx = 180, 1 + Cf = 33):
 - ``pack``: `pack_samples` alone (the rays' samples listed, one host read), in torch ops
   (march "torch") and in `ray_samples_triton`'s kernels (march "triton", CUDA), with
   ``reference_error`` 0 where the kernels' samples equal the torch ones bit for bit (else 1);
+- ``activation``: the density softplus on the decoder's (B Ny Nx, Z (1 + Cf)) output alone, forward +
+  backward (`volume_layout.density_activation`), in torch ops (march "torch") and in its Triton kernels
+  (march "triton", CUDA), ``reference_error`` the largest difference of the kernels' output and gradient
+  from the torch ones (samples: voxels);
 - ``sampler``: the trilinear read alone, at ray-ordered samples (random rays through
   the range, fixed step) as the renderer produces them (no march); with trilinear_triton also
   "trilinear_triton_rays", the same kernels computing the points from the rays (the render path's);
@@ -67,10 +71,11 @@ from nsmae_lightning.models.rendering import (
     resolve_render_path,
 )
 from nsmae_lightning.models.trilinear import metric_to_voxel, sample_volume
+from nsmae_lightning.models.volume_layout import density_activation
 
 PC_RANGE: tuple[float, ...] = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
-KINDS: tuple[str, ...] = ("pack", "sampler", "composite", "mlp", "march", "render")
+KINDS: tuple[str, ...] = ("pack", "activation", "sampler", "composite", "mlp", "march", "render")
 
 
 def parse_args() -> argparse.Namespace:
@@ -180,6 +185,25 @@ def bench_pack(args: argparse.Namespace, kernels: bool, dtype: torch.dtype, devi
     count = got.t.shape[0]
     return {**result, "samples": float(count), "samples_per_s": count / result["seconds"],
             "reference_error": 0.0 if same else 1.0}
+
+
+def bench_activation(args: argparse.Namespace, kernels: bool, dtype: torch.dtype, device: torch.device) -> dict[str, float]:
+    """The density activation of a paper-size decoder output, forward + backward, in torch ops or its kernels."""
+    channels = 1 + args.feature_channels
+    cells, width = args.batch * args.grid * args.grid, args.z_bins * channels
+    raw = torch.randn(cells, width, device=device, dtype=dtype) * 4
+    upstream = torch.randn_like(raw)
+    leaf = raw.clone().requires_grad_()
+
+    def run(use_kernels: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        activated = density_activation(leaf * 1, channels, kernels=use_kernels)  # a fresh tensor, as the GEMM's
+        (grad,) = torch.autograd.grad(activated, leaf, upstream)
+        return activated.detach(), grad
+
+    result = time_iterations(lambda: run(kernels), args, device)
+    error = max(float((got.float() - expected.float()).abs().max()) for got, expected in zip(run(kernels), run(False)))
+    voxels = cells * args.z_bins
+    return {**result, "samples": float(voxels), "samples_per_s": voxels / result["seconds"], "reference_error": error}
 
 
 def rgb_depth_loss(rendered: RenderedRays, rays: RayBundle) -> torch.Tensor:
@@ -328,6 +352,9 @@ def planned_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
     plan: list[Row] = []
     if "pack" in kinds:
         plan += [("pack", "-", name, "-", lambda d, v, k=name == "triton": bench_pack(args, k, d, v))
+                 for name in ("torch", "triton") if name == "torch" or device.type == "cuda"]
+    if "activation" in kinds:
+        plan += [("activation", "-", name, "-", lambda d, v, k=name == "triton": bench_activation(args, k, d, v))
                  for name in ("torch", "triton") if name == "torch" or device.type == "cuda"]
     if "composite" in kinds:
         plan += [("composite", "-", march, "-", lambda d, v, m=march: bench_composite(args, m, d, v))

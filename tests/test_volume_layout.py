@@ -156,3 +156,38 @@ print("triton layouts ok")
 
 def test_triton_sampler_reads_every_layout_in_the_interpreter() -> None:
     run_interpreted(TRITON_LAYOUTS, "triton layouts ok")
+
+
+TRITON_DENSITY = """
+import torch
+from nsmae_lightning.models.volume_layout import density_activation
+generator = torch.Generator().manual_seed(3)
+# 70 cells x 40 groups of 33 (the decoder's layout), wide-ranged densities: softplus' both branches
+for dtype in (torch.float32, torch.bfloat16):
+    raw = (torch.randn(70, 40 * 33, generator=generator) * 12).to(dtype)
+    upstream = torch.randn(70, 40 * 33, generator=generator).to(dtype)
+    results = {}
+    for kernels in (False, True):
+        leaf = raw.clone().requires_grad_()
+        activated = density_activation(leaf * 1, 33, kernels=kernels)
+        (grad,) = torch.autograd.grad(activated, leaf, upstream)
+        results[kernels] = (activated.detach(), grad)
+    tolerance = 5e-7 if dtype == torch.float32 else 2 ** -7  # a few float32 ulps (exp, log), which may round apart in bf16
+    for reference, got in zip(results[False], results[True]):
+        assert got.dtype == dtype
+        torch.testing.assert_close(got, reference, atol=1e-30, rtol=tolerance)
+    features = torch.ones(40 * 33, dtype=torch.bool)
+    features[::33] = False
+    for reference, got in zip(results[False], results[True]):
+        assert torch.equal(got[:, features], reference[:, features])  # the feature channels untouched, bit for bit
+print("triton density activation ok")
+"""
+
+
+def test_triton_density_activation_matches_torch_in_the_interpreter() -> None:
+    run_interpreted(TRITON_DENSITY, "triton density activation ok")
+
+
+def test_density_kernels_refuse_a_cpu_tensor_outside_the_interpreter() -> None:
+    with pytest.raises((ValueError, RuntimeError), match="triton|CUDA"):
+        density_activation(torch.zeros(2, 6), 3, kernels=True)

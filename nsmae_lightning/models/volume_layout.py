@@ -64,35 +64,53 @@ class _DensityActivation(torch.autograd.Function):
     its backward), where ``cat([softplus(x[..., :1]), x[..., 1:]])`` writes the volume once forward and
     three times in its backward (two zero-filled slice gradients and their sum); the softplus in float32,
     the result in the input's dtype; the backward makes one copy of the gradient. The input must not be
-    a view (autograd would copy the whole gradient for the base's CopySlices): the groups are viewed here."""
+    a view (autograd would copy the whole gradient for the base's CopySlices): the groups are viewed here.
+    With ``kernels`` each pass is one Triton kernel (`density_activation_triton`)."""
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, projected: Tensor, channels: int
+        ctx: torch.autograd.function.FunctionCtx, projected: Tensor, channels: int, kernels: bool
     ) -> Tensor:
-        density = projected.unflatten(-1, (-1, channels))[..., 0]
-        raw = density.contiguous()  # the pre-activation density, kept for the backward
-        density.copy_(torch.nn.functional.softplus(_at_least_float32(raw)))
+        if kernels:
+            from nsmae_lightning.models.density_activation_triton import triton_density_forward
+
+            raw = triton_density_forward(projected, channels)
+        else:
+            density = projected.unflatten(-1, (-1, channels))[..., 0]
+            raw = density.contiguous()  # the pre-activation density, kept for the backward
+            density.copy_(torch.nn.functional.softplus(_at_least_float32(raw)))
         ctx.mark_dirty(projected)
         ctx.save_for_backward(raw)
-        ctx.channels = channels  # type: ignore[attr-defined]
+        ctx.channels, ctx.kernels = channels, kernels  # type: ignore[attr-defined]
         return projected
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
         (raw,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        if ctx.kernels:  # type: ignore[attr-defined]
+            from nsmae_lightning.models.density_activation_triton import triton_density_backward
+
+            return triton_density_backward(grad, raw, ctx.channels), None, None  # type: ignore[attr-defined]
         grad_input = grad.clone(memory_format=torch.contiguous_format)  # ours to change
         density = grad_input.unflatten(-1, (-1, ctx.channels))[..., 0]  # type: ignore[attr-defined]
         density.copy_(density * torch.sigmoid(_at_least_float32(raw)))
-        return grad_input, None
+        return grad_input, None, None
 
 
-def density_activation(projected: Tensor, channels: int) -> Tensor:
+def density_activation(projected: Tensor, channels: int, kernels: bool = False) -> Tensor:
     """(..., G * (1 + Cf)) raw decoder output -> the same tensor, softplus(density) written into channel 0 of
     each group of ``channels`` = 1 + Cf (non-negative); ``projected`` must be a fresh result that no
     backward needs (e.g. a linear layer's output); a view is copied first (writing into it in place would
-    make autograd copy the whole gradient of its base)."""
-    return _DensityActivation.apply(projected.clone() if projected._is_view() else projected, channels)
+    make autograd copy the whole gradient of its base). ``kernels``: the Triton kernels of
+    `density_activation_triton` (CUDA, or the interpreter; not yet timed against the torch ops, so not
+    the render network's default: `benchmarks/render_throughput.py --kinds activation` compares them)."""
+    if kernels:
+        from nsmae_lightning.models.trilinear_triton import check_triton_device, require_triton
+
+        require_triton("density_activation(kernels=True)", "kernels=False")
+        check_triton_device(projected, "density_activation(kernels=True)", "kernels=False")
+        projected = projected.contiguous()  # the kernels index the flat (..., G * C) storage
+    return _DensityActivation.apply(projected.clone() if projected._is_view() else projected, channels, kernels)
 
 
 class _SplitDensity(torch.autograd.Function):
