@@ -451,7 +451,11 @@ class LSSFPN(nn.Module):
         for level in levels:
             finer = features[level]
             if len(features) > 1:
-                upsampled = F.interpolate(fused, size=finer.shape[-2:], mode="bilinear", align_corners=False)
+                # channels-last: CUDA's NCHW bilinear kernel has a thread per output pixel loop over batch x
+                # channels (pytorch/pytorch#127082), 2.7 ms on an H200 for the (48, 256, 8, 22) level of a
+                # pretraining step; its NHWC kernel spreads every element
+                coarse = fused.contiguous(memory_format=torch.channels_last)
+                upsampled = F.interpolate(coarse, size=finer.shape[-2:], mode="bilinear", align_corners=False)
                 finer = torch.cat([finer, upsampled], dim=1)
             fused = self.fpn_convs[level](self.lateral_convs[level](finer))
         return fused

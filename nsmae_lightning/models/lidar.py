@@ -31,6 +31,7 @@ from torch import nn
 
 from nsmae_lightning.constants import PC_RANGE_NUSCENES, VOXEL_SIZE_NUSCENES
 from nsmae_lightning.models.device_constants import device_constant
+from nsmae_lightning.models.discard import DISCARD_SLOTS, discard_index
 from nsmae_lightning.models.group_ranks import ranks_in_groups
 
 
@@ -214,12 +215,13 @@ def voxelize_batch(clouds: Sequence[torch.Tensor], config: LidarConfig, max_voxe
     new_id[kept_voxels] = torch.arange(kept_voxels.shape[0], device=device)
     point_voxel = new_id[voxel_of_point]
     used = (point_voxel >= 0) & (rank < config.max_points_per_voxel)
-    # Unused points add zeros (to voxel 0) instead of being selected out: boolean selection and
-    # bincount each wait for the GPU, and adding 0.0 leaves every sum as it was.
-    target = point_voxel.clamp(min=0)
-    sums = points.new_zeros(kept_voxels.shape[0], config.point_features)
-    sums.index_add_(0, target, torch.where(used.unsqueeze(1), points, 0.0))
-    point_counts = points.new_zeros(kept_voxels.shape[0]).index_add_(0, target, used.to(points.dtype)).clamp(min=1)
+    # Unused points go to discard rows instead of being selected out: boolean selection and
+    # bincount each wait for the GPU.
+    voxels = kept_voxels.shape[0]
+    target = discard_index(point_voxel, used, voxels)
+    sums = points.new_zeros(voxels + DISCARD_SLOTS, config.point_features).index_add_(0, target, points)[:voxels]
+    point_counts = points.new_zeros(voxels + DISCARD_SLOTS).index_add_(0, target, torch.ones_like(points[:, 0]))
+    point_counts = point_counts[:voxels].clamp(min=1)
     keys = unique_keys[kept_voxels]
     coords = torch.stack([keys // cells, (keys // (nx * ny)) % nz, (keys // nx) % ny, keys % nx], dim=1)
     return BatchVoxels(sums / point_counts.unsqueeze(1), coords, counts)

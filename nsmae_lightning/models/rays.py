@@ -34,6 +34,7 @@ from torch import Tensor
 
 from nsmae_lightning.constants import IMAGE_MEAN, IMAGE_STD
 from nsmae_lightning.models.device_constants import device_constant
+from nsmae_lightning.models.discard import DISCARD_SLOTS, discard_index
 from nsmae_lightning.models.small_inverse import affine_inverse, inverse_3x3
 
 P = ParamSpec("P")
@@ -226,9 +227,9 @@ def distance_images(
     distance = (points_xyz.unsqueeze(1) - cam2lidar[:, :, None, :3, 3]).norm(dim=-1)  # (B, N, P)
     image_index = torch.arange(batch * cameras, device=points_xyz.device).view(batch, cameras, 1)
     pixels = batch * cameras * height * width
-    # invisible points land in one extra slot, dropped after: no boolean selection (a device wait)
-    flat = torch.where(visible, (image_index * height + row) * width + column, pixels)
-    image = torch.full((pixels + 1,), math.inf, device=points_xyz.device, dtype=points_xyz.dtype)
+    # invisible points land in discard slots, dropped after: no boolean selection (a device wait)
+    flat = discard_index((image_index * height + row) * width + column, visible, pixels)
+    image = torch.full((pixels + DISCARD_SLOTS,), math.inf, device=points_xyz.device, dtype=points_xyz.dtype)
     image.scatter_reduce_(0, flat.reshape(-1), distance.reshape(-1), reduce="amin")
     return image[:pixels].view(batch, cameras, height, width)
 
@@ -376,9 +377,9 @@ def pillar_depths(
     if use is not None:
         inside = inside & use
     sample = torch.arange(batch, device=points_xyz.device).unsqueeze(1)
-    # points outside the range land in one extra slot, dropped after (no boolean selection)
-    cell = torch.where(inside, sample * cells + row * size_x + column, batch * cells)
-    highest = torch.full((batch * cells + 1,), -math.inf, device=points_xyz.device, dtype=points_xyz.dtype)
+    # points outside the range land in discard slots, dropped after (no boolean selection)
+    cell = discard_index(sample * cells + row * size_x + column, inside, batch * cells)
+    highest = torch.full((batch * cells + DISCARD_SLOTS,), -math.inf, device=points_xyz.device, dtype=points_xyz.dtype)
     highest.scatter_reduce_(0, cell.reshape(-1), points_xyz[..., 2].reshape(-1), reduce="amax")
     return (z1 - highest[: batch * cells]).view(batch, cells)
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from nsmae_lightning.models.device_constants import device_constant
+from nsmae_lightning.models.discard import DISCARD_SLOTS, discard_index
 from nsmae_lightning.models.small_inverse import affine_inverse, inverse_3x3
 from nsmae_lightning.models.fuser import ConvBNReLU
 
@@ -196,9 +197,9 @@ class LSSViewTransform(nn.Module):
         batch_index = torch.arange(batch, device=points.device).view(batch, 1).expand_as(ix)
         num_cells = batch * num_z * num_y * num_x
         flat_index = ((batch_index * num_z + iz) * num_y + iy) * num_x + ix  # (B, P)
-        # Points outside the grid go to one extra discard row: no boolean gather, no host sync.
-        flat_index = torch.where(inside, flat_index, torch.full_like(flat_index, num_cells))
-        pooled = torch.zeros(num_cells + 1, channels, device=features.device, dtype=torch.float32)
+        # Points outside the grid go to discard rows: no boolean gather, no host sync.
+        flat_index = discard_index(flat_index, inside, num_cells)
+        pooled = torch.zeros(num_cells + DISCARD_SLOTS, channels, device=features.device, dtype=torch.float32)
         pooled.index_add_(0, flat_index.flatten(), features.reshape(-1, channels).float())
         pooled = pooled[:num_cells].view(batch, num_z, num_y, num_x, channels)
         pooled = pooled.permute(0, 1, 4, 2, 3)  # (B, Nz, C, Ny, Nx)
