@@ -11,7 +11,7 @@ paper-size volume (B = 2, Z = 40, Ny = Nx = 180, 1 + Cf = 33):
 - ``activation``: the density softplus on the decoder's (B Ny Nx, Z (1 + Cf)) output alone, forward +
   backward (`volume_layout.density_activation`), in torch ops (march "torch") and in its Triton kernels
   (march "triton", CUDA), ``reference_error`` the largest difference of the kernels' output and gradient
-  from the torch ones (samples: voxels);
+  from the torch ones (samples: voxels; both sides also time the ``* 1`` that makes each call a fresh input);
 - ``sampler``: the trilinear read alone, at ray-ordered samples (random rays through
   the range, fixed step) as the renderer produces them (no march); with trilinear_triton also
   "trilinear_triton_rays", the same kernels computing the points from the rays (the render path's);

@@ -677,3 +677,20 @@ def test_batched_loss_equals_one_task_group_at_a_time(case: str, one_thread: Non
         assert not targets.mask[1].any() and targets.mask[2].any(-1).tolist() == [True] + [False] * 4 + [True]
     if case == "off_grid":
         assert targets.mask.sum() == 1 and want["loss_regression"] > 0
+
+
+def test_batched_loss_gradients_in_bfloat16_equal_the_per_group_ones(one_thread: None) -> None:
+    """bf16 predictions (autocast's output): the regression gather still adds the gradients of boxes that share
+    a cell in float32, as the per-group code did (a gather in bf16 would round each sum)."""
+    head = CenterPointHead(tiny_config())
+    # six cars centred in one cell: their regression gradients (code weight / 6 objects) meet there
+    boxes = torch.tensor([[0.3, 0.3, 0, 4, 2, 1.5, 0.1, 0, 0], [0.6, 0.7, 0.2, 4.5, 2.1, 1.6, 0.2, 1, 0]] * 3)
+    gt_boxes, gt_labels = [boxes], [torch.full((6,), DETECTION_CLASSES.index("car"))]
+    generator = torch.Generator().manual_seed(1)
+    preds = [{name: torch.randn(1, size, *GRID_SHAPE, generator=generator).bfloat16()
+              for name, size in [("heatmap", len(task.class_names)), *REGRESSION_HEADS]} for task in head.config.tasks]  # fmt: skip
+    leaves = [value.requires_grad_() for task in preds for value in task.values()]
+    got = torch.autograd.grad(head.loss(preds, gt_boxes, gt_labels)["loss"], leaves)
+    want = torch.autograd.grad(reference_loss(head, preds, gt_boxes, gt_labels)[0]["loss"], leaves)
+    for got_grad, want_grad in zip(got, want):
+        assert got_grad.dtype == torch.bfloat16 and torch.equal(got_grad, want_grad)

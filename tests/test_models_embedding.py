@@ -275,6 +275,9 @@ def test_voxelize_batch_equals_each_cloud_voxelized_alone() -> None:
         torch.testing.assert_close(batch.features, torch.cat([voxels.features for voxels in alone]))
     with pytest.raises(ValueError, match=r"points\[1\] must be"):
         voxelize_batch([cloud(3), torch.zeros(4, 2)], config, 10)
+    # every point outside the range: no voxels, no error
+    outside = voxelize_batch([torch.tensor([[50.0, 0.0, 0.0, 1.0, 0.0], [0.0, -40.0, 0.0, 1.0, 0.0]])], config, 10)
+    assert outside.counts == [0] and outside.coords.shape == (0, 4) and outside.features.shape[0] == 0
 
 
 def test_bad_batches_and_configs_raise() -> None:

@@ -172,6 +172,23 @@ assert torch.equal(split_grad, torch.autograd.grad(along, volume, upstream[:120]
     volume, upstream[:120, 0])  # the features' gradient is None: read as zeros
 along = triton_sample_along_rays(volume, origins, directions, ray_batch, ray_index, t, pc_range)
 assert torch.equal(density_only, torch.autograd.grad(along[:, 0], volume, upstream[:120, 0])[0])
+# split for other channel counts (C = 1: no features; 8: a power of two, no tail block; 33: the renderer's),
+# bf16 too, and no samples at all, on the renderer's permuted storage
+for channels in (1, 8, 33):
+    for dtype in (torch.float32, torch.bfloat16):
+        for count in (0, 70):
+            stored = torch.randn(2, 6, 7, 3, channels).to(dtype).permute(0, 3, 2, 1, 4).requires_grad_()
+            index, distance = ray_index[:count], t[:count]
+            whole = triton_sample_along_rays(stored, origins, directions, ray_batch, index, distance, pc_range)
+            density, features = triton_sample_along_rays(stored, origins, directions, ray_batch, index, distance,
+                                                         pc_range, split=True)
+            assert density.shape == (count,) and features.shape == (count, channels - 1)
+            assert torch.equal(density, whole[:, 0]) and torch.equal(features, whole[:, 1:])
+            if count:
+                pull = torch.randn(count, channels).to(dtype)
+                (split_grad,) = torch.autograd.grad((density, features), stored, (pull[:, 0], pull[:, 1:]))
+                (whole_grad,) = torch.autograd.grad(whole, stored, pull)
+                assert split_grad.stride() == stored.stride() and torch.equal(split_grad, whole_grad), (channels, dtype)
 try:
     triton_sample_along_rays(volume, origins.requires_grad_(), directions, ray_batch, ray_index, t, pc_range)
     raise AssertionError("differentiable rays were accepted")

@@ -453,7 +453,7 @@ class LSSFPN(nn.Module):
             if len(features) > 1:
                 # channels-last: CUDA's NCHW bilinear kernel has a thread per output pixel loop over batch x
                 # channels (pytorch/pytorch#127082), 2.7 ms on an H200 for the (48, 256, 8, 22) level of a
-                # pretraining step; its NHWC kernel spreads every element
+                # pretraining step; its NHWC kernel spreads every element (the cat below copies back to NCHW)
                 coarse = fused.contiguous(memory_format=torch.channels_last)
                 upsampled = F.interpolate(coarse, size=finer.shape[-2:], mode="bilinear", align_corners=False)
                 finer = torch.cat([finer, upsampled], dim=1)

@@ -77,7 +77,9 @@ class _DensityActivation(torch.autograd.Function):
             raw = triton_density_forward(projected, channels)
         else:
             density = projected.unflatten(-1, (-1, channels))[..., 0]
-            raw = density.contiguous()  # the pre-activation density, kept for the backward
+            # the pre-activation density, kept for the backward: a copy even where the column is contiguous
+            # (C = 1), which contiguous() would hand back as the view that is overwritten next
+            raw = density.clone(memory_format=torch.contiguous_format)
             density.copy_(torch.nn.functional.softplus(_at_least_float32(raw)))
         ctx.mark_dirty(projected)
         ctx.save_for_backward(raw)

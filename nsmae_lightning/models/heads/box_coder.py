@@ -85,8 +85,8 @@ def flatten_batch(
 
     Returns:
         boxes (N, 9), values (N,) and each box's sample (N,) int64. The sample index is made on
-        the host and copied once (pageable memory is staged before the copy returns, so no
-        wait on the stream), not one fill per sample.
+        the host and copied once (from pageable memory the driver stages the data before the call
+        returns, so the temporary may go), not one fill per sample.
     """
     flat_boxes = torch.cat(list(boxes)).to(device) if boxes else torch.zeros(0, 9, device=device)
     flat_values = (
@@ -211,12 +211,13 @@ class CenterPointBoxCoder:
         (num_y, num_x), device = grid_shape, boxes.device
         cell_x, cell_y = self.cell_size(grid_shape)
         grouped = group >= 0
-        # slot of each box: its rank among the boxes of its (sample, group), by one stable sort
+        # slot of each box: its rank among the boxes of its (sample, group), by one stable sort; each run's
+        # start by searchsorted in the sorted keys (bincount would read its input's min and max on the host)
         key = sample * (num_groups + 1) + group + 1  # bin 0 of each sample: no group
         order = torch.argsort(key, stable=True)
-        counts = torch.bincount(key, minlength=batch_size * (num_groups + 1))
-        starts = counts.cumsum(0) - counts
-        slot = torch.empty_like(key).index_put_((order,), torch.arange(len(key), device=device) - starts[key[order]])
+        sorted_key = key[order]
+        ranks = torch.arange(len(key), device=device) - torch.searchsorted(sorted_key, sorted_key)
+        slot = torch.empty_like(key).index_put_((order,), ranks)
         flat_boxes = boxes.detach().double()  # (N, 9); float64 as the reference maths
         x, y, z, length, width, height, yaw, vx, vy = flat_boxes.unbind(1)
         coord_x = (x - self.pc_range[0]) / cell_x

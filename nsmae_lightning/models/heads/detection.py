@@ -348,13 +348,14 @@ class CenterPointHead(nn.Module):
         focal = focal.new_zeros(num_groups).index_add(0, device_constant(self._channel_groups, device), focal)  # (G,)
         # One gather per group rather than one over all groups' maps stacked: that (B, G * CODE_SIZE, Ny, Nx)
         # copy and its gradient would be the loss's largest buffers (62 MB each at batch 8 on 180 x 180); glibc
-        # maps CPU buffers above 32 MB afresh on every call, and the page faults made the CPU loss ~1.6x
-        # slower, to save ~20 small ops.
+        # maps CPU buffers above 32 MB afresh on every call, and in a development measurement (not committed)
+        # the page faults made the CPU loss ~1.6x slower, to save ~20 small ops.
+        # float32 before the gather: its backward adds the gradients of boxes sharing a cell in float32
         group_codes = [
-            gather_at(self._stacked_regression(preds, [group]), targets.indices[:, group : group + 1])
+            gather_at(self._stacked_regression(preds, [group]).float(), targets.indices[:, group : group + 1])
             for group in range(num_groups)
         ]  # (B, 1, max_objects, CODE_SIZE) each
-        predicted_codes = torch.cat(group_codes, dim=1).float()  # (B, G, max_objects, CODE_SIZE)
+        predicted_codes = torch.cat(group_codes, dim=1)  # (B, G, max_objects, CODE_SIZE)
         weights = targets.mask[..., None].float() * self.code_weights
         l1 = ((predicted_codes - targets.box_targets).abs() * weights).sum((0, 2, 3))  # (G,)
         heatmap_total = (focal / num_objects).sum()
