@@ -18,7 +18,7 @@ from nsmae_lightning.models import (
     ViewTransformConfig,
     VoxelMasker,
 )
-from nsmae_lightning.models.camera import CameraEncoder
+from nsmae_lightning.models.camera import LSSFPN, CameraEncoder
 from nsmae_lightning.models.lidar import voxelize, voxelize_batch
 
 # Hand-built camera: camera x -> LiDAR x, camera z (forward) -> LiDAR y, camera y (down) -> LiDAR -z.
@@ -343,3 +343,19 @@ def test_paper_presets_and_parameter_counts() -> None:
     with torch.no_grad():
         for encoder in (resnet18, net.camera):
             assert encoder.eval()(torch.randn(1, 3, 32, 64)).shape == (1, 256, 4, 8)
+
+
+def test_fpn_equals_upsampling_in_nchw() -> None:
+    """The neck upsamples a channels-last copy (CUDA's NCHW kernel is slow): same values and gradients as
+    the plain NCHW upsample + concat + convolutions, and an NCHW-contiguous output."""
+    torch.manual_seed(0)
+    fpn = LSSFPN([8, 16], 12)
+    levels = [torch.randn(2, 8, 8, 12, requires_grad=True), torch.randn(2, 16, 4, 6, requires_grad=True)]
+    fused = fpn(levels)
+    finer = torch.cat([levels[0], torch.nn.functional.interpolate(levels[1], size=(8, 12), mode="bilinear",
+                                                                  align_corners=False)], dim=1)
+    expected = fpn.fpn_convs[0](fpn.lateral_convs[0](finer))
+    assert fused.is_contiguous()
+    torch.testing.assert_close(fused, expected, rtol=0, atol=0)
+    for got, want in zip(torch.autograd.grad(fused.sum(), levels), torch.autograd.grad(expected.sum(), levels)):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
