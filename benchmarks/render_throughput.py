@@ -350,12 +350,11 @@ def planned_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
     if fused:
         raise SystemExit(f"march fused_triton samples in its own kernels: pair it with trilinear_triton, got {fused}")
     plan: list[Row] = []
-    if "pack" in kinds:
-        plan += [("pack", "-", name, "-", lambda d, v, k=name == "triton": bench_pack(args, k, d, v))
-                 for name in ("torch", "triton") if name == "torch" or device.type == "cuda"]
-    if "activation" in kinds:
-        plan += [("activation", "-", name, "-", lambda d, v, k=name == "triton": bench_activation(args, k, d, v))
-                 for name in ("torch", "triton") if name == "torch" or device.type == "cuda"]
+    implementations = ["torch", "triton"] if device.type == "cuda" else ["torch"]  # torch ops, their kernels
+    for kind, bench_kernels in (("pack", bench_pack), ("activation", bench_activation)):
+        if kind in kinds:
+            plan += [(kind, "-", name, "-", lambda d, v, k=name == "triton", b=bench_kernels: b(args, k, d, v))
+                     for name in implementations]
     if "composite" in kinds:
         plan += [("composite", "-", march, "-", lambda d, v, m=march: bench_composite(args, m, d, v))
                  for march in marches if march not in FUSED_MARCHES]  # no separate compositor

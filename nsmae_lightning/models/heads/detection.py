@@ -464,7 +464,7 @@ class CenterPointHead(nn.Module):
         flagged = torch.cat([self._suppression(boxes, size), candidates[..., None, :size]], dim=2)
         kept = self._kept_positions(pack_rows(flagged).cpu().numpy(), flat.shape[-1])
         sizes = [len(positions) for positions in kept]
-        # pageable memory is staged before the copy returns, so no wait on the stream is needed
+        # from pageable memory the driver stages the data before the call returns, so the temporary may go
         index = torch.as_tensor(list(itertools.chain.from_iterable(kept)), dtype=torch.int64)
         index = index.to(flat.device, non_blocking=True)
         picked = (boxes.reshape(-1, boxes.shape[-1])[index], scores.reshape(-1)[index], labels.reshape(-1)[index])
