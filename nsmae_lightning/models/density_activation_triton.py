@@ -43,9 +43,10 @@ if triton is not None:
         tl.store(projected + k * channels, _softplus(x.to(tl.float32)), mask=valid)
 
     @triton.jit
-    def _backward_kernel(grad, raw, grad_input, total, channels, BLOCK_N: tl.constexpr):
-        """grad_input = grad, each group's channel 0 times sigmoid(raw) of the group."""
-        i = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    def _backward_kernel(grad, raw, grad_input, total, channels, BLOCK_N: tl.constexpr, WIDE: tl.constexpr):
+        """grad_input = grad, each group's channel 0 times sigmoid(raw) of the group; int64 indices only
+        WIDE (the integer division by ``channels`` per element is several times slower in int64)."""
+        i = tl.program_id(0).to(tl.int64 if WIDE else tl.int32) * BLOCK_N + tl.arange(0, BLOCK_N)
         valid = i < total
         group = i // channels
         is_density = valid & (i - group * channels == 0)
@@ -71,5 +72,5 @@ def triton_density_backward(grad: Tensor, raw: Tensor, channels: int) -> Tensor:
     grad_input = torch.empty_like(grad)
     if grad.numel():
         _backward_kernel[(triton.cdiv(grad.numel(), BLOCK),)](grad, raw, grad_input, grad.numel(), channels,
-                                                            BLOCK_N=BLOCK)
+                                                            BLOCK_N=BLOCK, WIDE=grad.numel() + BLOCK >= 2**31)
     return grad_input

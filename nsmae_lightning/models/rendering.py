@@ -68,11 +68,16 @@ COLOR_MLPS: tuple[str, ...] = ("torch", "triton")
 AUTO = "auto"
 
 
-def resolve_render_path(sampler: str, march: str, device: torch.device) -> tuple[str, str]:
-    """(sampler, march) with "auto" replaced by the fastest path on ``device``; other names unchanged."""
+def triton_is_fast(device: torch.device) -> bool:
+    """Whether Triton kernels are the measured fast path on ``device``: CUDA, with the triton package."""
     from nsmae_lightning.models.trilinear_triton import triton  # None without the optional package
 
-    fast = device.type == "cuda" and triton is not None
+    return device.type == "cuda" and triton is not None
+
+
+def resolve_render_path(sampler: str, march: str, device: torch.device) -> tuple[str, str]:
+    """(sampler, march) with "auto" replaced by the fastest path on ``device``; other names unchanged."""
+    fast = triton_is_fast(device)
     if sampler == AUTO:
         sampler = "trilinear_triton" if fast else "trilinear"
     if march == AUTO:
@@ -82,10 +87,8 @@ def resolve_render_path(sampler: str, march: str, device: torch.device) -> tuple
 
 def resolve_color_mlp(kind: str, device: torch.device) -> str:
     """The colour MLP's implementation for ``kind`` ("auto": "triton" on CUDA with triton, else "torch")."""
-    from nsmae_lightning.models.trilinear_triton import triton  # None without the optional package
-
     if kind == AUTO:
-        return "triton" if device.type == "cuda" and triton is not None else "torch"
+        return "triton" if triton_is_fast(device) else "torch"
     return kind
 
 
@@ -420,8 +423,10 @@ class RenderNetwork(nn.Module):
         weight = weight.reshape(channels * self.z_bins, -1)  # row z * C + c = to_volume's channel c * Z + z
         bias = self.to_volume.bias.view(channels, self.z_bins).T.reshape(-1)
         cells = trunk.permute(0, 2, 3, 1).reshape(-1, trunk.shape[1])  # (B Ny Nx, T): channels-last, no copy
-        # a 2-D GEMM's output is no view (linear on 4-D returns one): the activation can write it in place
-        activated = density_activation(torch.addmm(bias, cells, weight.T), channels)  # (B Ny Nx, Z * C)
+        # a 2-D GEMM's output is no view (linear on 4-D returns one): the activation can write it in place;
+        # its Triton kernels on CUDA (H200, bf16, paper size: 0.24 vs 0.34 GPU ms fwd+bwd, RESULTS.md 7th session)
+        activated = density_activation(torch.addmm(bias, cells, weight.T), channels,
+                                       kernels=triton_is_fast(bev.device))  # (B Ny Nx, Z * C)
         return activated.view(batch_size, size_y, size_x, self.z_bins, channels).permute(0, 3, 1, 2, 4)
 
     def ray_bias(self, directions: Tensor) -> Tensor:

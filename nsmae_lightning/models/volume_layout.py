@@ -104,8 +104,8 @@ def density_activation(projected: Tensor, channels: int, kernels: bool = False) 
     each group of ``channels`` = 1 + Cf (non-negative); ``projected`` must be a fresh result that no
     backward needs (e.g. a linear layer's output); a view is copied first (writing into it in place would
     make autograd copy the whole gradient of its base). ``kernels``: the Triton kernels of
-    `density_activation_triton` (CUDA, or the interpreter; not yet timed against the torch ops, so not
-    the render network's default: `benchmarks/render_throughput.py --kinds activation` compares them)."""
+    `density_activation_triton` (CUDA, or the interpreter; the render network's choice on CUDA:
+    `benchmarks/render_throughput.py --kinds activation` compares them with the torch ops)."""
     if kernels:
         from nsmae_lightning.models.trilinear_triton import check_triton_device, require_triton
 
