@@ -184,6 +184,33 @@ def kernel_times(step: Callable[[], Any], device: torch.device, calls: int, top:
     return kernel_summary(prof, calls, top)
 
 
+# Our modules that define Triton kernels (`triton_registers` reads their compiled variants).
+TRITON_MODULES: tuple[str, ...] = tuple(f"nsmae_lightning.models.{name}" for name in (
+    "trilinear_triton", "color_mlp_triton", "march_fused_triton", "composite_triton", "density_activation_triton",
+    "ray_samples_triton"))
+
+
+def triton_registers(modules: Sequence[str] = TRITON_MODULES) -> list[dict[str, Any]]:
+    """Registers, spills and warps of every compiled variant of the Triton kernels defined in ``modules``
+    (read from each JIT function's per-device cache: kernels run since the process started; none in the
+    interpreter or without triton). Why: where registers cap a kernel's residency, more programs per SM only
+    queue (2026-12-02 seventh session: the colour MLP's backward took 0.93 ms at 2 to 16 programs per SM)."""
+    rows = []
+    for module_name in modules:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # a module needing a package this machine lacks
+            continue
+        for name, value in sorted(vars(module).items()):
+            for cache in getattr(value, "device_caches", {}).values():  # JIT functions; cache[0]: key -> kernel
+                for kernel in cache[0].values():
+                    metadata = getattr(kernel, "metadata", None)
+                    rows.append({"kernel": f"{module_name.rsplit('.', 1)[-1]}.{name}",
+                                 "n_regs": getattr(kernel, "n_regs", None), "n_spills": getattr(kernel, "n_spills", None),
+                                 "num_warps": getattr(metadata, "num_warps", None)})
+    return rows
+
+
 def autocast(device: torch.device, dtype: str) -> torch.autocast:
     """bf16 autocast for "bf16", a disabled one for "fp32"."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
@@ -221,6 +248,7 @@ def run_configs(args: argparse.Namespace, bench_config: BenchConfig) -> None:
         rows += bench_config(config, args, device)
         if device.type == "cuda":
             torch.cuda.empty_cache()  # the config's model is gone; hand its cached blocks back
-    payload = {"device": device_name(device), "torch": torch.__version__, "rows": rows}
+    payload = {"device": device_name(device), "torch": torch.__version__, "rows": rows,
+               "triton_kernels": triton_registers()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(payload, indent=2))

@@ -54,7 +54,7 @@ from typing import Any
 
 import torch
 
-from bench_common import kernel_times, time_calls
+from bench_common import kernel_times, time_calls, triton_registers
 
 from nsmae_lightning.atomic import atomic_write_text
 from nsmae_lightning.models.ray_samples import pack_samples
@@ -405,6 +405,7 @@ def main() -> None:
                    **measured}
             rows.append(row)
             print(format_row(row), flush=True)
+            report["triton_kernels"] = triton_registers()  # the variants compiled so far
             # after every row: a run cut by a time limit keeps what it measured
             atomic_write_text(args.out, json.dumps(report, indent=2))
             if device.type == "cuda":

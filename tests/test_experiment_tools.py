@@ -26,6 +26,16 @@ def _module(path: Path) -> ModuleType:
     return module
 
 
+def _benchmark_module(name: str) -> ModuleType:
+    """benchmarks/<name>.py as a module; the benchmark scripts import bench_common as a sibling."""
+    benchmarks = TOOLS.parents[1] / "benchmarks"
+    sys.path.insert(0, str(benchmarks))
+    try:
+        return _module(benchmarks / f"{name}.py")
+    finally:
+        sys.path.remove(str(benchmarks))
+
+
 def _summary(car_ap: float, mean_ap: float) -> dict[str, object]:
     errors = {"trans_err": 0.5, "scale_err": 0.25, "orient_err": 1.0, "vel_err": 2.0, "attr_err": 0.75}
     return {"mean_dist_aps": {"car": car_ap, "pedestrian": 0.0}, "tp_errors": errors,
@@ -186,12 +196,7 @@ def test_ddp_report_from_a_hand_built_results_folder(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("config", "cameras", "classes"), [("configs/kitti/tiny.yaml", 1, 3), ("configs/detection/tiny.yaml", 6, 10)])
 def test_benchmark_batches_follow_the_task(config: str, cameras: int, classes: int) -> None:
-    benchmarks = TOOLS.parents[1] / "benchmarks"
-    sys.path.insert(0, str(benchmarks))  # the benchmark scripts import bench_common as a sibling
-    try:
-        common = _module(benchmarks / "bench_common.py")
-    finally:
-        sys.path.remove(str(benchmarks))
+    common = _benchmark_module("bench_common")
     task, data, _ = common.load_bench_task(config, None)
     batch = common.task_batch(task, data, 2, torch.device("cpu"))
     height, width = data["image_size"]
@@ -206,12 +211,7 @@ def test_host_sync_census_attributes_waits_to_our_lines() -> None:
     from nsmae_lightning.models.ray_samples import pack_samples
     from nsmae_lightning.models.rays import RayBundle
 
-    benchmarks = TOOLS.parents[1] / "benchmarks"
-    sys.path.insert(0, str(benchmarks))
-    try:
-        census = _module(benchmarks / "host_syncs.py")
-    finally:
-        sys.path.remove(str(benchmarks))
+    census = _benchmark_module("host_syncs")
     count = 5
     bundle = RayBundle(origins=torch.zeros(count, 3), directions=torch.ones(count, 3), batch_index=torch.arange(count),
                        near=torch.zeros(count), far=torch.arange(count, dtype=torch.float32),
@@ -233,3 +233,24 @@ def test_host_sync_census_attributes_waits_to_our_lines() -> None:
                      ("models/ray_samples.py", "tolist"): 1}
     assert sum(mode.ops.values()) > 8  # every op is counted, not only the waiting ones
 
+
+
+def test_triton_registers_reads_each_compiled_variant(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    common = _benchmark_module("bench_common")
+    # a stand-in module with one JIT function compiled twice on one device (Triton's layout: device ->
+    # (key -> kernel, ...)), one never compiled, and a plain value
+    compiled = [types.SimpleNamespace(n_regs=regs, n_spills=spills, metadata=types.SimpleNamespace(num_warps=warps))
+                for regs, spills, warps in ((128, 0, 4), (255, 24, 8))]
+    fake = types.ModuleType("fake_kernels")
+    fake._kernel = types.SimpleNamespace(device_caches={0: ({"a": compiled[0], "b": compiled[1]}, None)})
+    fake._helper = types.SimpleNamespace(device_caches={})
+    fake.BLOCK = 1024
+    monkeypatch.setitem(sys.modules, "fake_kernels", fake)
+    assert common.triton_registers(["fake_kernels", "no_such_module_here"]) == [
+        {"kernel": "fake_kernels._kernel", "n_regs": 128, "n_spills": 0, "num_warps": 4},
+        {"kernel": "fake_kernels._kernel", "n_regs": 255, "n_spills": 24, "num_warps": 8},
+    ]
+    # our own modules import (with or without triton) and, nothing compiled on a CPU, list nothing
+    assert common.triton_registers() == []
