@@ -184,23 +184,25 @@ def kernel_times(step: Callable[[], Any], device: torch.device, calls: int, top:
     return kernel_summary(prof, calls, top)
 
 
-# Our modules that define Triton kernels (`triton_registers` reads their compiled variants).
-TRITON_MODULES: tuple[str, ...] = tuple(f"nsmae_lightning.models.{name}" for name in (
-    "trilinear_triton", "color_mlp_triton", "march_fused_triton", "composite_triton", "density_activation_triton",
-    "ray_samples_triton"))
+def triton_modules() -> list[str]:
+    """Our modules that define Triton kernels: those of `nsmae_lightning.models` named ``*_triton``."""
+    import pkgutil
+
+    from nsmae_lightning import models
+
+    return [f"{models.__name__}.{module.name}" for module in pkgutil.iter_modules(models.__path__)
+            if module.name.endswith("_triton")]
 
 
-def triton_registers(modules: Sequence[str] = TRITON_MODULES) -> list[dict[str, Any]]:
+def triton_registers(modules: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Registers, spills and warps of every compiled variant of the Triton kernels defined in ``modules``
-    (read from each JIT function's per-device cache: kernels run since the process started; none in the
-    interpreter or without triton). Why: where registers cap a kernel's residency, more programs per SM only
-    queue (2026-12-02 seventh session: the colour MLP's backward took 0.93 ms at 2 to 16 programs per SM)."""
+    (default `triton_modules`; read from each JIT function's per-device cache: kernels run since the process
+    started; none in the interpreter or without triton). Why: where registers cap a kernel's residency, more
+    programs per SM only queue (2026-12-02 seventh session: the colour MLP's backward took 0.93 ms at 2 to 16
+    programs per SM)."""
     rows = []
-    for module_name in modules:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:  # a module needing a package this machine lacks
-            continue
+    for module_name in triton_modules() if modules is None else modules:
+        module = importlib.import_module(module_name)  # ours import without triton too (it is then None)
         for name, value in sorted(vars(module).items()):
             for cache in getattr(value, "device_caches", {}).values():  # JIT functions; cache[0]: key -> kernel
                 for kernel in cache[0].values():
