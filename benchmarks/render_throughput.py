@@ -88,6 +88,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--embed-channels", type=int, default=256)
     parser.add_argument("--rays", type=int, default=16384, help="rays per batch element")
     parser.add_argument("--step", type=float, default=0.8, help="metres between samples (PER)")
+    parser.add_argument("--ray-order", choices=RAY_ORDERS, default="raster",
+                        help="rays in cameras' raster order, as `rays.draw` lists them (default), or random (before "
+                             "2026-12-03: `random_rays`)")
     parser.add_argument("--samplers", default="trilinear,trilinear_compiled,trilinear_triton,grid_sample")
     parser.add_argument("--marches", default="dense", help=f"comma-separated, of {','.join(MARCHES)}")
     parser.add_argument("--pairs", help="sampler:march,... instead of --samplers x --marches")
@@ -102,12 +105,30 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def random_rays(batch_size: int, rays_per_sample: int, device: torch.device) -> RayBundle:
-    """PER-like rays: origins near the ego at camera height, directions mostly horizontal."""
+RAY_ORDERS: tuple[str, ...] = ("random", "raster")
+CAMERAS, IMAGE_ROWS = 6, 256  # the "raster" order's yaw sectors and pitch rows
+
+
+def random_rays(batch_size: int, rays_per_sample: int, device: torch.device, order: str = "random") -> RayBundle:
+    """PER-like rays: origins near the ego at camera height, directions mostly horizontal.
+
+    ``order``: "random" (each ray's direction independent of its neighbours') or "raster": the same kind
+    of rays listed per batch element by camera (six 60-degree yaw sectors), image row (pitch), then
+    column (yaw), as pixels drawn from six images in raster order are; neighbouring rays then cross
+    neighbouring voxels (cache locality of the sampler's reads and atomics)."""
+    if order not in RAY_ORDERS:
+        raise ValueError(f"ray order must be one of {RAY_ORDERS}, got {order!r}")
     count = batch_size * rays_per_sample
     origins = torch.randn(count, 3, device=device) * torch.tensor([1.0, 1.0, 0.2], device=device)
     yaw = 2 * torch.pi * torch.rand(count, device=device)
     pitch = (torch.rand(count, device=device) - 0.7) * 0.5
+    if order == "raster":
+        sector = yaw.double() * CAMERAS / (2 * torch.pi)  # camera + fraction across its image
+        row = ((0.15 - pitch.double()) / 0.5 * IMAGE_ROWS).floor()  # top row first
+        element = torch.arange(count, device=device) // rays_per_sample
+        key = (element * CAMERAS + sector.floor()) * IMAGE_ROWS + row + sector.frac()
+        order_index = key.argsort()
+        yaw, pitch = yaw[order_index], pitch[order_index]
     directions = torch.stack([pitch.cos() * yaw.cos(), pitch.cos() * yaw.sin(), pitch.sin()], dim=-1)
     near, far = clip_to_range(origins, directions, PC_RANGE)
     zeros = torch.zeros_like(near)
@@ -148,7 +169,7 @@ def bench_sampler(args: argparse.Namespace, sampler: str, dtype: torch.dtype, de
     grid_size = (args.z_bins, args.grid, args.grid)
     volume = torch.randn(args.batch, *grid_size, 1 + args.feature_channels, device=device, dtype=dtype)
     volume.requires_grad_()
-    rays = random_rays(args.batch, args.rays, device)
+    rays = random_rays(args.batch, args.rays, device, args.ray_order)
     coords, batch_index = ray_samples(rays, args.step, grid_size)
     packed = pack_samples(rays.near, rays.far, args.step, RenderConfig.max_samples_per_ray)
     upstream = torch.randn(coords.shape[0], 1 + args.feature_channels, device=device, dtype=dtype)
@@ -171,7 +192,7 @@ def bench_sampler(args: argparse.Namespace, sampler: str, dtype: torch.dtype, de
 
 def bench_pack(args: argparse.Namespace, kernels: bool, dtype: torch.dtype, device: torch.device) -> dict[str, float]:
     """`pack_samples` of PER-like rays alone, in torch ops or in its kernels (no backward: nothing to differentiate)."""
-    rays = random_rays(args.batch, args.rays, device)
+    rays = random_rays(args.batch, args.rays, device, args.ray_order)
     max_samples = RenderConfig.max_samples_per_ray
 
     def step_fn() -> None:
@@ -213,7 +234,7 @@ def rgb_depth_loss(rendered: RenderedRays, rays: RayBundle) -> torch.Tensor:
 
 def bench_composite(args: argparse.Namespace, march: str, dtype: torch.dtype, device: torch.device) -> dict[str, float]:
     """The compositor alone, fwd + bwd into per-sample sigma and rgb."""
-    rays = random_rays(args.batch, args.rays, device)
+    rays = random_rays(args.batch, args.rays, device, args.ray_order)
     samples = pack_samples(rays.near, rays.far, args.step, RenderConfig.max_samples_per_ray)
     count = samples.t.shape[0]
     values = torch.rand(count, 1 + args.feature_channels, device=device, dtype=dtype, requires_grad=True)
@@ -234,7 +255,7 @@ def bench_mlp(args: argparse.Namespace, color_mlp: str, dtype: torch.dtype, devi
     config = RenderConfig(z_bins=args.z_bins, feature_channels=args.feature_channels, per_step=args.step,
                           color_mlp=color_mlp)
     network = NeRFPretrainHead(config, args.embed_channels, PC_RANGE).network.to(device)
-    rays = random_rays(args.batch, args.rays, device)
+    rays = random_rays(args.batch, args.rays, device, args.ray_order)
     samples = pack_samples(rays.near, rays.far, args.step, config.max_samples_per_ray)
     count = samples.t.shape[0]
     features = torch.randn(count, args.feature_channels, device=device, dtype=dtype, requires_grad=True)
@@ -272,7 +293,7 @@ def bench_head(
         with torch.no_grad(), autocast:
             fixed_volume = head.network.volume(bev)
         fixed_volume.requires_grad_()
-    rays = random_rays(args.batch, args.rays, device)
+    rays = random_rays(args.batch, args.rays, device, args.ray_order)
     samples = ray_samples(rays, args.step, (args.z_bins, args.grid, args.grid))[0].shape[0]
 
     def loss_fn() -> torch.Tensor:

@@ -254,3 +254,20 @@ def test_triton_registers_reads_each_compiled_variant(monkeypatch: pytest.Monkey
     # our own kernel modules are found, import (with or without triton) and, nothing compiled on a CPU, list nothing
     assert "nsmae_lightning.models.color_mlp_triton" in common.triton_modules()
     assert common.triton_registers() == []
+
+
+def test_render_benchmark_rays_in_raster_order_are_the_random_rays_listed_per_camera_and_row() -> None:
+    bench = _benchmark_module("render_throughput")
+    torch.manual_seed(0)
+    scattered = bench.random_rays(2, 300, torch.device("cpu"), "random")
+    torch.manual_seed(0)
+    raster = bench.random_rays(2, 300, torch.device("cpu"), "raster")
+    assert torch.equal(raster.origins, scattered.origins) and torch.equal(raster.batch_index, scattered.batch_index)
+    for element in range(2):  # the same directions, reordered within each batch element
+        rows = slice(300 * element, 300 * (element + 1))
+        assert torch.equal(raster.directions[rows].sort(dim=0).values, scattered.directions[rows].sort(dim=0).values)
+    yaw = torch.atan2(raster.directions[:300, 1], raster.directions[:300, 0]) % (2 * torch.pi)
+    camera = (yaw * bench.CAMERAS / (2 * torch.pi)).floor()
+    assert bool((camera.diff() >= 0).all()) and camera.unique().numel() == bench.CAMERAS
+    with pytest.raises(ValueError, match="ray order"):
+        bench.random_rays(1, 4, torch.device("cpu"), "spiral")
