@@ -119,14 +119,14 @@ def random_rays(batch_size: int, rays_per_sample: int, device: torch.device, ord
     if order not in RAY_ORDERS:
         raise ValueError(f"ray order must be one of {RAY_ORDERS}, got {order!r}")
     count = batch_size * rays_per_sample
+    batch_index = torch.arange(batch_size, device=device).repeat_interleave(rays_per_sample)
     origins = torch.randn(count, 3, device=device) * torch.tensor([1.0, 1.0, 0.2], device=device)
     yaw = 2 * torch.pi * torch.rand(count, device=device)
     pitch = (torch.rand(count, device=device) - 0.7) * 0.5
     if order == "raster":
         sector = yaw.double() * CAMERAS / (2 * torch.pi)  # camera + fraction across its image
         row = ((0.15 - pitch.double()) / 0.5 * IMAGE_ROWS).floor()  # top row first
-        element = torch.arange(count, device=device) // rays_per_sample
-        key = (element * CAMERAS + sector.floor()) * IMAGE_ROWS + row + sector.frac()
+        key = (batch_index * CAMERAS + sector.floor()) * IMAGE_ROWS + row + sector.frac()
         order_index = key.argsort()
         yaw, pitch = yaw[order_index], pitch[order_index]
     directions = torch.stack([pitch.cos() * yaw.cos(), pitch.cos() * yaw.sin(), pitch.sin()], dim=-1)
@@ -135,7 +135,7 @@ def random_rays(batch_size: int, rays_per_sample: int, device: torch.device, ord
     return RayBundle(
         origins=origins,
         directions=directions,
-        batch_index=torch.arange(batch_size, device=device).repeat_interleave(rays_per_sample),
+        batch_index=batch_index,
         near=near,
         far=far,
         depth_target=zeros,
