@@ -91,6 +91,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ray-order", choices=RAY_ORDERS, default="raster",
                         help="rays in cameras' raster order, as `rays.draw` lists them (default), or random (before "
                              "2026-12-03: `random_rays`)")
+    parser.add_argument("--embedding", choices=EMBEDDING_LAYOUTS, default="decoder",
+                        help="the render rows' BEV embedding: as `BEVDecoder` returns it (channels-last, the autocast "
+                             "dtype; default) or float32 NCHW (before the ninth session, 2026-12-03)")
     parser.add_argument("--samplers", default="trilinear,trilinear_compiled,trilinear_triton,grid_sample")
     parser.add_argument("--marches", default="dense", help=f"comma-separated, of {','.join(MARCHES)}")
     parser.add_argument("--pairs", help="sampler:march,... instead of --samplers x --marches")
@@ -106,7 +109,21 @@ def parse_args() -> argparse.Namespace:
 
 
 RAY_ORDERS: tuple[str, ...] = ("random", "raster")
+EMBEDDING_LAYOUTS: tuple[str, ...] = ("decoder", "nchw-fp32")
 CAMERAS, IMAGE_ROWS = 6, 256  # the "raster" order's yaw sectors and pitch rows
+
+
+def bev_embedding(shape: tuple[int, int, int, int], device: torch.device, dtype: torch.dtype, layout: str,
+                  requires_grad: bool) -> torch.Tensor:
+    """A random (B, C, Ny, Nx) BEV embedding leaf laid out as ``layout`` says: "decoder" as `BEVDecoder`
+    returns it under autocast (channels-last, ``dtype``), "nchw-fp32" as the earlier sessions' rows had it
+    (the render head then paid a cast-and-transpose copy, 0.31 ms at the paper size on an H200)."""
+    if layout not in EMBEDDING_LAYOUTS:
+        raise ValueError(f"embedding layout must be one of {EMBEDDING_LAYOUTS}, got {layout!r}")
+    bev = torch.randn(shape, device=device)
+    if layout == "decoder":
+        bev = bev.to(dtype).contiguous(memory_format=torch.channels_last)
+    return bev.requires_grad_(requires_grad)
 
 
 def random_rays(batch_size: int, rays_per_sample: int, device: torch.device, order: str = "random") -> RayBundle:
@@ -287,7 +304,8 @@ def bench_head(
                           sampler=sampler, march=march, color_mlp="torch" if color_mlp == "-" else color_mlp)
     head = NeRFPretrainHead(config, args.embed_channels, PC_RANGE).to(device)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
-    bev = torch.randn(args.batch, args.embed_channels, args.grid, args.grid, device=device, requires_grad=with_decoder)
+    bev = bev_embedding((args.batch, args.embed_channels, args.grid, args.grid), device, dtype, args.embedding,
+                        with_decoder)
     fixed_volume = torch.empty(0)
     if not with_decoder:
         with torch.no_grad(), autocast:

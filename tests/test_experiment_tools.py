@@ -271,3 +271,15 @@ def test_render_benchmark_rays_in_raster_order_are_the_random_rays_listed_per_ca
     assert bool((camera.diff() >= 0).all()) and camera.unique().numel() == bench.CAMERAS
     with pytest.raises(ValueError, match="ray order"):
         bench.random_rays(1, 4, torch.device("cpu"), "spiral")
+
+
+def test_render_benchmark_embedding_is_laid_out_as_the_decoder_returns_it() -> None:
+    bench = _benchmark_module("render_throughput")
+    cpu = torch.device("cpu")
+    bev = bench.bev_embedding((2, 8, 5, 6), cpu, torch.bfloat16, "decoder", True)
+    assert bev.dtype == torch.bfloat16 and bev.is_leaf and bev.requires_grad
+    assert bev.is_contiguous(memory_format=torch.channels_last) and not bev.is_contiguous()
+    old = bench.bev_embedding((2, 8, 5, 6), cpu, torch.bfloat16, "nchw-fp32", False)
+    assert old.dtype == torch.float32 and old.is_contiguous() and not old.requires_grad
+    with pytest.raises(ValueError, match="embedding layout"):
+        bench.bev_embedding((1, 1, 1, 1), cpu, torch.float32, "nhwc", False)

@@ -73,6 +73,20 @@ def test_metric_to_voxel_puts_cell_centres_on_integers() -> None:
         metric_to_voxel(centres, pc_range[:5], (2, 4, 8))
 
 
+def test_ray_voxel_rows_put_a_ray_in_voxel_coordinates() -> None:
+    from nsmae_lightning.models.trilinear_triton import ray_voxel_rows, voxel_frame
+
+    pc_range = (-4.0, -2.0, -1.0, 4.0, 2.0, 1.0)  # cells of 1 x 1 x 1 over (Z, Y, X) = (2, 4, 8)
+    origins = torch.tensor([[-3.5, -1.5, -0.5], [0.0, 0.0, 0.0]])
+    directions = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, -1.0]])
+    rows = ray_voxel_rows(origins, directions, torch.tensor([0, 3]), voxel_frame(pc_range, (2, 4, 8)))
+    # o' = (o - lower) / cell - 0.5, batch element, d' = d / cell, padding
+    assert rows.tolist() == [[0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0], [3.5, 1.5, 0.5, 3.0, 0.0, 2.0, -1.0, 0.0]]
+    t = torch.tensor([2.0, 0.25])
+    expected = metric_to_voxel(origins + t[:, None] * directions, pc_range, (2, 4, 8))
+    torch.testing.assert_close(rows[:, :3] + t[:, None] * rows[:, 4:7], expected)
+
+
 def test_sampler_bfloat16_keeps_dtype_and_accuracy() -> None:
     volume, coords, batch_index = _random_case(torch.float32)
     volume_bf16 = volume.bfloat16().requires_grad_()

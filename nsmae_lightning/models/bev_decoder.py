@@ -100,8 +100,9 @@ class BEVDecoder(nn.Module):
         self.out_channels = config.embedding_channels
 
     def forward(self, fused: torch.Tensor) -> torch.Tensor:
-        """(B, C_in, Ny, Nx) -> (B, out_channels, Ny, Nx)."""
-        x = fused
+        """(B, C_in, Ny, Nx) -> (B, out_channels, Ny, Nx), channels-last (cuDNN's NHWC kernels run without
+        layout conversions, and the render head's trunk reads the embedding without a copy)."""
+        x = fused.contiguous(memory_format=torch.channels_last)
         outputs = []
         for stage, upsample in zip(self.stages, self.upsamples):
             x = stage(x)

@@ -57,34 +57,55 @@ if triton is not None:
     from nsmae_lightning.models.march_fused_triton import _dot
 
     @triton.jit
-    def _layers(features, feature_stride, ray_index, ray_bias, w1, w2, b2, w3, b3, rows, valid,
-                FEATURES: tl.constexpr, FEATURE_LANES: tl.constexpr, HIDDEN: tl.constexpr,
-                HIDDEN_LANES: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
-        """The forward of BLOCK_M rows: their input, ray, transposed weights, activations and colours
-        (padded lanes: zero activations; colour lanes >= 3 are sigmoid(0) and never stored)."""
-        compute = w1.dtype.element_ty
+    def _weights(w1, w2, b2, w3, b3, FEATURES: tl.constexpr, FEATURE_LANES: tl.constexpr, HIDDEN: tl.constexpr,
+                 HIDDEN_LANES: tl.constexpr, TRANSPOSED: tl.constexpr):
+        """The layers' weights as the forward multiplies them (W1f^T, W2^T, W3^T: (in, out), W3^T in 3 of
+        OUT_LANES columns) and the float32 biases b2, b3; with TRANSPOSED also W1f, W2, W3 (out, in) as the
+        backward multiplies them, loaded in that layout (a register `tl.trans` costs a trip through shared
+        memory in every block)."""
         feature = tl.arange(0, FEATURE_LANES)
         hidden = tl.arange(0, HIDDEN_LANES)
         out = tl.arange(0, OUT_LANES)
         feature_ok = feature < FEATURES
         hidden_ok = hidden < HIDDEN
+        out_ok = out < 3
+        w1t = tl.load(w1 + hidden[None, :] * FEATURES + feature[:, None], mask=feature_ok[:, None] & hidden_ok[None, :],
+                      other=0.0)
+        w2t = tl.load(w2 + hidden[None, :] * HIDDEN + hidden[:, None], mask=hidden_ok[:, None] & hidden_ok[None, :],
+                      other=0.0)
+        w3t = tl.load(w3 + out[None, :] * HIDDEN + hidden[:, None], mask=hidden_ok[:, None] & out_ok[None, :], other=0.0)
+        bias2 = tl.load(b2 + hidden, mask=hidden_ok, other=0.0).to(tl.float32)
+        bias3 = tl.load(b3 + out, mask=out_ok, other=0.0).to(tl.float32)
+        w1n = w1t
+        w2n = w2t
+        w3n = w3t
+        if TRANSPOSED:
+            w1n = tl.load(w1 + hidden[:, None] * FEATURES + feature[None, :],
+                          mask=hidden_ok[:, None] & feature_ok[None, :], other=0.0)
+            w2n = tl.load(w2 + hidden[:, None] * HIDDEN + hidden[None, :], mask=hidden_ok[:, None] & hidden_ok[None, :],
+                          other=0.0)
+            w3n = tl.load(w3 + out[:, None] * HIDDEN + hidden[None, :], mask=out_ok[:, None] & hidden_ok[None, :],
+                          other=0.0)
+        return w1t, w2t, w3t, bias2, bias3, w1n, w2n, w3n
+
+    @triton.jit
+    def _layers(features, feature_stride, ray_index, ray_bias, w1t, w2t, w3t, bias2, bias3, rows, valid,
+                FEATURES: tl.constexpr, FEATURE_LANES: tl.constexpr, HIDDEN: tl.constexpr,
+                HIDDEN_LANES: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+        """The forward of BLOCK_M rows (weights from `_weights`): their input, ray, activations and colours
+        (padded lanes: zero activations; colour lanes >= 3 are sigmoid(0) and never stored)."""
+        compute = w1t.dtype
+        feature = tl.arange(0, FEATURE_LANES)
+        hidden = tl.arange(0, HIDDEN_LANES)
         x = tl.load(features + rows[:, None].to(tl.int64) * feature_stride + feature[None, :],
-                    mask=valid[:, None] & feature_ok[None, :], other=0.0).to(compute)
+                    mask=valid[:, None] & (feature < FEATURES)[None, :], other=0.0).to(compute)
         ray = tl.load(ray_index + rows, mask=valid, other=0)
         bias1 = tl.load(ray_bias + ray[:, None].to(tl.int64) * HIDDEN + hidden[None, :],
-                        mask=valid[:, None] & hidden_ok[None, :], other=0.0)
-        w1t = tl.load(w1 + hidden[None, :] * FEATURES + feature[:, None],
-                      mask=feature_ok[:, None] & hidden_ok[None, :], other=0.0)  # W1f^T (in, out)
+                        mask=valid[:, None] & (hidden < HIDDEN)[None, :], other=0.0)
         h1 = tl.maximum(_dot(x, w1t, PRECISION, UPCAST) + bias1, 0.0).to(compute)
-        w2t = tl.load(w2 + hidden[None, :] * HIDDEN + hidden[:, None],
-                      mask=hidden_ok[:, None] & hidden_ok[None, :], other=0.0)  # W2^T
-        bias2 = tl.load(b2 + hidden, mask=hidden_ok, other=0.0).to(tl.float32)
         h2 = tl.maximum(_dot(h1, w2t, PRECISION, UPCAST) + bias2[None, :], 0.0).to(compute)
-        w3t = tl.load(w3 + out[None, :] * HIDDEN + hidden[:, None],
-                      mask=hidden_ok[:, None] & (out < 3)[None, :], other=0.0)  # W3^T, 3 of OUT_LANES columns
-        bias3 = tl.load(b3 + out, mask=out < 3, other=0.0).to(tl.float32)
         color = tl.sigmoid(_dot(h2, w3t, PRECISION, UPCAST) + bias3[None, :])
-        return x, ray, w1t, h1, w2t, h2, w3t, color
+        return x, ray, h1, h2, color
 
     @triton.jit
     def _forward_kernel(features, feature_stride, ray_index, ray_bias, w1, w2, b2, w3, b3, color_out, rows_total,
@@ -93,8 +114,10 @@ if triton is not None:
                         BLOCK_M: tl.constexpr):
         rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
         valid = rows < rows_total
-        color = _layers(features, feature_stride, ray_index, ray_bias, w1, w2, b2, w3, b3, rows, valid,
-                        FEATURES, FEATURE_LANES, HIDDEN, HIDDEN_LANES, PRECISION, UPCAST)[7]
+        w1t, w2t, w3t, bias2, bias3 = _weights(w1, w2, b2, w3, b3, FEATURES, FEATURE_LANES, HIDDEN, HIDDEN_LANES,
+                                               False)[:5]
+        color = _layers(features, feature_stride, ray_index, ray_bias, w1t, w2t, w3t, bias2, bias3, rows, valid,
+                        FEATURES, FEATURE_LANES, HIDDEN, HIDDEN_LANES, PRECISION, UPCAST)[4]
         out = tl.arange(0, OUT_LANES)
         tl.store(color_out + rows[:, None].to(tl.int64) * 3 + out[None, :], color.to(color_out.dtype.element_ty),
                  mask=valid[:, None] & (out < 3)[None, :])
@@ -104,7 +127,8 @@ if triton is not None:
                          grad_features, grad_bias, grad_w1, grad_w2, grad_b2, grad_w3, grad_b3, rows_total,
                          FEATURES: tl.constexpr, FEATURE_LANES: tl.constexpr, HIDDEN: tl.constexpr,
                          HIDDEN_LANES: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-                         BLOCK_M: tl.constexpr):
+                         BLOCK_M: tl.constexpr, PROGRAMS_PER_SM: tl.constexpr):
+        # PROGRAMS_PER_SM: read by the launch grid only (`launch_persistent`), tuned with BLOCK_M and the warps
         compute = w1.dtype.element_ty
         feature = tl.arange(0, FEATURE_LANES)
         hidden = tl.arange(0, HIDDEN_LANES)
@@ -119,25 +143,29 @@ if triton is not None:
         acc_w3 = tl.zeros((HIDDEN_LANES, OUT_LANES), dtype=tl.float32)  # dW3^T
         acc_b2 = tl.zeros((HIDDEN_LANES,), dtype=tl.float32)
         acc_b3 = tl.zeros((OUT_LANES,), dtype=tl.float32)
+        # the weights once per program, in both layouts (0.93 -> 0.70 ms on an H200 against reloading and
+        # transposing them in every block; benchmarks/RESULTS.md, 2026-12-03)
+        w1t, w2t, w3t, bias2, bias3, w1n, w2n, w3n = _weights(w1, w2, b2, w3, b3, FEATURES, FEATURE_LANES, HIDDEN,
+                                                              HIDDEN_LANES, True)
         for block in range(tl.program_id(0), tl.cdiv(rows_total, BLOCK_M), tl.num_programs(0)):
             rows = block * BLOCK_M + slot
             valid = rows < rows_total
-            x, ray, w1t, h1, w2t, h2, w3t, color = _layers(
-                features, feature_stride, ray_index, ray_bias, w1, w2, b2, w3, b3, rows, valid,
-                FEATURES, FEATURE_LANES, HIDDEN, HIDDEN_LANES, PRECISION, UPCAST)
+            x, ray, h1, h2, color = _layers(features, feature_stride, ray_index, ray_bias, w1t, w2t, w3t, bias2, bias3,
+                                            rows, valid, FEATURES, FEATURE_LANES, HIDDEN, HIDDEN_LANES, PRECISION,
+                                            UPCAST)
             upstream = tl.load(grad_color + rows[:, None].to(tl.int64) * 3 + out[None, :],
                                mask=valid[:, None] & out_ok[None, :], other=0.0).to(tl.float32)
             dz3 = upstream * color * (1.0 - color)  # zero on padded rows and lanes (upstream is)
             acc_b3 += tl.sum(dz3, axis=0)
             dz3 = dz3.to(compute)
             acc_w3 += _dot(tl.trans(h2), dz3, PRECISION, UPCAST)
-            dz2 = tl.where(h2 > 0.0, _dot(dz3, tl.trans(w3t), PRECISION, UPCAST), 0.0)
+            dz2 = tl.where(h2 > 0.0, _dot(dz3, w3n, PRECISION, UPCAST), 0.0)
             acc_b2 += tl.sum(dz2, axis=0)
             dz2 = dz2.to(compute)
             acc_w2 += _dot(tl.trans(h1), dz2, PRECISION, UPCAST)
-            dz1 = tl.where(h1 > 0.0, _dot(dz2, tl.trans(w2t), PRECISION, UPCAST), 0.0).to(compute)
+            dz1 = tl.where(h1 > 0.0, _dot(dz2, w2n, PRECISION, UPCAST), 0.0).to(compute)
             acc_w1 += _dot(tl.trans(x), dz1, PRECISION, UPCAST)
-            grad_x = _dot(dz1, tl.trans(w1t), PRECISION, UPCAST)
+            grad_x = _dot(dz1, w1n, PRECISION, UPCAST)
             tl.store(grad_features + rows[:, None].to(tl.int64) * FEATURES + feature[None, :],
                      grad_x.to(grad_features.dtype.element_ty), mask=valid[:, None] & feature_ok[None, :])
             # dp_r: rows in runs of equal ray index; run k of the block sums its rows' dz1 (one-hot dot)
@@ -160,17 +188,26 @@ if triton is not None:
         tl.atomic_add(grad_b3 + out, acc_b3, mask=out_ok, sem="relaxed")
 
     _TUNING = [triton.Config({"BLOCK_M": rows}, num_warps=warps) for rows, warps in ((32, 4), (64, 4), (64, 8), (128, 8))]
+    # The backward holds the weights, their gradients and a block's activations: 255 registers a thread at
+    # 32 rows x 4 warps (2 programs of 4 warps per SM). Its resident warps per SM are kept near 8 (rows,
+    # warps, programs per SM); measured 2026-12-03: 32 x 2 x 4 fastest on an H200, 64 rows and more slower.
+    # 64 rows x 4 warps compiled to an out-of-range shared-memory access at a `tl.dot` (illegal address
+    # while autotuning inside a march on an H200: benchmarks/RESULTS.md, ninth session): not tuned.
+    _BACKWARD_TUNING = [triton.Config({"BLOCK_M": rows, "PROGRAMS_PER_SM": programs}, num_warps=warps)
+                        for rows, warps, programs in ((16, 2, 4), (32, 2, 4), (32, 2, 2), (32, 4, 2))]
     _KEY = ["FEATURES", "HIDDEN", "PRECISION"]
     _forward_tuned = triton.autotune(_TUNING, key=_KEY)(_forward_kernel)
     _backward_tuned = triton.autotune(
-        _TUNING, key=_KEY, reset_to_zero=["grad_bias", "grad_w1", "grad_w2", "grad_b2", "grad_w3", "grad_b3"]
+        _BACKWARD_TUNING, key=_KEY,
+        reset_to_zero=["grad_bias", "grad_w1", "grad_w2", "grad_b2", "grad_w3", "grad_b3"],
     )(_backward_kernel)
 
 
 def _launch(kernel: str, rows: int, device: torch.device, *args: object, **constants: object) -> None:
     """Run ``kernel`` ("forward": a program per row block; "backward": persistent programs) over ``rows``."""
     launch_persistent((_forward_kernel, _backward_kernel, _forward_tuned, _backward_tuned), "BLOCK_M",
-                      {"BLOCK_M": INTERPRETER_BLOCK}, INTERPRETER_PROGRAMS, kernel, rows, device, *args, **constants)
+                      {"BLOCK_M": INTERPRETER_BLOCK}, INTERPRETER_PROGRAMS, kernel, rows, device, *args,
+                      **({"PROGRAMS_PER_SM": 0} if kernel == "backward" and interpreting() else {}), **constants)
 
 
 class _ColorMLP(torch.autograd.Function):

@@ -313,8 +313,9 @@ def launch_persistent(kernels: tuple[object, object, object, object], block: str
                       interpreter_programs: int, kernel: str, items: int, device: torch.device, *args: object,
                       **constants: object) -> None:
     """Run a forward / backward kernel pair over ``items`` (rays, rows): the forward one program per block
-    of ``block`` items, the backward as persistent programs (at most PROGRAMS_PER_SM per multiprocessor,
-    each looping over blocks). ``kernels`` = (forward, backward, autotuned forward, autotuned backward);
+    of ``block`` items, the backward as persistent programs (at most PROGRAMS_PER_SM per multiprocessor, or
+    the tuned config's own PROGRAMS_PER_SM, each looping over blocks). ``kernels`` = (forward, backward,
+    autotuned forward, autotuned backward);
     in the interpreter the plain kernels run with ``interpreter_blocks`` and ``interpreter_programs``."""
     forward, backward, forward_tuned, backward_tuned = kernels
     if interpreting():
@@ -326,8 +327,10 @@ def launch_persistent(kernels: tuple[object, object, object, object], block: str
     if kernel == "forward":
         forward_tuned[lambda meta: (triton.cdiv(items, meta[block]),)](*args, **constants)  # type: ignore[index]
         return
-    most = torch.cuda.get_device_properties(device).multi_processor_count * PROGRAMS_PER_SM
-    backward_tuned[lambda meta: (min(triton.cdiv(items, meta[block]), most),)](*args, **constants)  # type: ignore[index]
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    # a kernel whose tuning configs carry PROGRAMS_PER_SM (a constexpr it takes) gets that many per SM
+    backward_tuned[lambda meta: (min(triton.cdiv(items, meta[block]),  # type: ignore[index]
+                                     sms * meta.get("PROGRAMS_PER_SM", PROGRAMS_PER_SM)),)](*args, **constants)
 
 
 def _launch(kernel: str, rays: int, device: torch.device, *args: object, **constants: object) -> None:

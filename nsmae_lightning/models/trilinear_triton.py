@@ -43,6 +43,7 @@ from nsmae_lightning.models.volume_layout import gradient_like, row_strides, vol
 
 BLOCK = 64  # samples per program in the interpreter (tuned on a GPU)
 JOIN_BLOCK = 1024  # gradient elements per program of the channel join
+RAY_ROW = 8  # float32 values per ray of `ray_voxel_rows` (32 bytes: one sector); the kernels' literal 8
 
 
 try:
@@ -110,22 +111,24 @@ if triton is not None:
         return (origin + t_row * direction - lower) / cell - 0.5
 
     @triton.jit
-    def _load_samples(coords, batch_index, rays, samples, frame, BLOCK_M: tl.constexpr, FROM_RAYS: tl.constexpr):
+    def _load_samples(coords, batch_index, ray_index, t, ray_rows, samples, BLOCK_M: tl.constexpr,
+                      FROM_RAYS: tl.constexpr, WIDE: tl.constexpr):
         """This program's sample indices, validity, voxel coordinates and batch elements: read from
         ``coords`` / ``batch_index`` (M,), or with FROM_RAYS computed from each sample's ray and distance
-        (``rays`` = (ray_index (M,), t (M,), origins (R, 3), directions (R, 3)), ``batch_index`` (R,) per
-        ray, ``frame`` = the volume's lower corner and cell size per axis, `voxel_frame`)."""
+        (``ray_index``, ``t`` (M,)) as row + t step of its ray's `ray_voxel_rows` row (``ray_rows``)."""
         m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
         valid = m < samples
         if FROM_RAYS:
-            ray_index, t, origins, directions = rays
-            lower_x, lower_y, lower_z, cell_x, cell_y, cell_z = frame
-            ray = tl.load(ray_index + m, mask=valid, other=0)
+            ray = tl.load(ray_index + m, mask=valid, other=0).to(tl.int64 if WIDE else tl.int32) * 8  # RAY_ROW
             t_row = tl.load(t + m, mask=valid, other=0.0)
-            cx = _voxel(origins, directions, ray, t_row, valid, 0, lower_x, cell_x)
-            cy = _voxel(origins, directions, ray, t_row, valid, 1, lower_y, cell_y)
-            cz = _voxel(origins, directions, ray, t_row, valid, 2, lower_z, cell_z)
-            b = tl.load(batch_index + ray, mask=valid, other=0)
+            # one 32-byte row per ray: 7 loads of one sector (neighbouring samples share the ray: L1 hits)
+            cx = tl.load(ray_rows + ray, mask=valid, other=0.0) + t_row * tl.load(ray_rows + ray + 4, mask=valid,
+                                                                                  other=0.0)
+            cy = tl.load(ray_rows + ray + 1, mask=valid, other=0.0) + t_row * tl.load(ray_rows + ray + 5, mask=valid,
+                                                                                      other=0.0)
+            cz = tl.load(ray_rows + ray + 2, mask=valid, other=0.0) + t_row * tl.load(ray_rows + ray + 6, mask=valid,
+                                                                                      other=0.0)
+            b = tl.load(ray_rows + ray + 3, mask=valid, other=0.0).to(tl.int32)
         else:
             cx = tl.load(coords + m * 3, mask=valid, other=0.0).to(tl.float32)
             cy = tl.load(coords + m * 3 + 1, mask=valid, other=0.0).to(tl.float32)
@@ -172,14 +175,12 @@ if triton is not None:
             tl.store(out + rows[:, None] * channels + c[None, :], acc, mask=mask)
 
     @triton.jit
-    def _forward_kernel(volume, coords, batch_index, ray_index, t, origins, directions, out, out_rest, samples,
-                        lower_x, lower_y, lower_z, cell_x, cell_y, cell_z, size_x, size_y, size_z,
-                        stride_b, stride_z, stride_y, stride_x, channels,
+    def _forward_kernel(volume, coords, batch_index, ray_index, t, ray_rows, out, out_rest, samples,
+                        size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x, channels,
                         HEAD: tl.constexpr, TAIL: tl.constexpr, TAIL_LANES: tl.constexpr, WIDE: tl.constexpr,
                         FROM_RAYS: tl.constexpr, SPLIT: tl.constexpr, BLOCK_M: tl.constexpr):
-        m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, (ray_index, t, origins, directions), samples,
-                                                (lower_x, lower_y, lower_z, cell_x, cell_y, cell_z), BLOCK_M,
-                                                FROM_RAYS)
+        m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, ray_index, t, ray_rows, samples, BLOCK_M,
+                                                FROM_RAYS, WIDE)
         _gather_block(volume, out, out_rest, m, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z,
                       stride_y, stride_x, channels, 0, HEAD, HEAD, WIDE, SPLIT)
         if TAIL > 0:
@@ -237,16 +238,15 @@ if triton is not None:
         return gx, gy, gz
 
     @triton.jit
-    def _backward_kernel(volume, coords, batch_index, ray_index, t, origins, directions, grad_out, grad_rest,
-                         grad_head, grad_tail, grad_coords, samples, lower_x, lower_y, lower_z, cell_x, cell_y, cell_z,
-                         size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x,
+    def _backward_kernel(volume, coords, batch_index, ray_index, t, ray_rows, grad_out, grad_rest,
+                         grad_head, grad_tail, grad_coords, samples, size_x, size_y, size_z, stride_b, stride_z,
+                         stride_y, stride_x,
                          row_b, row_z, row_y, row_x, channels,
                          NEED_COORDS: tl.constexpr, HEAD: tl.constexpr, TAIL: tl.constexpr,
                          TAIL_LANES: tl.constexpr, WIDE: tl.constexpr, FROM_RAYS: tl.constexpr, SPLIT: tl.constexpr,
                          BLOCK_M: tl.constexpr):
-        m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, (ray_index, t, origins, directions), samples,
-                                                (lower_x, lower_y, lower_z, cell_x, cell_y, cell_z), BLOCK_M,
-                                                FROM_RAYS)
+        m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, ray_index, t, ray_rows, samples, BLOCK_M,
+                                                FROM_RAYS, WIDE)
         g = _load_grad_block(grad_out, grad_rest, m, valid, channels, 0, HEAD, HEAD, WIDE, SPLIT)
         gx, gy, gz = _scatter_block(volume, g, grad_head, valid, cx, cy, cz, b, size_x, size_y, size_z,
                                     stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
@@ -369,31 +369,55 @@ def voxel_frame(pc_range: Sequence[float], grid_size: Sequence[int]) -> tuple[fl
     return _frame(tuple(float(value) for value in pc_range), tuple(int(size) for size in grid_size))
 
 
+@functools.lru_cache(maxsize=64)
+def _frame_scale_shift(frame: tuple[float, ...], device: torch.device) -> tuple[Tensor, Tensor]:
+    """1 / cell and -lower / cell - 0.5 per axis on ``device`` (made once: no host copy per call)."""
+    lower = torch.tensor(frame[:3], dtype=torch.float32)
+    scale = 1.0 / torch.tensor(frame[3:], dtype=torch.float32)
+    return scale.to(device), (-lower * scale - 0.5).to(device)
+
+
+def ray_voxel_rows(origins: Tensor, directions: Tensor, batch_index: Tensor, frame: Sequence[float]) -> Tensor:
+    """(R, 8) float32 rows (o'_x, o'_y, o'_z, b, d'_x, d'_y, d'_z, 0) of rays in a volume's voxel frame
+    (`voxel_frame`): the point o + t d has voxel coordinates o' + t d' (o' = (o - lower) / cell - 0.5,
+    d' = d / cell); b is the ray's batch element (exact in float32 below 2^24).
+
+    Why: the kernels then compute a sample's coordinates with one FMA per axis from one 32-byte row of
+    its ray, instead of 7 gathers from three tensors and 3 divisions per sample (the same coordinates
+    as `trilinear.metric_to_voxel` of the point up to float32 rounding). Four small kernels per call.
+    """
+    scale, shift = _frame_scale_shift(tuple(float(value) for value in frame), origins.device)
+    rows = torch.empty(origins.shape[0], RAY_ROW, dtype=torch.float32, device=origins.device)
+    torch.addcmul(shift, origins.float(), scale, out=rows[:, :3])
+    rows[:, 3] = batch_index
+    torch.mul(directions.float(), scale, out=rows[:, 4:7])
+    rows[:, 7] = 0.0
+    return rows
+
+
 @dataclass(frozen=True)
 class _Locations:
     """Where the kernels find the samples: (M, 3) voxel coordinates and (M,) batch elements, or (with
-    ``ray_index``) each sample's ray and distance, the rays' origins, directions and (R,) batch elements
-    and the volume's `voxel_frame` (the points are then computed in the kernels, not stored)."""
+    ``ray_index``) each sample's ray and distance and the rays' `ray_voxel_rows` (the points are then
+    computed in the kernels, not stored)."""
 
     coords: Tensor
     batch_index: Tensor
     ray_index: Tensor | None = None
     t: Tensor | None = None
-    origins: Tensor | None = None
-    directions: Tensor | None = None
-    frame: tuple[float, ...] = (0.0, 0.0, 0.0, 1.0, 1.0, 1.0)
+    ray_rows: Tensor | None = None
 
     @property
     def count(self) -> int:
         return (self.coords if self.ray_index is None else self.ray_index).shape[0]
 
     def pointers(self) -> tuple[Tensor, ...]:
-        """coords, batch_index, ray_index, t, origins, directions (unused ones name another tensor)."""
+        """coords, batch_index, ray_index, t, ray_rows (unused ones name another tensor)."""
         return tuple(self.coords if value is None else value for value in self.tensors())
 
     def tensors(self) -> tuple[Tensor | None, ...]:
-        """The tensor fields in order (None where unset): ``_Locations(*tensors(), frame=...)`` rebuilds it."""
-        return self.coords, self.batch_index, self.ray_index, self.t, self.origins, self.directions
+        """The tensor fields in order (None where unset): ``_Locations(*tensors())`` rebuilds it."""
+        return self.coords, self.batch_index, self.ray_index, self.t, self.ray_rows
 
     def constants(self) -> dict[str, bool]:
         return {"FROM_RAYS": self.ray_index is not None}
@@ -415,12 +439,11 @@ class _TritonTrilinear(torch.autograd.Function):
         out_rest = torch.empty(samples, channels - 1, **empty) if split else out
         if samples:
             split_blocks = channel_split(channels)
-            _launch("forward", samples, volume, *locations.pointers(), out, out_rest, samples, *locations.frame,
-                    *_shape_args(volume), channels, **split_blocks, WIDE=_wide(volume, out, out_rest),
+            _launch("forward", samples, volume, *locations.pointers(), out, out_rest, samples, *_shape_args(volume), channels, **split_blocks, WIDE=_wide(volume, out, out_rest),
                     SPLIT=split, **locations.constants())
         # the tensors through save_for_backward (autograd then notices one changed in place before the backward)
         ctx.save_for_backward(volume, *locations.tensors())
-        ctx.frame, ctx.split = locations.frame, split  # type: ignore[attr-defined]
+        ctx.split = split  # type: ignore[attr-defined]
         return (out, out_rest) if split else out
 
     @staticmethod
@@ -428,7 +451,7 @@ class _TritonTrilinear(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor, grad_rest: Tensor | None = None
     ) -> tuple[Tensor | None, Tensor | None, None, None]:
         volume, *tensors = ctx.saved_tensors  # type: ignore[attr-defined]
-        locations = _Locations(*tensors, frame=ctx.frame)  # type: ignore[attr-defined]
+        locations = _Locations(*tensors)
         samples, channels = locations.count, volume.shape[-1]
         need_coords = bool(ctx.needs_input_grad[1])  # type: ignore[attr-defined]
         split = channel_split(channels)
@@ -442,7 +465,7 @@ class _TritonTrilinear(torch.autograd.Function):
         grad_rest = grad_out if grad_rest is None else grad_rest.contiguous()
         if samples:
             _launch("backward", samples, volume, *locations.pointers(), grad_out, grad_rest, grad_head, grad_tail,
-                    grad_coords, samples, *locations.frame, *_shape_args(volume), *row_strides(gradient), channels,
+                    grad_coords, samples, *_shape_args(volume), *row_strides(gradient), channels,
                     NEED_COORDS=need_coords, **split, WIDE=_wide(volume, grad_out, grad_rest, gradient),
                     SPLIT=ctx.split, **locations.constants())  # type: ignore[attr-defined]
         grad_volume = None
@@ -505,8 +528,6 @@ def triton_sample_along_rays(
                          "coordinates with triton_trilinear_sample to get their gradient")
     volume = _checked_volume(volume)
     t = t.float().contiguous()  # also the coordinates' (unused) pointer
-    locations = _Locations(
-        t, batch_index.to(torch.int64).contiguous(), ray_index.to(torch.int64).contiguous(), t,
-        origins.float().contiguous(), directions.float().contiguous(), voxel_frame(pc_range, volume.shape[1:4]),
-    )
+    rows = ray_voxel_rows(origins, directions, batch_index, voxel_frame(pc_range, volume.shape[1:4]))
+    locations = _Locations(t, batch_index, ray_index.to(torch.int64).contiguous(), t, rows)
     return _TritonTrilinear.apply(volume, locations.coords, locations, split)
