@@ -439,8 +439,8 @@ class _TritonTrilinear(torch.autograd.Function):
         out_rest = torch.empty(samples, channels - 1, **empty) if split else out
         if samples:
             split_blocks = channel_split(channels)
-            _launch("forward", samples, volume, *locations.pointers(), out, out_rest, samples, *_shape_args(volume), channels, **split_blocks, WIDE=_wide(volume, out, out_rest),
-                    SPLIT=split, **locations.constants())
+            _launch("forward", samples, volume, *locations.pointers(), out, out_rest, samples, *_shape_args(volume),
+                    channels, **split_blocks, WIDE=_wide(volume, out, out_rest), SPLIT=split, **locations.constants())
         # the tensors through save_for_backward (autograd then notices one changed in place before the backward)
         ctx.save_for_backward(volume, *locations.tensors())
         ctx.split = split  # type: ignore[attr-defined]
