@@ -5,7 +5,7 @@
 set -euo pipefail
 here=benchmarks/results/h200_2026-12-03_session9
 mkdir -p runs
-cp $here/ncu_target.py $here/next_call.sh runs/
+cp $here/ncu_target.py $here/next_call.sh $here/next_call2.sh $here/mlp_configs.py runs/
 rm -rf runs/points && mkdir -p runs/points && git archive HEAD | tar x -C runs/points
 git apply --directory=runs/points $here/sampler_points_first.patch
 rm -rf runs/points/{benchmarks/results,experiments,docs,tests}

@@ -1,0 +1,13 @@
+# Next GPU session, call 2 (after prepare_next.sh and call 1): the colour MLP's backward at register-capped
+# launch shapes (mlp_configs.py; a faulting config is excluded and the trial repeated, up to 3 attempts). ~4 minutes.
+set -u
+source .gpu/activate.sh
+mkdir -p $OUT
+EX=""
+for attempt in 1 2 3; do
+  EXCLUDE=$EX timeout 150 python runs/mlp_configs.py > $OUT/mlp_configs_$attempt.txt 2>&1
+  grep -E "^OK .*color_mlp_triton._backward|mlp backward|NO FAULT|rror" $OUT/mlp_configs_$attempt.txt | cut -c1-200 | head -20
+  grep -q "NO FAULT" $OUT/mlp_configs_$attempt.txt && break
+  bad=$(grep "TRIAL nsmae_lightning.models.color_mlp_triton._backward_kernel" $OUT/mlp_configs_$attempt.txt | tail -1 | awk '{print $3}')
+  echo "attempt $attempt: fault in config $bad"; EX="$EX${EX:+,}$bad"
+done
