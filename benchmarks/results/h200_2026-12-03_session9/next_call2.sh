@@ -1,5 +1,6 @@
 # Next GPU session, call 2 (after prepare_next.sh and call 1): the colour MLP's backward at register-capped
-# launch shapes (mlp_configs.py; a faulting config is excluded and the trial repeated, up to 3 attempts). ~4 minutes.
+# launch shapes (mlp_configs.py; a faulting config is excluded and the trial repeated, up to 3 attempts); the
+# sampler's backward reducing in bf16 (runs/bf16red, timing and reference error) against HEAD. ~6 minutes.
 set -u
 source .gpu/activate.sh
 mkdir -p $OUT
@@ -11,3 +12,5 @@ for attempt in 1 2 3; do
   bad=$(grep "TRIAL nsmae_lightning.models.color_mlp_triton._backward_kernel" $OUT/mlp_configs_$attempt.txt | tail -1 | awk '{print $3}')
   echo "attempt $attempt: fault in config $bad"; EX="$EX${EX:+,}$bad"
 done
+KINDS=sampler,render EXTRA="--samplers trilinear_triton --profile 3 --top 40" OUT=$OUT/bf16red_ab \
+  timeout 200 bash benchmarks/render_ab.sh runs/bf16red 1 | sed "s/^base/bf16red/"
