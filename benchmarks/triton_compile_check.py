@@ -39,11 +39,11 @@ from nsmae_lightning.models import (
 LAYOUT = {f"{kind}_{axis}": "i32" for kind in ("stride", "row") for axis in "bzyx"}
 FRAME = {f"{kind}_{axis}": "fp32" for kind in ("lower", "cell") for axis in "xyz"}  # `voxel_frame`
 SAMPLER_ARGS = {"volume": "*bf16", "coords": "*fp32", "batch_index": "*i64", "ray_index": "*i64", "t": "*fp32",
-                "origins": "*fp32", "directions": "*fp32", "samples": "i32", **FRAME, "size_x": "i32",
-                "size_y": "i32", "size_z": "i32", "channels": "i32", **LAYOUT}
-SAMPLER_FORWARD = {**SAMPLER_ARGS, "out": "*bf16"}
-SAMPLER_BACKWARD = {**SAMPLER_ARGS, "grad_out": "*bf16", "grad_head": "*fp32", "grad_tail": "*fp32",
-                    "grad_coords": "*fp32"}
+                "ray_rows": "*fp32", "samples": "i32", "size_x": "i32", "size_y": "i32", "size_z": "i32",
+                "channels": "i32", **LAYOUT}
+SAMPLER_FORWARD = {**SAMPLER_ARGS, "out": "*bf16", "out_rest": "*bf16"}  # SPLIT: density and features apart
+SAMPLER_BACKWARD = {**SAMPLER_ARGS, "grad_out": "*bf16", "grad_rest": "*bf16", "grad_head": "*fp32",
+                    "grad_tail": "*fp32", "grad_coords": "*fp32"}
 COMPOSITE_ARGS = {"sigma": "*bf16", "sigma_stride": "i64", "t": "*fp32", "rgb": "*bf16", "offsets": "*i64",
                   "opacity": "*fp32", "depth": "*fp32", "color": "*fp32", "rays": "i32", "step": "fp32"}
 COMPOSITE_BACKWARD = {**COMPOSITE_ARGS, "grad_opacity": "*fp32", "grad_depth": "*fp32", "grad_color": "*fp32",
@@ -84,12 +84,15 @@ def ptxas_path() -> Path:
     raise SystemExit(f"no ptxas under {binaries}")
 
 
-def describe(kernel: Any, types: dict[str, str], constants: dict[str, Any], warps: int, arch: int) -> str:
-    """Compile one specialisation; its registers, spills and atomic instructions."""
+def describe(kernel: Any, types: dict[str, str], constants: dict[str, Any], warps: int, arch: int,
+             maxnreg: int | None = None) -> str:
+    """Compile one specialisation (``maxnreg``: a register cap, as a tuning config's); its registers,
+    spills and atomic instructions."""
     arguments = signature(kernel, types, constants)
     aligned = {(index,): [["tt.divisibility", 16]] for index, kind in enumerate(arguments.values()) if kind[0] == "*"}
     source = ASTSource(fn=kernel, signature=arguments, constexprs=constants, attrs=aligned)
-    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
+    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps,
+                                                                            **({"maxnreg": maxnreg} if maxnreg else {})})
     ptx = compiled.asm["ptx"]
     with tempfile.NamedTemporaryFile("w", suffix=".ptx") as handle:
         handle.write(ptx)
@@ -118,11 +121,12 @@ def main() -> None:
     split = trilinear_triton.channel_split(args.channels)
     for from_rays in (False, True) if "sampler" in kernels else ():  # points read, or computed from the rays
         for config in trilinear_triton._FORWARD_TUNING:
-            tile = {**split, "WIDE": False, "FROM_RAYS": from_rays, **config.kwargs}
+            tile = {**split, "WIDE": False, "FROM_RAYS": from_rays, "SPLIT": True, **config.kwargs}
             print(f"sampler forward  (from rays: {from_rays})", config.kwargs, f"warps {config.num_warps}:",
                   describe(trilinear_triton._forward_kernel, SAMPLER_FORWARD, tile, config.num_warps, args.arch))
         for config in trilinear_triton._TUNING:
-            tile = {**split, "WIDE": False, "NEED_COORDS": False, "FROM_RAYS": from_rays, **config.kwargs}
+            tile = {**split, "WIDE": False, "NEED_COORDS": False, "FROM_RAYS": from_rays, "SPLIT": True,
+                    **config.kwargs}
             print(f"sampler backward (from rays: {from_rays})", config.kwargs, f"warps {config.num_warps}:",
                   describe(trilinear_triton._backward_kernel, SAMPLER_BACKWARD, tile, config.num_warps, args.arch))
     if "pack" in kernels:
@@ -152,11 +156,13 @@ def main() -> None:
                   describe(march_fused_triton._backward_kernel, backward_types, tile, config.num_warps, args.arch))
     mlp = {name: fused[name] for name in ("FEATURES", "FEATURE_LANES", "HIDDEN", "HIDDEN_LANES", "PRECISION", "UPCAST")}
     for config in color_mlp_triton._TUNING if "color_mlp" in kernels else []:
-        tile = {**mlp, **config.kwargs}
         print("color_mlp forward ", config.kwargs, f"warps {config.num_warps}:",
-              describe(color_mlp_triton._forward_kernel, COLOR_MLP_FORWARD, tile, config.num_warps, args.arch))
-        print("color_mlp backward", config.kwargs, f"warps {config.num_warps}:",
-              describe(color_mlp_triton._backward_kernel, COLOR_MLP_BACKWARD, tile, config.num_warps, args.arch))
+              describe(color_mlp_triton._forward_kernel, COLOR_MLP_FORWARD, {**mlp, **config.kwargs},
+                       config.num_warps, args.arch))
+    for config in color_mlp_triton._BACKWARD_TUNING if "color_mlp" in kernels else []:
+        print("color_mlp backward", config.kwargs, f"warps {config.num_warps}, maxnreg {config.maxnreg}:",
+              describe(color_mlp_triton._backward_kernel, COLOR_MLP_BACKWARD, {**mlp, **config.kwargs},
+                       config.num_warps, args.arch, config.maxnreg))
 
 if __name__ == "__main__":
     main()
