@@ -111,6 +111,13 @@ if triton is not None:
         return (origin + t_row * direction - lower) / cell - 0.5
 
     @triton.jit
+    def _ray_coordinate(ray_rows, ray, t_row, valid, AXIS: tl.constexpr):
+        """Voxel coordinate along AXIS of a sample t_row along its ray: o' + t d' of the `ray_voxel_rows`
+        row at offset ``ray``."""
+        origin = tl.load(ray_rows + ray + AXIS, mask=valid, other=0.0)
+        return origin + t_row * tl.load(ray_rows + ray + 4 + AXIS, mask=valid, other=0.0)
+
+    @triton.jit
     def _load_samples(coords, batch_index, ray_index, t, ray_rows, samples, BLOCK_M: tl.constexpr,
                       FROM_RAYS: tl.constexpr, WIDE: tl.constexpr):
         """This program's sample indices, validity, voxel coordinates and batch elements: read from
@@ -122,12 +129,9 @@ if triton is not None:
             ray = tl.load(ray_index + m, mask=valid, other=0).to(tl.int64 if WIDE else tl.int32) * 8  # RAY_ROW
             t_row = tl.load(t + m, mask=valid, other=0.0)
             # one 32-byte row per ray: 7 loads of one sector (neighbouring samples share the ray: L1 hits)
-            cx = tl.load(ray_rows + ray, mask=valid, other=0.0) + t_row * tl.load(ray_rows + ray + 4, mask=valid,
-                                                                                  other=0.0)
-            cy = tl.load(ray_rows + ray + 1, mask=valid, other=0.0) + t_row * tl.load(ray_rows + ray + 5, mask=valid,
-                                                                                      other=0.0)
-            cz = tl.load(ray_rows + ray + 2, mask=valid, other=0.0) + t_row * tl.load(ray_rows + ray + 6, mask=valid,
-                                                                                      other=0.0)
+            cx = _ray_coordinate(ray_rows, ray, t_row, valid, 0)
+            cy = _ray_coordinate(ray_rows, ray, t_row, valid, 1)
+            cz = _ray_coordinate(ray_rows, ray, t_row, valid, 2)
             b = tl.load(ray_rows + ray + 3, mask=valid, other=0.0).to(tl.int32)
         else:
             cx = tl.load(coords + m * 3, mask=valid, other=0.0).to(tl.float32)
