@@ -8,9 +8,5 @@ set -euo pipefail
 here=benchmarks/results/h200_2026-12-03_session9
 mkdir -p runs
 cp $here/ncu_target.py $here/next_call.sh $here/next_call2.sh $here/mlp_configs.py runs/
-for variant in points:sampler_points_first bf16red:sampler_bf16_reductions; do
-  name=${variant%%:*}; patch=${variant##*:}
-  rm -rf runs/$name && mkdir -p runs/$name && git archive HEAD | tar x -C runs/$name
-  git apply --directory=runs/$name $here/$patch.patch
-  rm -rf runs/$name/{benchmarks/results,experiments,docs,tests}
-done
+bash benchmarks/make_variant.sh points $here/sampler_points_first.patch
+bash benchmarks/make_variant.sh bf16red $here/sampler_bf16_reductions.patch
