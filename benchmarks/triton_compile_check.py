@@ -38,9 +38,10 @@ from nsmae_lightning.models import (
 # volume element strides (stride_*) and gradient row strides (row_*), as the render network's volume has them
 LAYOUT = {f"{kind}_{axis}": "i32" for kind in ("stride", "row") for axis in "bzyx"}
 FRAME = {f"{kind}_{axis}": "fp32" for kind in ("lower", "cell") for axis in "xyz"}  # `voxel_frame`
-SAMPLER_ARGS = {"volume": "*bf16", "coords": "*fp32", "batch_index": "*i64", "ray_index": "*i64", "t": "*fp32",
-                "ray_rows": "*fp32", "samples": "i32", "size_x": "i32", "size_y": "i32", "size_z": "i32",
-                "channels": "i32", **LAYOUT}
+SAMPLER_ARGS = {"volume": "*bf16", "coords": "*fp32", "batch_index": "*i32", "samples": "i32", "size_x": "i32",
+                "size_y": "i32", "size_z": "i32", "channels": "i32", **LAYOUT}
+POINTS_ARGS = {"ray_index": "*i64", "t": "*fp32", "ray_rows": "*fp32", "coords": "*fp32", "batch_index": "*i32",
+               "samples": "i32"}
 SAMPLER_FORWARD = {**SAMPLER_ARGS, "out": "*bf16", "out_rest": "*bf16"}  # SPLIT: density and features apart
 SAMPLER_BACKWARD = {**SAMPLER_ARGS, "grad_out": "*bf16", "grad_rest": "*bf16", "grad_head": "*fp32",
                     "grad_tail": "*fp32", "grad_coords": "*fp32"}
@@ -119,16 +120,18 @@ def main() -> None:
     if kernels - set(KERNELS):
         raise SystemExit(f"--kernels: unknown {sorted(kernels - set(KERNELS))}; expected some of {list(KERNELS)}")
     split = trilinear_triton.channel_split(args.channels)
-    for from_rays in (False, True) if "sampler" in kernels else ():  # points read, or computed from the rays
-        for config in trilinear_triton._FORWARD_TUNING:
-            tile = {**split, "WIDE": False, "FROM_RAYS": from_rays, "SPLIT": True, **config.kwargs}
-            print(f"sampler forward  (from rays: {from_rays})", config.kwargs, f"warps {config.num_warps}:",
-                  describe(trilinear_triton._forward_kernel, SAMPLER_FORWARD, tile, config.num_warps, args.arch))
-        for config in trilinear_triton._TUNING:
-            tile = {**split, "WIDE": False, "NEED_COORDS": False, "FROM_RAYS": from_rays, "SPLIT": True,
-                    **config.kwargs}
-            print(f"sampler backward (from rays: {from_rays})", config.kwargs, f"warps {config.num_warps}:",
-                  describe(trilinear_triton._backward_kernel, SAMPLER_BACKWARD, tile, config.num_warps, args.arch))
+    if "sampler" in kernels:
+        points = {"BLOCK_M": trilinear_triton.POINTS_BLOCK, "WIDE": False}
+        print("sampler points", points, "warps 4:",
+              describe(trilinear_triton._points_kernel, POINTS_ARGS, points, 4, args.arch))
+    for config in trilinear_triton._FORWARD_TUNING if "sampler" in kernels else []:
+        tile = {**split, "WIDE": False, "SPLIT": True, **config.kwargs}
+        print("sampler forward ", config.kwargs, f"warps {config.num_warps}:",
+              describe(trilinear_triton._forward_kernel, SAMPLER_FORWARD, tile, config.num_warps, args.arch))
+    for config in trilinear_triton._TUNING if "sampler" in kernels else []:
+        tile = {**split, "WIDE": False, "NEED_COORDS": False, "SPLIT": True, **config.kwargs}
+        print("sampler backward", config.kwargs, f"warps {config.num_warps}:",
+              describe(trilinear_triton._backward_kernel, SAMPLER_BACKWARD, tile, config.num_warps, args.arch))
     if "pack" in kernels:
         block = {"BLOCK": ray_samples_triton.BLOCK_RAYS}
         for name, kernel in (("count", ray_samples_triton._count_kernel), ("list", ray_samples_triton._list_kernel)):

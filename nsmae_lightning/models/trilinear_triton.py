@@ -34,7 +34,6 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -43,6 +42,7 @@ from nsmae_lightning.models.volume_layout import gradient_like, row_strides, vol
 
 BLOCK = 64  # samples per program in the interpreter (tuned on a GPU)
 JOIN_BLOCK = 1024  # gradient elements per program of the channel join
+POINTS_BLOCK = 512  # samples per program of the points kernel
 RAY_ROW = 8  # float32 values per ray of `ray_voxel_rows` (32 bytes: one sector); the kernels' literal 8
 
 
@@ -118,27 +118,30 @@ if triton is not None:
         return origin + t_row * tl.load(ray_rows + ray + 4 + AXIS, mask=valid, other=0.0)
 
     @triton.jit
-    def _load_samples(coords, batch_index, ray_index, t, ray_rows, samples, BLOCK_M: tl.constexpr,
-                      FROM_RAYS: tl.constexpr, WIDE: tl.constexpr):
-        """This program's sample indices, validity, voxel coordinates and batch elements: read from
-        ``coords`` / ``batch_index`` (M,), or with FROM_RAYS computed from each sample's ray and distance
-        (``ray_index``, ``t`` (M,)) as row + t step of its ray's `ray_voxel_rows` row (``ray_rows``)."""
+    def _load_samples(coords, batch_index, samples, BLOCK_M: tl.constexpr):
+        """This program's sample indices, validity, voxel coordinates and batch elements, read from
+        ``coords`` (M, 3) / ``batch_index`` (M,)."""
         m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
         valid = m < samples
-        if FROM_RAYS:
-            ray = tl.load(ray_index + m, mask=valid, other=0).to(tl.int64 if WIDE else tl.int32) * 8  # RAY_ROW
-            t_row = tl.load(t + m, mask=valid, other=0.0)
-            # one 32-byte row per ray: 7 loads of one sector (neighbouring samples share the ray: L1 hits)
-            cx = _ray_coordinate(ray_rows, ray, t_row, valid, 0)
-            cy = _ray_coordinate(ray_rows, ray, t_row, valid, 1)
-            cz = _ray_coordinate(ray_rows, ray, t_row, valid, 2)
-            b = tl.load(ray_rows + ray + 3, mask=valid, other=0.0).to(tl.int32)
-        else:
-            cx = tl.load(coords + m * 3, mask=valid, other=0.0).to(tl.float32)
-            cy = tl.load(coords + m * 3 + 1, mask=valid, other=0.0).to(tl.float32)
-            cz = tl.load(coords + m * 3 + 2, mask=valid, other=0.0).to(tl.float32)
-            b = tl.load(batch_index + m, mask=valid, other=0)
+        cx = tl.load(coords + m * 3, mask=valid, other=0.0).to(tl.float32)
+        cy = tl.load(coords + m * 3 + 1, mask=valid, other=0.0).to(tl.float32)
+        cz = tl.load(coords + m * 3 + 2, mask=valid, other=0.0).to(tl.float32)
+        b = tl.load(batch_index + m, mask=valid, other=0)
         return m, valid, cx, cy, cz, b
+
+    @triton.jit
+    def _points_kernel(ray_index, t, ray_rows, coords, batch_index, samples, BLOCK_M: tl.constexpr,
+                       WIDE: tl.constexpr):
+        """(M, 3) float32 voxel coordinates and (M,) int32 batch elements of ray samples: row + t step of
+        each sample's ray's `ray_voxel_rows` row (``ray_index``, ``t`` (M,))."""
+        m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+        valid = m < samples
+        ray = tl.load(ray_index + m, mask=valid, other=0).to(tl.int64 if WIDE else tl.int32) * 8  # RAY_ROW
+        t_row = tl.load(t + m, mask=valid, other=0.0)
+        row = m.to(tl.int64 if WIDE else tl.int32) * 3
+        for axis in tl.static_range(3):
+            tl.store(coords + row + axis, _ray_coordinate(ray_rows, ray, t_row, valid, axis), mask=valid)
+        tl.store(batch_index + m, tl.load(ray_rows + ray + 3, mask=valid, other=0.0).to(tl.int32), mask=valid)
 
     @triton.jit
     def _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x,
@@ -179,12 +182,11 @@ if triton is not None:
             tl.store(out + rows[:, None] * channels + c[None, :], acc, mask=mask)
 
     @triton.jit
-    def _forward_kernel(volume, coords, batch_index, ray_index, t, ray_rows, out, out_rest, samples,
+    def _forward_kernel(volume, coords, batch_index, out, out_rest, samples,
                         size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x, channels,
                         HEAD: tl.constexpr, TAIL: tl.constexpr, TAIL_LANES: tl.constexpr, WIDE: tl.constexpr,
-                        FROM_RAYS: tl.constexpr, SPLIT: tl.constexpr, BLOCK_M: tl.constexpr):
-        m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, ray_index, t, ray_rows, samples, BLOCK_M,
-                                                FROM_RAYS, WIDE)
+                        SPLIT: tl.constexpr, BLOCK_M: tl.constexpr):
+        m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, samples, BLOCK_M)
         _gather_block(volume, out, out_rest, m, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z,
                       stride_y, stride_x, channels, 0, HEAD, HEAD, WIDE, SPLIT)
         if TAIL > 0:
@@ -242,15 +244,13 @@ if triton is not None:
         return gx, gy, gz
 
     @triton.jit
-    def _backward_kernel(volume, coords, batch_index, ray_index, t, ray_rows, grad_out, grad_rest,
+    def _backward_kernel(volume, coords, batch_index, grad_out, grad_rest,
                          grad_head, grad_tail, grad_coords, samples, size_x, size_y, size_z, stride_b, stride_z,
                          stride_y, stride_x,
                          row_b, row_z, row_y, row_x, channels,
                          NEED_COORDS: tl.constexpr, HEAD: tl.constexpr, TAIL: tl.constexpr,
-                         TAIL_LANES: tl.constexpr, WIDE: tl.constexpr, FROM_RAYS: tl.constexpr, SPLIT: tl.constexpr,
-                         BLOCK_M: tl.constexpr):
-        m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, ray_index, t, ray_rows, samples, BLOCK_M,
-                                                FROM_RAYS, WIDE)
+                         TAIL_LANES: tl.constexpr, WIDE: tl.constexpr, SPLIT: tl.constexpr, BLOCK_M: tl.constexpr):
+        m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, samples, BLOCK_M)
         g = _load_grad_block(grad_out, grad_rest, m, valid, channels, 0, HEAD, HEAD, WIDE, SPLIT)
         gx, gy, gz = _scatter_block(volume, g, grad_head, valid, cx, cy, cz, b, size_x, size_y, size_z,
                                     stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
@@ -277,9 +277,9 @@ if triton is not None:
     ]
     # The forward holds all 8 corner rows in registers: at more than 16 rows per warp it spills.
     _FORWARD_TUNING = [config for config in _TUNING if config.kwargs["BLOCK_M"] <= 16 * config.num_warps]
-    _forward_tuned = triton.autotune(_FORWARD_TUNING, key=["channels", "WIDE", "FROM_RAYS", "SPLIT"])(_forward_kernel)
+    _forward_tuned = triton.autotune(_FORWARD_TUNING, key=["channels", "WIDE", "SPLIT"])(_forward_kernel)
     _backward_tuned = triton.autotune(
-        _TUNING, key=["channels", "NEED_COORDS", "WIDE", "FROM_RAYS", "SPLIT"],
+        _TUNING, key=["channels", "NEED_COORDS", "WIDE", "SPLIT"],
         reset_to_zero=["grad_head", "grad_tail", "grad_coords"]
     )(_backward_kernel)
 
@@ -399,54 +399,26 @@ def ray_voxel_rows(origins: Tensor, directions: Tensor, batch_index: Tensor, fra
     return rows
 
 
-@dataclass(frozen=True)
-class _Locations:
-    """Where the kernels find the samples: (M, 3) voxel coordinates and (M,) batch elements, or (with
-    ``ray_index``) each sample's ray and distance and the rays' `ray_voxel_rows` (the points are then
-    computed in the kernels, not stored)."""
-
-    coords: Tensor
-    batch_index: Tensor
-    ray_index: Tensor | None = None
-    t: Tensor | None = None
-    ray_rows: Tensor | None = None
-
-    @property
-    def count(self) -> int:
-        return (self.coords if self.ray_index is None else self.ray_index).shape[0]
-
-    def pointers(self) -> tuple[Tensor, ...]:
-        """coords, batch_index, ray_index, t, ray_rows (unused ones name another tensor)."""
-        return tuple(self.coords if value is None else value for value in self.tensors())
-
-    def tensors(self) -> tuple[Tensor | None, ...]:
-        """The tensor fields in order (None where unset): ``_Locations(*tensors())`` rebuilds it."""
-        return self.coords, self.batch_index, self.ray_index, self.t, self.ray_rows
-
-    def constants(self) -> dict[str, bool]:
-        return {"FROM_RAYS": self.ray_index is not None}
-
-
 class _TritonTrilinear(torch.autograd.Function):
-    """Autograd wrapper of the two kernels: the volume is differentiated, and the coordinates when
-    they are given as a tensor (not when they are computed from rays). With ``split`` the values come
+    """Autograd wrapper of the two kernels: the volume is differentiated, and the coordinates when they
+    require it (`triton_sample_along_rays` makes them without). With ``split`` the values come
     out as channel 0 (M,) and the others (M, C - 1), and the backward reads their gradients as they
     are (no (M, C) gradient is assembled from them)."""
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, volume: Tensor, coords: Tensor, locations: _Locations, split: bool
+        ctx: torch.autograd.function.FunctionCtx, volume: Tensor, coords: Tensor, batch_index: Tensor, split: bool
     ) -> Tensor | tuple[Tensor, Tensor]:
-        samples, channels = locations.count, volume.shape[-1]
+        samples, channels = coords.shape[0], volume.shape[-1]
         empty = {"device": volume.device, "dtype": volume.dtype}
         out = torch.empty((samples,) if split else (samples, channels), **empty)
         out_rest = torch.empty(samples, channels - 1, **empty) if split else out
         if samples:
             split_blocks = channel_split(channels)
-            _launch("forward", samples, volume, *locations.pointers(), out, out_rest, samples, *_shape_args(volume),
-                    channels, **split_blocks, WIDE=_wide(volume, out, out_rest), SPLIT=split, **locations.constants())
+            _launch("forward", samples, volume, coords, batch_index, out, out_rest, samples, *_shape_args(volume),
+                    channels, **split_blocks, WIDE=_wide(volume, out, out_rest), SPLIT=split)
         # the tensors through save_for_backward (autograd then notices one changed in place before the backward)
-        ctx.save_for_backward(volume, *locations.tensors())
+        ctx.save_for_backward(volume, coords, batch_index)
         ctx.split = split  # type: ignore[attr-defined]
         return (out, out_rest) if split else out
 
@@ -454,9 +426,8 @@ class _TritonTrilinear(torch.autograd.Function):
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor, grad_rest: Tensor | None = None
     ) -> tuple[Tensor | None, Tensor | None, None, None]:
-        volume, *tensors = ctx.saved_tensors  # type: ignore[attr-defined]
-        locations = _Locations(*tensors)
-        samples, channels = locations.count, volume.shape[-1]
+        volume, coords, batch_index = ctx.saved_tensors  # type: ignore[attr-defined]
+        samples, channels = coords.shape[0], volume.shape[-1]
         need_coords = bool(ctx.needs_input_grad[1])  # type: ignore[attr-defined]
         split = channel_split(channels)
         gradient = gradient_like(volume)  # the volume's layout where it is dense: no reordering copy later
@@ -468,14 +439,14 @@ class _TritonTrilinear(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         grad_rest = grad_out if grad_rest is None else grad_rest.contiguous()
         if samples:
-            _launch("backward", samples, volume, *locations.pointers(), grad_out, grad_rest, grad_head, grad_tail,
+            _launch("backward", samples, volume, coords, batch_index, grad_out, grad_rest, grad_head, grad_tail,
                     grad_coords, samples, *_shape_args(volume), *row_strides(gradient), channels,
                     NEED_COORDS=need_coords, **split, WIDE=_wide(volume, grad_out, grad_rest, gradient),
-                    SPLIT=ctx.split, **locations.constants())  # type: ignore[attr-defined]
+                    SPLIT=ctx.split)  # type: ignore[attr-defined]
         grad_volume = None
         if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
             grad_volume = _join_channels(grad_head, grad_tail, gradient)  # the rows the kernel scattered to
-        return grad_volume, grad_coords.to(locations.coords.dtype) if need_coords else None, None, None
+        return grad_volume, grad_coords.to(coords.dtype) if need_coords else None, None, None
 
 
 def _checked_volume(volume: Tensor) -> Tensor:
@@ -499,20 +470,20 @@ def triton_trilinear_sample(volume: Tensor, coords: Tensor, batch_index: Tensor)
         (M, C) in the volume's dtype, accumulated in float32.
     """
     coords = coords.contiguous()
-    locations = _Locations(coords, batch_index.to(torch.int64).contiguous())
-    return _TritonTrilinear.apply(_checked_volume(volume), coords, locations, False)
+    return _TritonTrilinear.apply(_checked_volume(volume), coords, batch_index.to(torch.int64).contiguous(), False)
 
 
 def triton_sample_along_rays(
     volume: Tensor, origins: Tensor, directions: Tensor, batch_index: Tensor, ray_index: Tensor, t: Tensor,
     pc_range: Sequence[float], split: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor]:
-    """The volume at the points o_r + t d_r of ray samples, the points computed inside the kernels.
+    """The volume at the points o_r + t d_r of ray samples, their voxel coordinates made by one kernel.
 
     The same values as `triton_trilinear_sample` at ``metric_to_voxel(origins[ray_index] + t[:, None] *
-    directions[ray_index])`` (up to float32 rounding of the point), without the (M, 3) points,
-    coordinates and per-sample batch elements, and their ~10 kernels, in between. The ray geometry
-    is data: it is not differentiated (only the volume is).
+    directions[ray_index])`` (up to float32 rounding of the point), without the ~10 torch kernels of
+    those points, coordinates and per-sample batch elements: `ray_voxel_rows` (four small kernels) and a
+    points kernel write the (M, 3) coordinates and (M,) batch elements. The ray geometry is data: it is
+    not differentiated (only the volume is).
 
     Args:
         volume: (B, Z, Y, X, C) over ``pc_range``, as in `triton_trilinear_sample`.
@@ -531,7 +502,14 @@ def triton_sample_along_rays(
         raise ValueError("triton_sample_along_rays does not differentiate the rays; sample metric_to_voxel "
                          "coordinates with triton_trilinear_sample to get their gradient")
     volume = _checked_volume(volume)
-    t = t.float().contiguous()  # also the coordinates' (unused) pointer
     rows = ray_voxel_rows(origins, directions, batch_index, voxel_frame(pc_range, volume.shape[1:4]))
-    locations = _Locations(t, batch_index, ray_index.to(torch.int64).contiguous(), t, rows)
-    return _TritonTrilinear.apply(volume, locations.coords, locations, split)
+    # the points first (one small kernel), then the kernels at coordinates: sampler fwd + bwd 1.49 GPU ms
+    # against 1.71 with each sample's ray read inside them (H200, 1.54 M samples; benchmarks/RESULTS.md)
+    samples = t.shape[0]
+    coords = torch.empty(samples, 3, device=volume.device, dtype=torch.float32)
+    sample_batch = torch.empty(samples, device=volume.device, dtype=torch.int32)
+    if samples:
+        _points_kernel[(triton.cdiv(samples, POINTS_BLOCK),)](ray_index.contiguous(), t.float().contiguous(), rows,
+                                                               coords, sample_batch, samples, BLOCK_M=POINTS_BLOCK,
+                                                               WIDE=_wide(coords), num_warps=4)
+    return _TritonTrilinear.apply(volume, coords, sample_batch, split)
