@@ -283,3 +283,17 @@ def test_render_benchmark_embedding_is_laid_out_as_the_decoder_returns_it() -> N
     assert old.dtype == torch.float32 and old.is_contiguous() and not old.requires_grad
     with pytest.raises(ValueError, match="embedding layout"):
         bench.bev_embedding((1, 1, 1, 1), cpu, torch.float32, "nhwc", False)
+
+
+def test_corner_sharing_counts_the_distinct_corners_of_a_block() -> None:
+    sharing = _benchmark_module("corner_sharing")
+    # two samples in one cell share all 8 corners; a neighbour one cell along an axis shares 4
+    coords = torch.tensor([[0.2, 0.3, 0.4], [0.7, 0.1, 0.9], [1.5, 0.5, 0.5], [1.5, 0.5, 0.5]])
+    keys = sharing.corner_keys(coords, torch.tensor([0, 0, 0, 1]))
+    assert keys.shape == (4, 8) and keys[0].unique().numel() == 8
+    assert sharing.kept_fraction(keys[:2], 2) == 8 / 16
+    assert sharing.kept_fraction(keys[1:3], 2) == 12 / 16
+    assert sharing.kept_fraction(keys[2:], 2) == 1.0  # the same voxel in another batch element is another add
+    assert sharing.kept_fraction(keys, 1) == 1.0
+    with pytest.raises(ValueError, match="larger than"):
+        sharing.kept_fraction(keys, 5)
