@@ -37,7 +37,6 @@ from nsmae_lightning.models import (
 
 # volume element strides (stride_*) and gradient row strides (row_*), as the render network's volume has them
 LAYOUT = {f"{kind}_{axis}": "i32" for kind in ("stride", "row") for axis in "bzyx"}
-FRAME = {f"{kind}_{axis}": "fp32" for kind in ("lower", "cell") for axis in "xyz"}  # `voxel_frame`
 SAMPLER_ARGS = {"volume": "*bf16", "coords": "*fp32", "batch_index": "*i32", "samples": "i32", "size_x": "i32",
                 "size_y": "i32", "size_z": "i32", "channels": "i32", **LAYOUT}
 POINTS_ARGS = {"ray_index": "*i64", "t": "*fp32", "ray_rows": "*fp32", "coords": "*fp32", "batch_index": "*i32",
@@ -51,10 +50,9 @@ COMPOSITE_BACKWARD = {**COMPOSITE_ARGS, "grad_opacity": "*fp32", "grad_depth": "
                       "grad_sigma": "*fp32", "grad_rgb": "*fp32"}
 
 FUSED_ARGS = {
-    "volume": "*bf16", "origins": "*fp32", "directions": "*fp32", "batch_index": "*i64", "t": "*fp32", "offsets": "*i64",
+    "volume": "*bf16", "ray_rows": "*fp32", "t": "*fp32", "offsets": "*i64",
     "ray_bias": "*fp32", "w1": "*bf16", "w2": "*bf16", "b2": "*bf16", "w3": "*bf16", "b3": "*bf16",
     "opacity": "*fp32", "depth": "*fp32", "color": "*fp32", "rays": "i32", "step": "fp32",
-    **FRAME,
     "size_x": "i32", "size_y": "i32", "size_z": "i32", "channels": "i32", **LAYOUT,
 }
 FUSED_BACKWARD = {**FUSED_ARGS, **{name: "*fp32" for name in (

@@ -6,7 +6,8 @@ separate kernels, and the colour MLP runs as generic GEMMs on them. Here a progr
 BLOCK_R whole rays and walks them in chunks of BLOCK_S samples; a chunk is one tile of
 BLOCK_R * BLOCK_S rows that never leaves registers:
 
-1. sample points x = o + t d -> voxel coordinates (as `trilinear.metric_to_voxel`);
+1. sample points x = o + t d -> voxel coordinates (one FMA per axis from the ray's
+   `trilinear_triton.ray_voxel_rows` row, as the sampler along rays computes them);
 2. trilinear reads of density and the Cf features (`trilinear_triton._interpolate`);
 3. colour MLP c = sigmoid(W3 relu(W2 relu(W1f f + p_r) + b2) + b3) with `tl.dot`
    (bf16 / fp16 / fp32 operands as the autocast dtype says, fp32 accumulation);
@@ -58,6 +59,7 @@ from nsmae_lightning.models.trilinear_triton import (
     _wide,
     check_triton_device,
     interpreting,
+    ray_voxel_rows,
     require_triton,
     triton,
     voxel_frame,
@@ -85,7 +87,7 @@ if triton is not None:
         _upstream,
         _weights,
     )
-    from nsmae_lightning.models.trilinear_triton import _interpolate, _scatter_block, _voxel
+    from nsmae_lightning.models.trilinear_triton import _interpolate, _ray_coordinate, _scatter_block
 
     @triton.jit
     def _dot(a, b, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
@@ -101,8 +103,8 @@ if triton is not None:
         return tl.load(w3 + J * HIDDEN + hidden, mask=hidden_ok, other=0.0).to(tl.float32)
 
     @triton.jit
-    def _tile(volume, origins, directions, batch_index, t, ray_bias, w1, w2, b2, w3, b3,
-              r, start, length, first, step, lower_x, lower_y, lower_z, cell_x, cell_y, cell_z,
+    def _tile(volume, ray_rows, t, ray_bias, w1, w2, b2, w3, b3,
+              r, start, length, first, step,
               size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x,
               row_b, row_z, row_y, row_x, channels,
               FEATURES: tl.constexpr, FEATURE_LANES: tl.constexpr, HIDDEN: tl.constexpr,
@@ -130,10 +132,11 @@ if triton is not None:
                         mask=valid[:, None] & (feature < FEATURES)[None, :], other=0.0).to(compute)
         else:
             t_row = tl.reshape(distance, (rows,))
-            cx = _voxel(origins, directions, ray, t_row, valid, 0, lower_x, cell_x)
-            cy = _voxel(origins, directions, ray, t_row, valid, 1, lower_y, cell_y)
-            cz = _voxel(origins, directions, ray, t_row, valid, 2, lower_z, cell_z)
-            b = tl.load(batch_index + ray, mask=valid, other=0)
+            row = ray * 8  # RAY_ROW: the ray's `ray_voxel_rows` row
+            cx = _ray_coordinate(ray_rows, row, t_row, valid, 0)
+            cy = _ray_coordinate(ray_rows, row, t_row, valid, 1)
+            cz = _ray_coordinate(ray_rows, row, t_row, valid, 2)
+            b = tl.load(ray_rows + row + 3, mask=valid, other=0.0).to(tl.int64)
             density = _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z,
                                    stride_y, stride_x, 0, 1, 1, WIDE).to(stored).to(tl.float32)
             x = _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z, stride_y,
@@ -159,8 +162,8 @@ if triton is not None:
         return distance, a, valid, sample, cx, cy, cz, b, x, w1t, h1, w2t, h2, red, green, blue
 
     @triton.jit
-    def _forward_kernel(volume, origins, directions, batch_index, t, offsets, ray_bias, w1, w2, b2, w3, b3,
-                        opacity, depth, color, rays, step, lower_x, lower_y, lower_z, cell_x, cell_y, cell_z,
+    def _forward_kernel(volume, ray_rows, t, offsets, ray_bias, w1, w2, b2, w3, b3,
+                        opacity, depth, color, rays, step,
                         size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x,
                         row_b, row_z, row_y, row_x, channels,
                         FEATURES: tl.constexpr, FEATURE_LANES: tl.constexpr, HIDDEN: tl.constexpr,
@@ -175,8 +178,8 @@ if triton is not None:
         total_b = tl.zeros((BLOCK_R,), dtype=tl.float32)
         for first in range(0, tl.max(length, axis=0), BLOCK_S):
             distance, a, _, _, _, _, _, _, _, _, _, _, _, red, green, blue = _tile(
-                volume, origins, directions, batch_index, t, ray_bias, w1, w2, b2, w3, b3,
-                r, start, length, first, step, lower_x, lower_y, lower_z, cell_x, cell_y, cell_z,
+                volume, ray_rows, t, ray_bias, w1, w2, b2, w3, b3,
+                r, start, length, first, step,
                 size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x,
                 row_b, row_z, row_y, row_x, channels,
                 FEATURES, FEATURE_LANES, HIDDEN, HIDDEN_LANES, PRECISION, UPCAST, WIDE, SAMPLED, BLOCK_R, BLOCK_S)
@@ -195,10 +198,10 @@ if triton is not None:
         return tl.reshape(w * g[:, None], (BLOCK_R * BLOCK_S,)) * c * (1.0 - c)
 
     @triton.jit
-    def _backward_kernel(volume, origins, directions, batch_index, t, offsets, ray_bias, w1, w2, b2, w3, b3,
+    def _backward_kernel(volume, ray_rows, t, offsets, ray_bias, w1, w2, b2, w3, b3,
                          opacity, depth, color, grad_opacity, grad_depth, grad_color,
                          grad_density, grad_features, grad_bias, grad_w1, grad_w2, grad_b2, grad_w3, grad_b3,
-                         rays, step, lower_x, lower_y, lower_z, cell_x, cell_y, cell_z,
+                         rays, step,
                          size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x,
                          row_b, row_z, row_y, row_x, channels,
                          FEATURES: tl.constexpr, FEATURE_LANES: tl.constexpr, HIDDEN: tl.constexpr,
@@ -231,8 +234,8 @@ if triton is not None:
             acc_bias = tl.zeros((BLOCK_R, HIDDEN_LANES), dtype=tl.float32)  # dp_r of these rays
             for first in range(0, tl.max(length, axis=0), BLOCK_S):
                 distance, a, valid, sample, cx, cy, cz, b, x, w1t, h1, w2t, h2, red, green, blue = _tile(
-                    volume, origins, directions, batch_index, t, ray_bias, w1, w2, b2, w3, b3,
-                    r, start, length, first, step, lower_x, lower_y, lower_z, cell_x, cell_y, cell_z,
+                    volume, ray_rows, t, ray_bias, w1, w2, b2, w3, b3,
+                    r, start, length, first, step,
                     size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x,
                     row_b, row_z, row_y, row_x, channels,
                     FEATURES, FEATURE_LANES, HIDDEN, HIDDEN_LANES, PRECISION, UPCAST, WIDE, SAMPLED, BLOCK_R, BLOCK_S)
@@ -396,8 +399,8 @@ class _FusedColorMarch(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, volume: Tensor, ray_bias: Tensor, w1: Tensor, w2: Tensor,
-        b2: Tensor, w3: Tensor, b3: Tensor, origins: Tensor, directions: Tensor, batch_index: Tensor, t: Tensor,
-        offsets: Tensor, step: float, geometry: tuple[float, ...], compute: torch.dtype,
+        b2: Tensor, w3: Tensor, b3: Tensor, ray_rows: Tensor, t: Tensor, offsets: Tensor, step: float,
+        compute: torch.dtype,
     ) -> tuple[Tensor, Tensor, Tensor]:
         # ``volume``: (B, Z, Y, X, 1 + Cf), or the sampler's (M, 1 + Cf) values of the samples (SAMPLED)
         rays = offsets.shape[0] - 1
@@ -407,11 +410,11 @@ class _FusedColorMarch(torch.autograd.Function):
         color = torch.empty(rays, 3, device=volume.device, dtype=torch.float32)
         constants = _constants(volume, w1, w2, compute)
         if rays:
-            _launch("forward", rays, volume.device, volume, origins, directions, batch_index, t, offsets, ray_bias,
-                    *weights, opacity, depth, color, rays, step, *geometry, *_source_shape(volume), **constants)
-        ctx.save_for_backward(volume, ray_bias, origins, directions, batch_index, t, offsets, opacity, depth, color,
+            _launch("forward", rays, volume.device, volume, ray_rows, t, offsets, ray_bias,
+                    *weights, opacity, depth, color, rays, step, *_source_shape(volume), **constants)
+        ctx.save_for_backward(volume, ray_bias, ray_rows, t, offsets, opacity, depth, color,
                               *weights)
-        ctx.step, ctx.geometry, ctx.compute = step, geometry, compute  # type: ignore[attr-defined]
+        ctx.step, ctx.compute = step, compute  # type: ignore[attr-defined]
         ctx.dtypes = [weight.dtype for weight in (w1, w2, b2, w3, b3)]  # type: ignore[attr-defined]
         return opacity, depth, color
 
@@ -419,7 +422,7 @@ class _FusedColorMarch(torch.autograd.Function):
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad_opacity: Tensor, grad_depth: Tensor, grad_color: Tensor
     ) -> tuple[Tensor | None, ...]:
-        (volume, ray_bias, origins, directions, batch_index, t, offsets, opacity, depth, color,
+        (volume, ray_bias, ray_rows, t, offsets, opacity, depth, color,
          *weights) = ctx.saved_tensors  # type: ignore[attr-defined]
         rays = offsets.shape[0] - 1
         features = volume.shape[-1] - 1
@@ -436,14 +439,14 @@ class _FusedColorMarch(torch.autograd.Function):
         grad_bias = torch.zeros(ray_bias.shape, **zeros)
         grads = [torch.zeros(weight.shape, **zeros) for weight in weights]
         if rays:
-            _launch("backward", rays, volume.device, volume, origins, directions, batch_index, t, offsets, ray_bias,
+            _launch("backward", rays, volume.device, volume, ray_rows, t, offsets, ray_bias,
                     *weights, opacity, depth, color, grad_opacity.float().contiguous(),
                     grad_depth.float().contiguous(), grad_color.float().contiguous(), grad_density, grad_features,
-                    grad_bias, *grads, rays, ctx.step, *ctx.geometry, *_source_shape(volume),  # type: ignore[attr-defined]
+                    grad_bias, *grads, rays, ctx.step, *_source_shape(volume),  # type: ignore[attr-defined]
                     **constants)
         grad_volume = grad_features if sampled else _join_channels(grad_density, grad_features, gradient_like(volume))
         grad_weights = [grad.to(dtype) for grad, dtype in zip(grads, ctx.dtypes)]  # type: ignore[attr-defined]
-        return (grad_volume, grad_bias, *grad_weights, None, None, None, None, None, None, None, None)
+        return (grad_volume, grad_bias, *grad_weights, None, None, None, None, None)
 
 
 def _source_shape(source: Tensor) -> tuple[int, ...]:
@@ -501,8 +504,8 @@ def fused_color_march(
     ray_bias = network.ray_bias(rays.directions)  # p_r = W1e enc(d_r) + b1 (float32, differentiated by autograd)
     opacity, depth, color = _FusedColorMarch.apply(
         (volume if values is None else values).contiguous(), ray_bias.contiguous(), first.weight[:, :features], second.weight, second.bias,
-        last.weight, last.bias, rays.origins.float().contiguous(), rays.directions.float().contiguous(),
-        rays.batch_index.to(torch.int64).contiguous(), samples.t.detach().float().contiguous(),
-        samples.offsets.contiguous(), float(step), voxel_frame(pc_range, volume.shape[1:4]), compute,
+        last.weight, last.bias, ray_voxel_rows(rays.origins, rays.directions, rays.batch_index,
+                                               voxel_frame(pc_range, volume.shape[1:4])),
+        samples.t.detach().float().contiguous(), samples.offsets.contiguous(), float(step), compute,
     )
     return finish_rendering(opacity, depth, color, background, normalize_depth)

@@ -104,13 +104,6 @@ if triton is not None:
         return tl.where(inside, offset, 0)
 
     @triton.jit
-    def _voxel(origins, directions, ray, t_row, valid, AXIS: tl.constexpr, lower, cell):
-        """Continuous voxel coordinate along AXIS of o + t d (`trilinear.metric_to_voxel`)."""
-        origin = tl.load(origins + ray * 3 + AXIS, mask=valid, other=0.0)
-        direction = tl.load(directions + ray * 3 + AXIS, mask=valid, other=0.0)
-        return (origin + t_row * direction - lower) / cell - 0.5
-
-    @triton.jit
     def _ray_coordinate(ray_rows, ray, t_row, valid, AXIS: tl.constexpr):
         """Voxel coordinate along AXIS of a sample t_row along its ray: o' + t d' of the `ray_voxel_rows`
         row at offset ``ray``."""
@@ -368,7 +361,7 @@ def _frame(pc_range: tuple[float, ...], grid_size: tuple[int, ...]) -> tuple[flo
 
 def voxel_frame(pc_range: Sequence[float], grid_size: Sequence[int]) -> tuple[float, ...]:
     """(lower_x, lower_y, lower_z, cell_x, cell_y, cell_z) of a (Z, Y, X) volume over ``pc_range``: what the
-    kernels' `_voxel` maps metric points with, in float32 as `trilinear.metric_to_voxel` computes them
+    rays are mapped with (`ray_voxel_rows`), in float32 as `trilinear.metric_to_voxel` computes them
     (once per range and grid)."""
     return _frame(tuple(float(value) for value in pc_range), tuple(int(size) for size in grid_size))
 
