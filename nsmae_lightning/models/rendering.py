@@ -517,7 +517,7 @@ class NeRFPretrainHead(nn.Module):
             """(M, C) volume values at the samples with the configured sampler, or with ``split`` their
             density (M,) and features (M, C - 1) (`split_density`; the Triton sampler writes them apart)."""
             geometry_fixed = not (rays.origins.requires_grad or rays.directions.requires_grad or samples.t.requires_grad)
-            if sampler == "trilinear_triton" and geometry_fixed:  # the kernels compute each point from its ray
+            if sampler == "trilinear_triton" and geometry_fixed:  # one small kernel makes the points from the rays
                 from nsmae_lightning.models.trilinear_triton import triton_sample_along_rays
 
                 return triton_sample_along_rays(volume, rays.origins, rays.directions, rays.batch_index, ray_index,
