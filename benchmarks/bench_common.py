@@ -22,6 +22,7 @@ import yaml
 from lightning.pytorch import LightningModule
 
 from nsmae_lightning.atomic import atomic_write_text
+from nsmae_lightning.tasks.optimizer import ADAMW_IMPLEMENTATIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 POINTS_PER_SWEEP = 34_000  # nuScenes LIDAR_TOP, 32 beams
@@ -117,21 +118,25 @@ def task_batch(task: LightningModule, data: dict[str, Any], batch_size: int, dev
 
 
 def time_calls(step: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> dict[str, float]:
-    """Median milliseconds per call of ``step`` (synchronised) and the peak GPU memory of the timed calls."""
+    """Median milliseconds per call of ``step`` (synchronised), the peak GPU memory of the timed calls,
+    and ``host_ms``: the median time until ``step`` returns, before the synchronise (the host's own
+    work: launches, Python, its waits on the GPU). ``host_ms`` near ``ms`` means the host bounds
+    the call; far below it, the GPU does."""
     for _ in range(warmup):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-    durations = []
+    durations, host = [], []
     for _ in range(repeats):
         start = time.perf_counter()
         step()
+        host.append(time.perf_counter() - start)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         durations.append(time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    return {"ms": 1000 * statistics.median(durations), "peak_gib": peak}
+    return {"ms": 1000 * statistics.median(durations), "host_ms": 1000 * statistics.median(host), "peak_gib": peak}
 
 
 def kernel_summary(prof: Any, calls: int, top: int = 8, skip: Sequence[str] = ()) -> dict[str, Any]:
@@ -225,7 +230,7 @@ def device_name(device: torch.device) -> str:
 
 def config_parser(description: str, configs: Sequence[str], batch: int) -> argparse.ArgumentParser:
     """The arguments every config benchmark takes: --out, --configs, --batch, --dtypes, --warmup, --repeats,
-    --embedding, --profile."""
+    --embedding, --profile, --adamw."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", type=Path, required=True, help="JSON file for the results")
     parser.add_argument("--configs", nargs="+", default=list(configs))
@@ -236,6 +241,8 @@ def config_parser(description: str, configs: Sequence[str], batch: int) -> argpa
     parser.add_argument("--embedding", help="embedding YAML (repo-relative) replacing every config's own")
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
                         help="after timing, profile STEPS more steps: GPU kernel ms per step and the top kernels")
+    parser.add_argument("--adamw", default="auto", choices=ADAMW_IMPLEMENTATIONS,
+                        help="AdamW implementation (`tasks.optimizer`; auto: fused on CUDA, as the tasks train)")
     return parser
 
 

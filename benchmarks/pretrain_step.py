@@ -18,6 +18,8 @@ import torch
 
 from bench_common import autocast, config_parser, kernel_times, load_bench_task, run_configs, task_batch, time_calls
 
+from nsmae_lightning.tasks.optimizer import adamw
+
 CONFIGS = ("configs/pretrain/nsmae_bevfusion_128x352.yaml", "configs/pretrain/nsmae_bevfusion_256x704.yaml")
 
 
@@ -33,7 +35,7 @@ def bench_config(config: str, args: argparse.Namespace, device: torch.device) ->
     batch = task_batch(task, data, args.batch, device)
     rows = []
     for dtype in args.dtypes.split(","):
-        optimizer = torch.optim.AdamW(task.parameters(), lr=1e-4, weight_decay=0.01)
+        optimizer = adamw(task.parameters(), lr=1e-4, weight_decay=0.01, implementation=args.adamw)
         losses: list[float] = []
 
         def step() -> None:
@@ -46,12 +48,13 @@ def bench_config(config: str, args: argparse.Namespace, device: torch.device) ->
             losses.append(float(loss.detach()))
 
         timed = time_calls(step, device, args.warmup, args.repeats)
-        row = {"config": label, "dtype": dtype, "batch": args.batch, "step_ms": timed["ms"],
+        row = {"config": label, "dtype": dtype, "batch": args.batch, "adamw": args.adamw, "step_ms": timed["ms"],
+               "host_ms": timed["host_ms"],
                "samples_per_s": 1000 * args.batch / timed["ms"], "peak_gib": timed["peak_gib"], "loss": losses[-1],
                **(kernel_times(step, device, args.profile, top=12) if args.profile else {})}
         rows.append(row)
         print(f"{label:52s} {dtype:5s} step {row['step_ms']:8.1f} ms  {row['samples_per_s']:6.2f} samples/s  "
-              f"peak {row['peak_gib']:6.2f} GiB  loss {row['loss']:.3g}"
+              f"host {row['host_ms']:7.1f} ms  peak {row['peak_gib']:6.2f} GiB  loss {row['loss']:.3g}"
               + (f"  GPU kernels {row['gpu_ms']:.1f} ms" if "gpu_ms" in row else ""), flush=True)
     return rows
 

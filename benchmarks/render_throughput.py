@@ -170,11 +170,13 @@ def ray_samples(rays: RayBundle, step: float, grid_size: tuple[int, int, int]) -
 
 
 def time_iterations(step_fn: Callable[[], None], args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    """Median seconds per call and peak memory (MiB, CUDA only) of `step_fn` (bench_common.time_calls);
-    with ``--profile`` also its GPU kernel time per call and top kernels (bench_common.kernel_times)."""
+    """Median seconds per call, its host part and peak memory (MiB, CUDA only) of `step_fn`
+    (bench_common.time_calls); with ``--profile`` also its GPU kernel time per call and top kernels
+    (bench_common.kernel_times)."""
     timed = time_calls(step_fn, device, args.warmup, args.repeats)
     profiled = kernel_times(step_fn, device, args.profile, top=args.top) if args.profile else {}
-    return {"seconds": timed["ms"] / 1000, "peak_mib": timed["peak_gib"] * 1024, **profiled}
+    return {"seconds": timed["ms"] / 1000, "host_seconds": timed["host_ms"] / 1000,
+            "peak_mib": timed["peak_gib"] * 1024, **profiled}
 
 
 ALONG_RAYS = "trilinear_triton_rays"  # the sampler row of `triton_sample_along_rays` (points made in the kernels)
@@ -410,7 +412,7 @@ def planned_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
     return plan
 
 
-HEADER = (f"{'kind':9} {'sampler':20} {'march':16} {'mlp':6} {'dtype':5} {'samples':>10} {'ms':>9} {'Msamples/s':>11} "
+HEADER = (f"{'kind':9} {'sampler':20} {'march':16} {'mlp':6} {'dtype':5} {'samples':>10} {'ms':>9} {'host ms':>8} {'Msamples/s':>11} "
           f"{'peak MiB':>9} {'ref. err':>9} {'GPU ms':>8}")
 
 
@@ -420,6 +422,7 @@ def format_row(row: dict[str, object]) -> str:
     if "error" in row:
         return f"{label} {row['error']}"
     return (f"{label} {int(row['samples']):>10} {row['seconds'] * 1e3:>9.2f} "  # type: ignore[operator]
+            f"{row.get('host_seconds', float('nan')) * 1e3:>8.2f} "  # type: ignore[operator]
             f"{row['samples_per_s'] / 1e6:>11.1f} {row['peak_mib']:>9.0f} "  # type: ignore[operator]
             + (f"{row['reference_error']:>9.1e}" if "reference_error" in row else f"{'-':>9}")
             + (f" {row['gpu_ms']:>8.2f}" if "gpu_ms" in row else ""))

@@ -23,6 +23,8 @@ import torch
 
 from bench_common import autocast, config_parser, kernel_times, load_bench_task, run_configs, task_batch, time_calls
 
+from nsmae_lightning.tasks.optimizer import adamw
+
 CONFIGS = (
     "configs/detection/bevfusion_128x352.yaml",
     "configs/detection/bevfusion_256x704.yaml",
@@ -46,7 +48,7 @@ def bench_config(config: str, args: argparse.Namespace, device: torch.device) ->
     train_batch = task_batch(task, data, args.batch, device)
     frame = task_batch(task, data, 1, device)
     for dtype in args.dtypes.split(","):
-        optimizer = torch.optim.AdamW(task.parameters(), lr=1e-4, weight_decay=0.01)
+        optimizer = adamw(task.parameters(), lr=1e-4, weight_decay=0.01, implementation=args.adamw)
 
         def train_step() -> None:
             with autocast(device, dtype):
@@ -66,13 +68,14 @@ def bench_config(config: str, args: argparse.Namespace, device: torch.device) ->
         task.eval()
         inferred = time_calls(infer_frame, device, args.warmup, args.repeats)
         profiled_infer = kernel_times(infer_frame, device, args.profile, top=12) if args.profile else {}
-        row = {"config": label, "dtype": dtype, "batch": args.batch, "train_step_ms": trained["ms"],
+        row = {"config": label, "dtype": dtype, "batch": args.batch, "adamw": args.adamw, "train_step_ms": trained["ms"],
+               "train_host_ms": trained["host_ms"],
                "train_samples_per_s": 1000 * args.batch / trained["ms"], "train_peak_gib": trained["peak_gib"],
                "infer_ms_per_frame": inferred["ms"], "infer_peak_gib": inferred["peak_gib"],
                **{f"train_{key}": value for key, value in profiled.items()},
                **{f"infer_{key}": value for key, value in profiled_infer.items()}}
         rows.append(row)
-        print(f"{label:46s} {dtype:5s} train {row['train_step_ms']:7.1f} ms ({row['train_samples_per_s']:5.1f} "
+        print(f"{label:46s} {dtype:5s} train {row['train_step_ms']:7.1f} ms (host {row['train_host_ms']:6.1f}, {row['train_samples_per_s']:5.1f} "
               f"samples/s, peak {row['train_peak_gib']:5.1f} GiB)  infer {row['infer_ms_per_frame']:6.1f} ms/frame",
               flush=True)
     return rows

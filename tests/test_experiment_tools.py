@@ -297,3 +297,33 @@ def test_corner_sharing_counts_the_distinct_corners_of_a_block() -> None:
     assert sharing.kept_fraction(keys, 1) == 1.0
     with pytest.raises(ValueError, match="larger than"):
         sharing.kept_fraction(keys, 5)
+
+
+def test_time_calls_reports_the_host_part_of_each_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    common = _benchmark_module("bench_common")
+    # a fake clock: each call takes 2 ms of host work; the synchronise (CPU: none) would add the GPU's rest
+    now = [0.0]
+
+    def step() -> None:
+        now[0] += 0.002
+
+    monkeypatch.setattr(common.time, "perf_counter", lambda: now[0])
+    timed = common.time_calls(step, torch.device("cpu"), warmup=1, repeats=5)
+    assert timed["ms"] == pytest.approx(2.0) and timed["host_ms"] == pytest.approx(2.0)
+    assert timed["host_ms"] <= timed["ms"]
+
+
+def test_launch_overhead_times_host_microseconds_per_call(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    overhead = _benchmark_module("launch_overhead")
+    now = [0.0]
+
+    def launch() -> None:
+        now[0] += 3e-6  # 3 us of host work per call
+
+    monkeypatch.setattr(overhead.time, "perf_counter", lambda: now[0])
+    assert overhead.host_us_per_call(launch, calls=10) == pytest.approx(3.0)
+    if not torch.cuda.is_available():  # on a CPU it says so and writes nothing
+        monkeypatch.setattr(sys, "argv", ["launch_overhead.py", "--out", str(tmp_path / "o.json")])
+        overhead.main()
+        assert "no CUDA device" in capsys.readouterr().out and not (tmp_path / "o.json").exists()

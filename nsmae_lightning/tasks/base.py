@@ -19,6 +19,7 @@ from torch import nn
 from nsmae_lightning.configuration import as_config
 from nsmae_lightning.data.sampling import restore_train_loader_position
 from nsmae_lightning.models.embedding import EmbeddingConfig, EmbeddingNetwork
+from nsmae_lightning.tasks.optimizer import adamw
 from nsmae_lightning.tasks.pretrained import (
     GEOMETRY_KEY,
     LoadReport,
@@ -64,9 +65,8 @@ class BaseTask(LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW (lr, weight_decay) with a one-cycle schedule over the whole run (paper Sec. IV-A)."""
         hp = self.hparams
-        optimizer = torch.optim.AdamW(
-            [p for p in self.parameters() if p.requires_grad], lr=hp.get("lr", 1e-4), weight_decay=hp.get("weight_decay", 0.01)
-        )
+        # configure_optimizers runs after the module is on its device: on CUDA the fused AdamW
+        optimizer = adamw(self.parameters(), lr=hp.get("lr", 1e-4), weight_decay=hp.get("weight_decay", 0.01))
         if hp.get("schedule", "onecycle") == "constant":
             return {"optimizer": optimizer}
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
