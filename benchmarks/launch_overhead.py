@@ -32,8 +32,10 @@ import torch
 
 from nsmae_lightning.atomic import atomic_write_text
 
+ROUNDS = 5  # timed rounds of back-to-back launches per path
 
-def host_us_per_call(launch: Callable[[], Any], calls: int, rounds: int = 5) -> float:
+
+def host_us_per_call(launch: Callable[[], Any], calls: int, rounds: int = ROUNDS) -> float:
     """Median over ``rounds`` of the host microseconds per call of ``calls`` back-to-back ``launch()``."""
     per_call = []
     for _ in range(rounds):
@@ -93,8 +95,12 @@ def main() -> None:
         for _ in range(50):  # compile, tune, warm the caches
             launch()
         torch.cuda.synchronize()
-        rows.append({"path": name, "host_us_per_launch": host_us_per_call(launch, args.calls)})
-        print(f"{name:18} {rows[-1]['host_us_per_launch']:8.2f} us per launch (host)")
+        before = float(x[0])
+        host_us = host_us_per_call(launch, args.calls)
+        # each launch adds 1: the path ran the kernel as often as it was called (rounds x calls)
+        launched_all = float(x[0]) - before == ROUNDS * args.calls
+        rows.append({"path": name, "host_us_per_launch": host_us, "every_launch_ran": launched_all})
+        print(f"{name:18} {host_us:8.2f} us per launch (host)" + ("" if launched_all else "  NOT every launch ran"))
     report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
               "calls": args.calls, "rows": rows}
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")

@@ -15,3 +15,4 @@ for impl in foreach fused; do
   timeout 85 python benchmarks/task_step.py --configs configs/detection/synthetic.yaml $P --profile 3 --adamw $impl \
     --out $OUT/detection_${impl}.json 2>&1 | grep " train .* ms" | sed "s/^/$impl /"
 done
+timeout 60 python benchmarks/launch_overhead.py --out $OUT/launch_overhead.json
