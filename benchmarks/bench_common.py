@@ -241,8 +241,8 @@ def config_parser(description: str, configs: Sequence[str], batch: int) -> argpa
     parser.add_argument("--embedding", help="embedding YAML (repo-relative) replacing every config's own")
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
                         help="after timing, profile STEPS more steps: GPU kernel ms per step and the top kernels")
-    parser.add_argument("--adamw", default="auto", choices=ADAMW_IMPLEMENTATIONS,
-                        help="AdamW implementation (`tasks.optimizer`; auto: fused on CUDA, as the tasks train)")
+    parser.add_argument("--adamw", default="default", choices=ADAMW_IMPLEMENTATIONS,
+                        help="AdamW implementation (`tasks.optimizer`; default: PyTorch's, as the tasks train)")
     return parser
 
 

@@ -65,7 +65,6 @@ class BaseTask(LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW (lr, weight_decay) with a one-cycle schedule over the whole run (paper Sec. IV-A)."""
         hp = self.hparams
-        # configure_optimizers runs after the module is on its device: on CUDA the fused AdamW
         optimizer = adamw(self.parameters(), lr=hp.get("lr", 1e-4), weight_decay=hp.get("weight_decay", 0.01))
         if hp.get("schedule", "onecycle") == "constant":
             return {"optimizer": optimizer}
