@@ -1,5 +1,5 @@
 # Eleventh session, call 3: the pretraining and detection training steps with PyTorch's default CUDA AdamW
-# ("foreach") against the fused one the tasks now take on CUDA ("auto" = fused), alternating; host ms per step.
+# ("foreach") against the fused one (which the tasks took on CUDA at 8715f1b, reverted after this call), alternating; host ms per step.
 set -u
 source .gpu/activate.sh
 mkdir -p $OUT
