@@ -105,6 +105,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--profile", type=int, default=0, metavar="CALLS",
                         help="after timing, profile CALLS more calls per row: GPU kernel ms and the top kernels")
     parser.add_argument("--top", type=int, default=8, help="kernels and host ops listed per profiled row")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="march / render rows (CUDA): time replays of one CUDA graph of the forward + backward "
+                             "at the rays' samples packed once (the host's launches taken out of the call)")
     return parser.parse_args()
 
 
@@ -291,6 +294,27 @@ def bench_mlp(args: argparse.Namespace, color_mlp: str, dtype: torch.dtype, devi
     return {**result, "samples": float(count), "samples_per_s": count / result["seconds"]}
 
 
+def graphed(step_fn: Callable[[Any], None], rays: RayBundle, config: RenderConfig, args: argparse.Namespace,
+            device: torch.device) -> Callable[[], None]:
+    """``step_fn(packed)`` captured once as a CUDA graph, its replay the new step: the samples are packed
+    once outside it (their count is a host read, which a capture cannot hold), then each call replays
+    the forward + backward's kernels without the host's launches. The gradients land in the same tensors
+    each replay (captured with the gradients unset, so they are written, not accumulated)."""
+    if device.type != "cuda":
+        raise SystemExit("--cuda-graph needs a CUDA device")
+    packed = pack_samples(rays.near, rays.far, args.step, config.max_samples_per_ray)
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):  # warm-up off the default stream (autotuning, allocator), as capture asks
+        for _ in range(3):
+            step_fn(packed)
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step_fn(packed)
+    return graph.replay
+
+
 def bench_head(
     args: argparse.Namespace, sampler: str, march: str, color_mlp: str, dtype: torch.dtype, device: torch.device,
     with_decoder: bool,
@@ -316,19 +340,21 @@ def bench_head(
     rays = random_rays(args.batch, args.rays, device, args.ray_order)
     samples = ray_samples(rays, args.step, (args.z_bins, args.grid, args.grid))[0].shape[0]
 
-    def loss_fn() -> torch.Tensor:
+    def loss_fn(packed: Any = None) -> torch.Tensor:
         # the samples are packed first, as pretraining does (`RenderPlan`): that host wait finds the GPU idle
-        packed = pack_samples(rays.near, rays.far, args.step, config.max_samples_per_ray)
+        if packed is None:
+            packed = pack_samples(rays.near, rays.far, args.step, config.max_samples_per_ray)
         with autocast:
             volume = head.network.volume(bev) if with_decoder else fixed_volume
             return rgb_depth_loss(head.render(volume, rays, args.step, with_color=True, samples=packed), rays)
 
-    def step_fn() -> None:
+    def step_fn(packed: Any = None) -> None:
         head.zero_grad(set_to_none=True)
         bev.grad = fixed_volume.grad = None  # (accumulating into the leaf would add a volume-sized sum per call)
-        loss_fn().backward()
+        loss_fn(packed).backward()
 
-    result = time_iterations(step_fn, args, device)
+    result = time_iterations(graphed(step_fn, rays, config, args, device) if args.cuda_graph else step_fn, args, device)
+    result["cuda_graph"] = args.cuda_graph
 
     def loss_and_gradients(render_config: RenderConfig) -> list[torch.Tensor]:
         head.config = render_config
