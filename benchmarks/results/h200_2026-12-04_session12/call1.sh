@@ -11,7 +11,7 @@ R="python render_throughput.py --dtypes bf16 --warmup 5 --repeats 30 --kinds mar
 OURS="--pairs trilinear_triton:packed_triton --color-mlps triton"
 NAIVE="--pairs grid_sample:dense --color-mlps torch"
 for rays in 512 16384 65536; do
-  timeout 100 $R $OURS --rays $rays --out $OUT/ours_r${rays}_eager.json 2>&1 | grep -E "^(march|render) |rror" | sed "s/^/ours_r${rays}_eager /"
-  timeout 100 $R $OURS --rays $rays --cuda-graph --out $OUT/ours_r${rays}_graph.json 2>&1 | grep -E "^(march|render) |rror|Error" | sed "s/^/ours_r${rays}_graph /"
+  timeout 100 $R $OURS --rays $rays --out $OUT/ours_r${rays}_eager.json 2>&1 | tee $OUT/ours_r${rays}_eager.log | grep -E "^(march|render) |rror" | sed "s/^/ours_r${rays}_eager /"
+  timeout 100 $R $OURS --rays $rays --cuda-graph --out $OUT/ours_r${rays}_graph.json 2>&1 | tee $OUT/ours_r${rays}_graph.log | grep -E "^(march|render) |rror|Error" | sed "s/^/ours_r${rays}_graph /"
 done
-timeout 100 $R $NAIVE --cuda-graph --out $OUT/naive_r16384_graph.json 2>&1 | grep -E "^(march|render) |rror" | sed "s/^/naive_r16384_graph /"
+timeout 100 $R $NAIVE --cuda-graph --out $OUT/naive_r16384_graph.json 2>&1 | tee $OUT/naive_r16384_graph.log | grep -E "^(march|render) |rror" | sed "s/^/naive_r16384_graph /"
