@@ -294,15 +294,17 @@ def bench_mlp(args: argparse.Namespace, color_mlp: str, dtype: torch.dtype, devi
     return {**result, "samples": float(count), "samples_per_s": count / result["seconds"]}
 
 
-def graphed(step_fn: Callable[[Any], None], rays: RayBundle, config: RenderConfig, args: argparse.Namespace,
-            device: torch.device) -> Callable[[], None]:
-    """``step_fn(packed)`` captured once as a CUDA graph, its replay the new step: the samples are packed
-    once outside it (their count is a host read, which a capture cannot hold), then each call replays
-    the forward + backward's kernels without the host's launches. The gradients land in the same tensors
-    each replay (captured with the gradients unset, so they are written, not accumulated)."""
+def graphed(step_fn: Callable[[Any], None], leaves: list[torch.Tensor], packed: Any,
+            device: torch.device) -> tuple[Callable[[], None], float]:
+    """``step_fn(packed)`` captured once as a CUDA graph, its replay the new step, and how far one replay's
+    gradients of ``leaves`` are from an eager call's (relative to the eager ones' largest magnitude).
+
+    The samples are packed once outside the graph (their count is a host read, which a capture cannot
+    hold); each replay runs the forward + backward's kernels without the host's launches. The captured
+    call sets the gradients, so each replay writes them into the same tensors (the graph's, not accumulated).
+    """
     if device.type != "cuda":
         raise SystemExit("--cuda-graph needs a CUDA device")
-    packed = pack_samples(rays.near, rays.far, args.step, config.max_samples_per_ray)
     side = torch.cuda.Stream(device)
     side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side):  # warm-up off the default stream (autotuning, allocator), as capture asks
@@ -312,7 +314,13 @@ def graphed(step_fn: Callable[[Any], None], rays: RayBundle, config: RenderConfi
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         step_fn(packed)
-    return graph.replay
+    captured = [leaf.grad for leaf in leaves]
+    graph.replay()
+    replayed = [None if grad is None else grad.clone() for grad in captured]
+    step_fn(packed)  # eager: new gradient tensors; the graph keeps writing its own
+    error = max(float((got.float() - leaf.grad.float()).abs().max() / leaf.grad.float().abs().max().clamp_min(1e-30))
+                for got, leaf in zip(replayed, leaves) if got is not None and leaf.grad is not None)
+    return graph.replay, error
 
 
 def bench_head(
@@ -353,8 +361,15 @@ def bench_head(
         bev.grad = fixed_volume.grad = None  # (accumulating into the leaf would add a volume-sized sum per call)
         loss_fn(packed).backward()
 
-    result = time_iterations(graphed(step_fn, rays, config, args, device) if args.cuda_graph else step_fn, args, device)
+    call, graph_error = step_fn, None
+    if args.cuda_graph:
+        leaves = [bev if with_decoder else fixed_volume, *head.parameters()]
+        packed = pack_samples(rays.near, rays.far, args.step, config.max_samples_per_ray)
+        call, graph_error = graphed(step_fn, leaves, packed, device)
+    result = time_iterations(call, args, device)
     result["cuda_graph"] = args.cuda_graph
+    if graph_error is not None:
+        result["graph_error"] = graph_error
 
     def loss_and_gradients(render_config: RenderConfig) -> list[torch.Tensor]:
         head.config = render_config
@@ -451,7 +466,8 @@ def format_row(row: dict[str, object]) -> str:
             f"{row.get('host_seconds', float('nan')) * 1e3:>8.2f} "  # type: ignore[operator]
             f"{row['samples_per_s'] / 1e6:>11.1f} {row['peak_mib']:>9.0f} "  # type: ignore[operator]
             + (f"{row['reference_error']:>9.1e}" if "reference_error" in row else f"{'-':>9}")
-            + (f" {row['gpu_ms']:>8.2f}" if "gpu_ms" in row else ""))
+            + (f" {row['gpu_ms']:>8.2f}" if "gpu_ms" in row else "")
+            + (f"  graph err {row['graph_error']:.1e}" if "graph_error" in row else ""))
 
 
 def main() -> None:

@@ -285,6 +285,17 @@ def test_render_benchmark_embedding_is_laid_out_as_the_decoder_returns_it() -> N
         bench.bev_embedding((1, 1, 1, 1), cpu, torch.float32, "nhwc", False)
 
 
+def test_render_benchmark_cuda_graph_needs_cuda_and_its_error_is_printed() -> None:
+    bench = _benchmark_module("render_throughput")
+    with pytest.raises(SystemExit, match="needs a CUDA device"):
+        bench.graphed(lambda packed: None, [], None, torch.device("cpu"))
+    row = {"kind": "march", "sampler": "trilinear_triton", "march": "packed_triton", "color_mlp": "triton",
+           "dtype": "bf16", "samples": 1e6, "seconds": 1e-3, "host_seconds": 1e-5, "samples_per_s": 1e9,
+           "peak_mib": 1.0, "reference_error": 1e-4, "cuda_graph": True, "graph_error": 2.5e-3}
+    line = bench.format_row(row)
+    assert "1000.0" in line and line.endswith("graph err 2.5e-03")
+
+
 def test_corner_sharing_counts_the_distinct_corners_of_a_block() -> None:
     sharing = _benchmark_module("corner_sharing")
     # two samples in one cell share all 8 corners; a neighbour one cell along an axis shares 4
