@@ -44,6 +44,19 @@ def test_sampler_matches_grid_sample_forward_and_backward() -> None:
     torch.testing.assert_close(gradients[0][1], gradients[1][1], atol=1e-5, rtol=1e-5)
 
 
+def test_grid_sample_option_places_bf16_samples_as_float32_does() -> None:
+    # values alternate 0 / 1 along x over 200 cells: a sample a fraction of a voxel off reads a value
+    # that far off (bf16 grid coordinates near x = 199 are ~0.4 voxel apart)
+    volume = (torch.arange(200) % 2).to(torch.bfloat16).view(1, 1, 1, 200, 1).expand(1, 2, 2, 200, 1).contiguous()
+    x = torch.arange(100, 199, dtype=torch.float32) + 0.3
+    coords = torch.stack([x, torch.full_like(x, 0.5), torch.full_like(x, 0.5)], dim=1)
+    batch_index = torch.zeros(x.shape[0], dtype=torch.int64)
+    sampled = grid_sample_reference(volume, coords, batch_index)
+    assert sampled.dtype == torch.bfloat16
+    expected = trilinear_sample(volume.float(), coords, batch_index)
+    torch.testing.assert_close(sampled.float(), expected, atol=4e-3, rtol=0.0)  # bf16 rounding of 0.3 / 0.7
+
+
 def test_sampler_gradcheck_float64() -> None:
     volume, coords, batch_index = _random_case(torch.float64, samples=12)
     volume = volume[:, :2, :3, :3, :2].contiguous().requires_grad_()

@@ -239,15 +239,19 @@ def grid_sample_reference(volume: Tensor, coords: Tensor, batch_index: Tensor) -
         (M, C) sampled values in the volume's dtype.
     """
     batch_size, size_z, size_y, size_x, channels = volume.shape
-    volume_cf = volume.permute(0, 4, 1, 2, 3)  # (B, C, Z, Y, X)
+    # grid_sample takes the grid in the input's dtype: bf16 / fp16 coordinates in [-1, 1] would place a
+    # sample up to ~0.4 voxel off at 180 cells (ref. err 0.4-0.9 in benchmarks/RESULTS.md, twelfth
+    # session), so a low-precision volume is sampled in float32 and the result cast back
+    compute = torch.promote_types(volume.dtype, torch.float32)
+    volume_cf = volume.permute(0, 4, 1, 2, 3).to(compute)  # (B, C, Z, Y, X)
     sizes = coords.new_tensor([size_x, size_y, size_z])
-    grid = (2.0 * coords + 1.0) / sizes - 1.0  # align_corners=False normalisation
+    grid = ((2.0 * coords + 1.0) / sizes - 1.0).to(compute)  # align_corners=False normalisation
     output = volume.new_zeros(coords.shape[0], channels)
     for sample_index in range(batch_size):
         selected = batch_index == sample_index
         sampled = torch.nn.functional.grid_sample(
             volume_cf[sample_index : sample_index + 1],
-            grid[selected].view(1, 1, 1, -1, 3).to(volume.dtype),
+            grid[selected].view(1, 1, 1, -1, 3),
             mode="bilinear",
             padding_mode="zeros",
             align_corners=False,
