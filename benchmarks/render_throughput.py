@@ -57,6 +57,7 @@ import torch
 from bench_common import kernel_times, time_calls, triton_registers
 
 from nsmae_lightning.atomic import atomic_write_text
+from nsmae_lightning.models.color_cull import colored_samples
 from nsmae_lightning.models.ray_samples import pack_samples
 from nsmae_lightning.models.rays import RayBundle, clip_to_range
 from nsmae_lightning.models.rendered_rays import RenderedRays
@@ -105,6 +106,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--profile", type=int, default=0, metavar="CALLS",
                         help="after timing, profile CALLS more calls per row: GPU kernel ms and the top kernels")
     parser.add_argument("--top", type=int, default=8, help="kernels and host ops listed per profiled row")
+    parser.add_argument("--color-cull", type=float, default=0.0, metavar="EPS",
+                        help="march / render rows: RenderConfig.color_cull (colour only at samples whose weight "
+                             "exceeds EPS); the rows report the coloured fraction of the samples")
     parser.add_argument("--cuda-graph", action="store_true",
                         help="march / render rows (CUDA): time replays of one CUDA graph of the forward + backward "
                              "at the rays' samples packed once (the host's launches taken out of the call)")
@@ -335,7 +339,8 @@ def bench_head(
     they are timed on (the tests check them in Triton's CPU interpreter).
     """
     config = RenderConfig(z_bins=args.z_bins, feature_channels=args.feature_channels, per_step=args.step,
-                          sampler=sampler, march=march, color_mlp="torch" if color_mlp == "-" else color_mlp)
+                          sampler=sampler, march=march, color_mlp="torch" if color_mlp == "-" else color_mlp,
+                          color_cull=args.color_cull)
     head = NeRFPretrainHead(config, args.embed_channels, PC_RANGE).to(device)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     bev = bev_embedding((args.batch, args.embed_channels, args.grid, args.grid), device, dtype, args.embedding,
@@ -378,9 +383,18 @@ def bench_head(
         return [loss.detach(), *torch.autograd.grad(loss, inputs, allow_unused=True)]
 
     got = loss_and_gradients(config)
-    expected = loss_and_gradients(dataclasses.replace(config, sampler="trilinear", march="dense", color_mlp="torch"))
+    expected = loss_and_gradients(dataclasses.replace(config, sampler="trilinear", march="dense", color_mlp="torch",
+                                                      color_cull=0.0))  # the exact march
     error = max(float((value.float() - reference.float()).abs().max() / reference.float().abs().max().clamp_min(1e-30))
                 for value, reference in zip(got, expected) if reference is not None and reference.numel())
+    if args.color_cull > 0.0:
+        with torch.no_grad(), autocast:
+            volume = head.network.volume(bev) if with_decoder else fixed_volume
+            packed = pack_samples(rays.near, rays.far, args.step, config.max_samples_per_ray)
+            points = rays.origins[packed.ray_index] + packed.t[:, None] * rays.directions[packed.ray_index]
+            density = head._sample(volume[..., :1], points, rays.batch_index[packed.ray_index], "trilinear")[:, 0]
+            kept = colored_samples(density, packed, args.step, args.color_cull)
+        result["colored_fraction"] = kept.shape[0] / max(packed.t.shape[0], 1)
     return {**result, "samples": float(samples), "samples_per_s": samples / result["seconds"], "reference_error": error}
 
 
@@ -467,7 +481,8 @@ def format_row(row: dict[str, object]) -> str:
             f"{row['samples_per_s'] / 1e6:>11.1f} {row['peak_mib']:>9.0f} "  # type: ignore[operator]
             + (f"{row['reference_error']:>9.1e}" if "reference_error" in row else f"{'-':>9}")
             + (f" {row['gpu_ms']:>8.2f}" if "gpu_ms" in row else "")
-            + (f"  graph err {row['graph_error']:.1e}" if "graph_error" in row else ""))
+            + (f"  graph err {row['graph_error']:.1e}" if "graph_error" in row else "")
+            + (f"  coloured {row['colored_fraction']:.3f}" if "colored_fraction" in row else ""))
 
 
 def main() -> None:

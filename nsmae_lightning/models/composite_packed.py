@@ -24,6 +24,23 @@ def _segment_sum(values: Tensor, ray_index: Tensor, ray_count: int) -> Tensor:
     return values.new_zeros(ray_count, *values.shape[1:]).index_add(0, ray_index, values)
 
 
+def packed_weights(sigma: Tensor, samples: PackedSamples, step: float) -> Tensor:
+    """(M,) float32 compositing weights w_i = T_i (1 - exp(-sigma_i delta)) of packed samples (eq. 2),
+    differentiable, whatever autocast says.
+
+    Args:
+        sigma: (M,) non-negative densities of the samples (any float dtype, may be strided).
+        samples: where the samples lie (ray_index, offsets).
+        step: delta between samples.
+    """
+    with torch.autocast(device_type=sigma.device.type, enabled=False):
+        optical_depth = sigma.float() * step  # (M,)
+        prefix = torch.cat([optical_depth.new_zeros(1, dtype=torch.float64), torch.cumsum(optical_depth.double(), 0)])
+        start = prefix[samples.offsets[:-1]][samples.ray_index]  # P at each sample's ray start
+        exclusive = (prefix[:-1] - start).float()  # sum_{j<i} sigma_j delta on the sample's own ray
+        return torch.exp(-exclusive) * (1.0 - torch.exp(-optical_depth))
+
+
 def composite_packed(
     sigma: Tensor, samples: PackedSamples, step: float, rgb: Tensor | None, background: float, normalize_depth: bool
 ) -> RenderedRays:
@@ -42,11 +59,7 @@ def composite_packed(
     """
     ray_count = samples.offsets.shape[0] - 1
     with torch.autocast(device_type=sigma.device.type, enabled=False):
-        optical_depth = sigma.float() * step  # (M,)
-        prefix = torch.cat([optical_depth.new_zeros(1, dtype=torch.float64), torch.cumsum(optical_depth.double(), 0)])
-        start = prefix[samples.offsets[:-1]][samples.ray_index]  # P at each sample's ray start
-        exclusive = (prefix[:-1] - start).float()  # sum_{j<i} sigma_j delta on the sample's own ray
-        weights = torch.exp(-exclusive) * (1.0 - torch.exp(-optical_depth))
+        weights = packed_weights(sigma, samples, step)
         opacity = _segment_sum(weights, samples.ray_index, ray_count)
         depth = _segment_sum(weights * samples.t.float(), samples.ray_index, ray_count)
         color = None

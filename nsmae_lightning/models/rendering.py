@@ -42,6 +42,7 @@ from nsmae_lightning.models.rays import (
     points_in_range,
     random_view_rays,
 )
+from nsmae_lightning.models.color_cull import colored_samples, scatter_colors
 from nsmae_lightning.models.composite_packed import composite_packed
 from nsmae_lightning.models.device_constants import device_constant
 from nsmae_lightning.models.ray_samples import PackedSamples, pack_samples
@@ -159,6 +160,10 @@ class RenderConfig:
             (`color_mlp_triton`: one forward and one backward kernel, CUDA; needs mlp_layers == 2)
             or "auto" ("triton" on CUDA with triton, else "torch"); the same function either way.
             The fused marches run their own MLP and ignore it.
+        color_cull: compositing weight at or below which a sample's colour is not evaluated (its colour
+            features not sampled, the colour MLP not run; it still absorbs): 0 evaluates every sample,
+            exactly; > 0 (e.g. 1e-4) changes a ray's colour by at most color_cull per culled sample and
+            leaves depth and opacity exact (`color_cull`). Not with the fused marches.
         render_chunk_rays: rays per chunk when rendering full images for logging.
     """
 
@@ -197,6 +202,7 @@ class RenderConfig:
     sampler: str = "trilinear"
     march: str = "dense"
     color_mlp: str = "torch"
+    color_cull: float = 0.0
     render_chunk_rays: int = 8192
 
     def __post_init__(self) -> None:
@@ -214,6 +220,11 @@ class RenderConfig:
             problem = color_mlp_problem(self.mlp_layers, self.mlp_hidden, self.feature_channels)
             if problem is not None:
                 raise ValueError(problem)
+        if not 0.0 <= self.color_cull < 1.0:
+            raise ValueError(f"RenderConfig.color_cull must be in [0, 1), got {self.color_cull}")
+        if self.color_cull > 0.0 and self.march in FUSED_MARCHES:
+            raise ValueError(f"RenderConfig.color_cull needs a march that runs the colour MLP apart "
+                             f"(dense, packed, packed_triton), not {self.march!r}")
         if self.march in FUSED_MARCHES:
             from nsmae_lightning.models.march_fused_triton import fused_march_problem  # triton is optional
 
@@ -513,17 +524,19 @@ class NeRFPretrainHead(nn.Module):
             samples = pack_samples(rays.near, rays.far, step, config.max_samples_per_ray)
         ray_index = samples.ray_index
 
-        def sampled(split: bool) -> Tensor | tuple[Tensor, Tensor]:
-            """(M, C) volume values at the samples with the configured sampler, or with ``split`` their
-            density (M,) and features (M, C - 1) (`split_density`; the Triton sampler writes them apart)."""
-            geometry_fixed = not (rays.origins.requires_grad or rays.directions.requires_grad or samples.t.requires_grad)
+        def sampled(split: bool, channels: Tensor = volume, kept: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+            """(M, C) ``channels`` (the volume or a channel slice of it) at the samples (those ``kept``, if
+            given) with the configured sampler, or with ``split`` their density (M,) and features (M, C - 1)
+            (`split_density`; the Triton sampler writes them apart)."""
+            rows, t = (ray_index, samples.t) if kept is None else (ray_index[kept], samples.t[kept])
+            geometry_fixed = not (rays.origins.requires_grad or rays.directions.requires_grad or t.requires_grad)
             if sampler == "trilinear_triton" and geometry_fixed:  # one small kernel makes the points from the rays
                 from nsmae_lightning.models.trilinear_triton import triton_sample_along_rays
 
-                return triton_sample_along_rays(volume, rays.origins, rays.directions, rays.batch_index, ray_index,
-                                                samples.t, self.pc_range, split=split)
-            points = rays.origins[ray_index] + samples.t.unsqueeze(-1) * rays.directions[ray_index]
-            values = self._sample(volume, points, rays.batch_index[ray_index], sampler)
+                return triton_sample_along_rays(channels, rays.origins, rays.directions, rays.batch_index, rows, t,
+                                                self.pc_range, split=split)
+            points = rays.origins[rows] + t.unsqueeze(-1) * rays.directions[rows]
+            values = self._sample(channels, points, rays.batch_index[rows], sampler)
             return split_density(values) if split else values
 
         if with_color and march in FUSED_MARCHES:
@@ -534,7 +547,13 @@ class NeRFPretrainHead(nn.Module):
             return fused_color_march(volume, rays, samples, step, self.network, self.pc_range, config.background,
                                      config.normalize_depth, values=values)
         colors = None
-        if with_color:
+        if with_color and config.color_cull > 0.0:  # density everywhere, colour where w_i > color_cull
+            density = sampled(split=False, channels=volume[..., :1])[:, 0]
+            kept = colored_samples(density, samples, step, config.color_cull)
+            features = sampled(split=False, channels=volume[..., 1:], kept=kept)
+            colors = scatter_colors(self.network.color(features, rays.directions, ray_index[kept]), kept,
+                                    ray_index.shape[0])
+        elif with_color:
             density, features = sampled(split=True)
             colors = self.network.color(features, rays.directions, ray_index)  # (M, 3)
         else:
