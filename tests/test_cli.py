@@ -41,8 +41,9 @@ def pretrain_checkpoint(tiny_world: Path, tmp_path_factory: pytest.TempPathFacto
     return checkpoints[-1]
 
 
-def test_pretrain_fast_dev_run(tiny_world: Path, tmp_path: Path) -> None:
-    run_cli("fit", "pretrain/tiny.yaml", tiny_world, tmp_path, "--trainer.fast_dev_run=2")
+@pytest.mark.parametrize("render", [[], ["--model.init_args.render.color_cull=1e-4"]], ids=["exact", "color_cull"])
+def test_pretrain_fast_dev_run(tiny_world: Path, tmp_path: Path, render: list[str]) -> None:
+    run_cli("fit", "pretrain/tiny.yaml", tiny_world, tmp_path, "--trainer.fast_dev_run=2", *render)
 
 
 def test_pretrain_logs_losses_and_renders(pretrain_checkpoint: Path) -> None:
