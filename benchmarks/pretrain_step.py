@@ -13,6 +13,7 @@ and bf16 autocast (the render head keeps transmittance and losses in fp32).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import torch
 
@@ -31,6 +32,9 @@ def bench_config(config: str, args: argparse.Namespace, device: torch.device) ->
     if args.color_mlp:  # the network reads its own copy of the knob
         task.render_head.config.color_mlp = task.render_head.network.color_kernel = args.color_mlp
         label = f"{label} (color_mlp {args.color_mlp})"
+    if args.color_cull is not None:  # replace() checks the value against the config's march
+        task.render_head.config = dataclasses.replace(task.render_head.config, color_cull=args.color_cull)
+        label = f"{label} (color_cull {args.color_cull:g})"
     task = task.to(device).train()
     batch = task_batch(task, data, args.batch, device)
     rows = []
@@ -64,6 +68,8 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="eager sampler instead of the config's compiled one")
     parser.add_argument("--color-mlp", choices=("torch", "triton", "auto"),
                         help="RenderConfig.color_mlp instead of the config's (e.g. A/B runs of the Triton MLP)")
+    parser.add_argument("--color-cull", type=float, metavar="EPS",
+                        help="RenderConfig.color_cull instead of the config's (colour only where the weight exceeds EPS)")
     run_configs(parser.parse_args(), bench_config)
 
 
