@@ -1,5 +1,6 @@
 # Prepared for the next GPU session (not run yet): what the culled colour march (RenderConfig.color_cull)
-# does where it matters. ~6 device-minutes. From the repository root: bash <this file>
+# does where it matters. ~6 device-minutes; writes 8 files (the most a call brings back). From the
+# repository root: bash <this file>
 set -u
 source .gpu/activate.sh
 mkdir -p $OUT
@@ -8,7 +9,7 @@ R="python render_throughput.py --dtypes bf16 --warmup 3 --repeats 10 --kinds mar
 OURS="--pairs trilinear_triton:packed_triton --color-mlps triton --rays 131072 --feature-channels 32"
 # 1. the paper's 32 channels at 12.3 M samples per call: exact vs culled (eager)
 for cull in 0 1e-4; do
-  timeout 100 $R $OURS --color-cull $cull --out $OUT/render_c32_r131072_cull$cull.json 2>&1 | tee -a $OUT/next.log \
+  timeout 100 $R $OURS --color-cull $cull --out $OUT/render_c32_r131072_cull$cull.json 2>&1 \
     | grep -E "^(march|render) |rror" | sort -u | sed "s/^/cull $cull /"
 done
 # 2. whole pretraining steps (one-GPU synthetic config, batch 8, and the 256x704 paper config at batch 2),
