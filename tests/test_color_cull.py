@@ -122,6 +122,16 @@ def test_culling_at_a_vanishing_epsilon_is_the_exact_march() -> None:
         torch.testing.assert_close(got, reference, rtol=1e-6, atol=1e-6)
 
 
+def test_culling_is_off_in_eval_mode() -> None:
+    # validation scores the exact march, so runs with and without culling are compared alike
+    rays = random_bundle(40, seed=2)
+    exact, all_rows = render_counted(head(0.0), rays, slab_volume())
+    evaluated, rows = render_counted(head(1e-3).eval(), rays, slab_volume())
+    assert rows == all_rows
+    for got, reference in zip(evaluated, exact):
+        torch.testing.assert_close(got, reference, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("march", ["dense", "packed"])
 def test_culling_runs_on_every_march_with_its_colour_mlp_apart(march: str) -> None:
     rays = random_bundle(16, seed=3)

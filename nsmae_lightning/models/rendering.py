@@ -163,7 +163,9 @@ class RenderConfig:
         color_cull: compositing weight at or below which a sample's colour is not evaluated (its colour
             features not sampled, the colour MLP not run; it still absorbs): 0 evaluates every sample,
             exactly; > 0 (e.g. 1e-4) changes a ray's colour by at most color_cull per culled sample and
-            leaves depth and opacity exact (`color_cull`). Not with the fused marches.
+            leaves depth and opacity exact (`color_cull`). Training only: in eval mode (validation,
+            rendered images) every sample is coloured, so runs with and without it are scored alike.
+            Not with the fused marches.
         render_chunk_rays: rays per chunk when rendering full images for logging.
     """
 
@@ -547,7 +549,7 @@ class NeRFPretrainHead(nn.Module):
             return fused_color_march(volume, rays, samples, step, self.network, self.pc_range, config.background,
                                      config.normalize_depth, values=values)
         colors = None
-        if with_color and config.color_cull > 0.0:  # density everywhere, colour where w_i > color_cull
+        if with_color and config.color_cull > 0.0 and self.training:  # density everywhere, colour where w_i > cull
             density = sampled(split=False, channels=volume[..., :1])[:, 0]
             kept = colored_samples(density, samples, step, config.color_cull)
             features = sampled(split=False, channels=volume[..., 1:], kept=kept)
