@@ -296,6 +296,30 @@ def test_render_benchmark_cuda_graph_needs_cuda_and_its_error_is_printed() -> No
     assert "1000.0" in line and line.endswith("graph err 2.5e-03")
 
 
+def test_render_scaling_plot_groups_rows_by_how_they_ran(tmp_path: Path) -> None:
+    plotter = _benchmark_module("plot_render_scaling")
+
+    def report(name: str, rate: float, graph: bool, cull: str = "0.0", error: bool = False) -> Path:
+        row = {"kind": "render", "sampler": "trilinear_triton", "samples": 1e6, "samples_per_s": rate * 1e9,
+               "cuda_graph": graph}
+        failed = {"kind": "render", "sampler": "grid_sample", "error": "RuntimeError: capture"}
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"args": {"feature_channels": "32", "color_cull": cull},
+                                    "rows": [row, failed] if error else [row]}))
+        return path
+
+    series = plotter.collect([report("a", 0.2, False), report("b", 0.4, False), report("c", 0.3, False),
+                              report("d", 0.5, True, error=True), report("e", 0.1, False, cull="1e-4")], "render")
+    assert series == {"ours, 32 ch, eager": [(1e6, 0.3)],  # the median of three calls
+                      "ours, 32 ch, CUDA graph": [(1e6, 0.5)],  # the failed naive row left out
+                      "ours, 32 ch, eager, color_cull 0.0001": [(1e6, 0.1)]}
+    plotter.plot(series, "render", "", tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 0
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(SystemExit, match="bad.json"):
+        plotter.collect([tmp_path / "bad.json"], "render")
+
+
 def test_corner_sharing_counts_the_distinct_corners_of_a_block() -> None:
     sharing = _benchmark_module("corner_sharing")
     # two samples in one cell share all 8 corners; a neighbour one cell along an axis shares 4
