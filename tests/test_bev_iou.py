@@ -61,6 +61,17 @@ def test_probability_equal_to_threshold_counts_as_positive() -> None:
     assert metric.compute()["iou/road"].item() == 1.0
 
 
+def test_bf16_probabilities_meet_float32_thresholds() -> None:
+    # bf16 has no 0.35: its nearest value 0.3496 is below the threshold, not equal to a rounded one
+    below = torch.tensor(0.35).bfloat16()
+    assert float(below) < 0.35
+    metric = BEVIoU(classes=("road",), thresholds=(0.35,))
+    probs = torch.stack([below, torch.tensor(0.36).bfloat16()]).reshape(1, 1, 1, 2)
+    metric.update(probs, torch.tensor([False, True]).reshape(1, 1, 1, 2))
+    assert metric.tp[0].tolist() == [1] and metric.fp[0].tolist() == [0]
+    assert metric.compute()["iou/road"].item() == 1.0
+
+
 def test_matches_numpy_reference_over_batches() -> None:
     metric = BEVIoU()
     batches = [random_batch(seed) for seed in range(3)]

@@ -35,6 +35,18 @@ def test_larger_range_at_map_resolution_is_an_exact_crop() -> None:
     torch.testing.assert_close(head.resample(bev), bev[:, :, 8:208, 8:208], rtol=0, atol=1e-3)
 
 
+def test_bf16_embedding_resamples_at_float32_positions() -> None:
+    # a pattern of period 4 cells along x: a sample 0.17 cell off (a bf16 grid) reads ~0.25 off
+    head = make_head((-54.0, -54.0, -5.0, 54.0, 54.0, 3.0))
+    x = torch.arange(180, dtype=torch.float32)
+    bev = torch.sin(0.5 * math.pi * x).expand(1, 4, 180, 180).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        resampled = head.resample(bev)
+    expected = head.resample(bev.float())
+    torch.testing.assert_close(resampled.float(), expected, rtol=0.0, atol=8e-3)  # bf16 rounding of the result
+    assert resampled.dtype == torch.bfloat16
+
+
 def test_one_hot_feature_lands_on_the_map_cell_containing_it() -> None:
     """Paper grid (180 x 180 cells of 0.6 m over +-54 m): each channel holds one hot cell."""
     cell = 0.6

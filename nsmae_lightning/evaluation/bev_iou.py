@@ -15,6 +15,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from nsmae_lightning.constants import MAP_CLASSES
+from nsmae_lightning.models.device_constants import device_constant
 
 # BEVFusion's threshold sweep: 0.35, 0.40, ..., 0.65.
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65)
@@ -86,9 +87,10 @@ class BEVIoU(Metric):
             valid = ~per_class_ignore.expand_as(target)
 
         num_classes = len(self.classes)
-        thresholds = torch.tensor(self.thresholds, dtype=probs.dtype, device=probs.device)  # (T,)
+        # float32 thresholds and probabilities: in bf16 0.35 would be 0.3496 and the comparisons ~0.003 coarse
+        thresholds = device_constant(self.thresholds, probs.device, torch.float32)  # (T,), made once per device
         # (B, C, H, W) -> (C, B*H*W): counts are summed over frames and pixels.
-        class_probs = probs.detach().transpose(0, 1).reshape(num_classes, -1)
+        class_probs = probs.detach().float().transpose(0, 1).reshape(num_classes, -1)
         class_target = target.transpose(0, 1).reshape(num_classes, -1, 1)  # (C, P, 1)
         class_valid = valid.transpose(0, 1).reshape(num_classes, -1, 1)  # (C, P, 1)
         predicted = (class_probs.unsqueeze(-1) >= thresholds) & class_valid  # (C, P, T)

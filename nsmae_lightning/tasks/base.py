@@ -85,11 +85,16 @@ class BaseTask(LightningModule):
 
         ``train/*`` is synced over ranks, so its epoch means cover every rank's batches,
         not rank 0's alone; the progress-bar ``train_loss`` stays this rank's (no sync per step).
+        A skipped step logs nothing but the skip count (its NaN terms would turn the epoch means NaN);
+        every rank decides alike (`guard_finite`), so the synced logs stay in step.
         """
+        loss = self.guard_finite(losses["loss"])
+        if loss is None:
+            return None
         size = batch_size_of(batch)
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=size, on_step=True, on_epoch=True, sync_dist=True)
         self.log("train_loss", losses["loss"].detach(), batch_size=size, prog_bar=True)
-        return self.guard_finite(losses["loss"])
+        return loss
 
     def guard_finite(self, loss: torch.Tensor) -> torch.Tensor | None:
         """Return ``loss``, or None (Lightning then skips the step) when it is NaN/inf on any rank, with a warning.

@@ -78,12 +78,16 @@ class PretrainTask(BaseTask):
         outputs = self.embedding(batch, self.image_masker, self.voxel_masker)
         return outputs, self.render_head(outputs["bev"], batch, plan)  # targets come from the unmasked batch
 
-    def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
-        """Embed the (masked) batch, render, and log every reconstruction term."""
+    def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor | None:
+        """Embed the (masked) batch, render, and log every reconstruction term; in training a non-finite
+        total skips the step (None) and logs nothing of it (its NaN terms would turn the epoch means NaN)."""
         outputs, rendered = self.reconstruct(batch)
+        total = rendered.total
+        if stage == "train" and self.guard_finite(total) is None:
+            return None
         size = batch_size_of(batch)
         logs = {f"{stage}/{name}": value.detach() for name, value in rendered.losses.items()}
-        logs[f"{stage}/loss"] = rendered.total.detach()
+        logs[f"{stage}/loss"] = total.detach()
         for name, count in rendered.skipped.items():
             logs[f"{stage}/skipped_{name}"] = count.float()  # a tensor: float() would wait on the device
         if stage == "train" and outputs["image_mask"] is not None:
@@ -94,12 +98,12 @@ class PretrainTask(BaseTask):
                 logs["train/voxel_masked_fraction"] = 1.0 - kept.mean()
         # Synced in training too: the epoch means then cover every rank's batches, not rank 0's alone.
         self.log_dict(logs, batch_size=size, on_step=stage == "train", on_epoch=True, prog_bar=False, sync_dist=True)
-        self.log(f"{stage}_loss", rendered.total.detach(), batch_size=size, prog_bar=True, sync_dist=stage != "train")
-        return rendered.total
+        self.log(f"{stage}_loss", total.detach(), batch_size=size, prog_bar=True, sync_dist=stage != "train")
+        return total
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         """One masked-reconstruction step; a non-finite loss skips the step."""
-        return self.guard_finite(self._step(batch, "train"))
+        return self._step(batch, "train")
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Reconstruction losses on held-out frames; keep a few frames for the render grid.
