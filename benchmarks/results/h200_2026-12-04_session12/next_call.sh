@@ -1,5 +1,5 @@
 # Prepared for the next GPU session (not run yet): what the culled colour march (RenderConfig.color_cull)
-# does where it matters. ~6 device-minutes; writes 8 files (the most a call brings back). From the
+# does where it matters, and the pretraining-step table afresh. ~8 device-minutes; writes 8 files (the most a call brings back). From the
 # repository root: bash <this file>
 set -u
 source .gpu/activate.sh
@@ -21,7 +21,8 @@ for round in 1 2; do
       --batch 8 --color-cull $cull --out $OUT/pretrain_synthetic_cull${cull}_$round.json 2>&1 | grep -E "step|rror"
   done
 done
-for cull in 0 1e-4; do
-  timeout 150 $P --configs configs/pretrain/nsmae_bevfusion_256x704.yaml --batch 2 --color-cull $cull \
-    --out $OUT/pretrain_256x704_cull$cull.json 2>&1 | grep -E "step|rror"
-done
+# 3. the table afresh (last measured 2026-12-01): both paper configs, batch 2, fp32 and bf16; then
+#    256x704 bf16 culled
+timeout 200 python pretrain_step.py --warmup 3 --repeats 10 --out $OUT/pretrain_paper.json 2>&1 | grep -E "step|rror"
+timeout 120 $P --configs configs/pretrain/nsmae_bevfusion_256x704.yaml --batch 2 --color-cull 1e-4 \
+  --out $OUT/pretrain_256x704_cull1e-4.json 2>&1 | grep -E "step|rror"
