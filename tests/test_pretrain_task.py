@@ -105,3 +105,29 @@ def test_a_non_finite_loss_skips_the_step_logs_nothing_of_it_and_warns(
     logged = trainer.callback_metrics
     assert float(logged["train/skipped_nonfinite"]) == 2.0
     assert not [name for name in logged if name.startswith("train/loss")]  # no NaN means in the logs
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_fp16_with_a_grad_scaler_trains_the_whole_step(batch: dict[str, Any]) -> None:
+    # the paper's lambda 1e4 makes the colour term's gradients large: GradScaler's first scales (65536, ...)
+    # overflow fp16 and are skipped, as the scaler is meant to, until one fits (32 on the tiny world)
+    task = make_task().train()
+    scaler = torch.amp.GradScaler("cpu")
+    optimizer = torch.optim.AdamW(task.parameters(), lr=1e-4)
+    before = {name: parameter.detach().clone() for name, parameter in task.named_parameters()}
+    for _ in range(20):
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.float16):
+            outputs, rendered = task.reconstruct(batch)
+        assert outputs["bev"].dtype == torch.float16 and rendered.total.dtype == torch.float32
+        assert all(bool(torch.isfinite(value)) for value in rendered.losses.values())
+        scaler.scale(rendered.total).backward()
+        scaler.unscale_(optimizer)
+        finite = all(bool(torch.isfinite(p.grad).all()) for p in task.parameters() if p.grad is not None)
+        scaler.step(optimizer)
+        scaler.update()
+        if finite:
+            break
+    assert finite, f"fp16 gradients still overflow at scale {scaler.get_scale()}"
+    changed = [name for name, parameter in task.named_parameters() if not torch.equal(parameter, before[name])]
+    assert any(name.startswith("embedding.") for name in changed) and any(name.startswith("render_head.") for name in changed)
