@@ -327,7 +327,10 @@ def execute_run(spec: SweepSpec, run: Run, builder: CommandBuilder, env: Mapping
         return _failed_rows(spec, run, f"failed: {error}", 0.0), str(error)
     returncode = run_logged(command, log_path, env)
     seconds = time.monotonic() - start
-    metrics = read_final_metrics(run_dir, run.task.metrics) if returncode == 0 else {}
+    try:
+        metrics = read_final_metrics(run_dir, run.task.metrics) if returncode == 0 else {}
+    except (OSError, ValueError) as error:  # a metrics.csv that cannot be read: this run failed, not the sweep
+        return _failed_rows(spec, run, f"failed: {error}", seconds), str(error)
     missing = [name for name in run.task.metrics if name not in metrics]
     if returncode == 0 and not missing:
         return [
@@ -442,6 +445,8 @@ def run_sweep(
             progress.update(bar, description=", ".join(sorted(running)))
             try:
                 return execute_run(spec, run, builder, env)
+            except Exception as error:  # noqa: BLE001 - one broken run is recorded as failed, the others still count
+                return _failed_rows(spec, run, f"failed: {type(error).__name__}: {error}", 0.0), repr(error)
             finally:
                 running.discard(run.name)
                 environments.put(env)

@@ -79,8 +79,13 @@ def last_values(metrics_csv: Path, names: Sequence[str]) -> dict[str, float]:
     """The value of each metric in the last row of a metrics.csv that has one (absent if none has)."""
     values: dict[str, float] = {}
     with metrics_csv.open(newline="") as handle:
-        for record in csv.DictReader(handle):
-            values.update({name: float(record[name]) for name in names if record.get(name) not in (None, "")})
+        for line, record in enumerate(csv.DictReader(handle), start=2):
+            for name in names:
+                if record.get(name) not in (None, ""):
+                    try:
+                        values[name] = float(record[name])
+                    except ValueError:
+                        raise ValueError(f"{metrics_csv}: line {line}: {name} is {record[name]!r}, not a number") from None
     return values
 
 

@@ -182,6 +182,44 @@ def test_failed_run_is_recorded_and_sweep_goes_on(tmp_path: Path) -> None:
     assert len(rows) == 8 and all(row.status == "ok" for row in rows)
 
 
+def test_an_unreadable_metrics_file_fails_its_run_only_and_names_the_file(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, seeds=[0])
+    good = fake_builder(tmp_path)
+    broken = "detection/nsmae/r1/s0"
+    corrupt = tmp_path / "corrupt.py"
+    corrupt.write_text("import sys, pathlib\n"
+                       "version = pathlib.Path(sys.argv[1]) / 'version_0'\n"
+                       "version.mkdir(parents=True, exist_ok=True)\n"
+                       "(version / 'metrics.csv').write_text('step,val/mAP,val/NDS\\n0,abc,0.5\\n')\n")
+
+    def builder(spec: SweepSpec, run: Run, resume_from: Path | None) -> list[str]:
+        if run.name == broken:
+            return [sys.executable, str(corrupt), str(run.run_dir(spec.out))]
+        return good(spec, run, resume_from)
+
+    summary = run_sweep(spec, builder=builder, console=quiet())
+    assert len(summary.finished) == 3  # the other runs are recorded
+    [(name, status, _)] = summary.failed
+    assert name == broken
+    assert "metrics.csv: line 2: val/mAP is 'abc', not a number" in status
+    assert len([row for row in read_results(spec.results_csv) if row.status == "ok"]) == 6
+
+
+def test_a_crashing_run_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, seeds=[0])
+    good = fake_builder(tmp_path)
+
+    def builder(spec: SweepSpec, run: Run, resume_from: Path | None) -> list[str]:
+        if run.name == "detection/random/r1/s0":
+            raise KeyError("an unexpected bug")
+        return good(spec, run, resume_from)
+
+    summary = run_sweep(spec, builder=builder, console=quiet())
+    assert len(summary.finished) == 3
+    [(_, status, _)] = summary.failed
+    assert status == "failed: KeyError: 'an unexpected bug'"
+
+
 def test_missing_metric_counts_as_failure(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, ratios=[1.0], seeds=[0], inits={"random": None},
                      tasks={"segmentation": {"config": "configs/segmentation/tiny.yaml"}})
