@@ -45,7 +45,9 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_savefig(figure: Any, path: str | Path, **savefig_options: Any) -> Path:
-    """Render a matplotlib figure in memory (PNG unless ``format`` says otherwise) and write it atomically."""
+    """Render a matplotlib figure in memory and write it atomically, in the format its suffix names
+    (``.png``, ``.pdf``, ``.svg``, ...; PNG without a suffix) unless ``format`` says otherwise."""
+    suffix = Path(path).suffix.lstrip(".").lower()
     buffer = io.BytesIO()
-    figure.savefig(buffer, **{"format": "png", **savefig_options})
+    figure.savefig(buffer, **{"format": suffix or "png", **savefig_options})
     return atomic_write_bytes(path, buffer.getvalue())

@@ -35,3 +35,12 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
     plt.close(figure)
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["plot.png"]
+
+
+def test_a_figure_is_written_in_the_format_its_suffix_names(tmp_path: Path) -> None:
+    figure, axis = plt.subplots()
+    axis.plot([0, 1], [1, 0])
+    starts = {"curves.pdf": b"%PDF", "curves.svg": b"<?xml", "curves.png": b"\x89PNG", "curves": b"\x89PNG"}
+    for name, start in starts.items():
+        assert atomic_savefig(figure, tmp_path / name, dpi=30).read_bytes().startswith(start), name
+    plt.close(figure)

@@ -287,6 +287,9 @@ def test_readers_report_bad_files(tmp_path: Path) -> None:
         read_points(points_file, 5)
     with pytest.raises(DataError, match="missing.bin.*not found"):
         read_points(tmp_path / "missing.bin", 5)
+    points_file.write_bytes(b"")
+    with pytest.raises(DataError, match=r"cloud\.pcd\.bin.*empty point cloud"):
+        read_points(points_file, 5)
     jpeg = tmp_path / "image.jpg"
     Image.fromarray(np.full((16, 16, 3), 128, dtype=np.uint8)).save(jpeg)
     assert read_image(jpeg).size == (16, 16)

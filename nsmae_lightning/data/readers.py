@@ -21,12 +21,14 @@ def read_points(path: str | Path, num_columns: int) -> np.ndarray:
         float32 (P, num_columns).
 
     Raises:
-        DataError: the file is missing or its size is not a whole number of points.
+        DataError: the file is missing, empty, or its size is not a whole number of points.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "point cloud file not found")
     raw = path.read_bytes()
+    if not raw:  # a real sweep always has returns: an empty file is a failed download or copy
+        raise DataError(path, "empty point cloud file (0 bytes)")
     point_bytes = 4 * num_columns
     if len(raw) % point_bytes != 0:
         raise DataError(
