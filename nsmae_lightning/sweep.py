@@ -214,7 +214,7 @@ def parse_spec(raw: Mapping[str, Any], where: str) -> SweepSpec:
     inits_raw = _require(raw, "inits", where)
     if not isinstance(inits_raw, Mapping):
         raise ValueError(f"{where}: 'inits' must map names to a checkpoint path or null")
-    ratios = tuple(float(ratio) for ratio in _require(raw, "ratios", where))
+    ratios = _numbers(_require(raw, "ratios", where), float, "ratios", where)
     bad_ratios = [ratio for ratio in ratios if not 0.0 < ratio <= 1.0]
     if bad_ratios:
         raise ValueError(f"{where}: ratios must lie in (0, 1], got {bad_ratios}")
@@ -223,11 +223,29 @@ def parse_spec(raw: Mapping[str, Any], where: str) -> SweepSpec:
         tasks=tuple(tasks),
         inits={str(name): None if path is None else Path(path) for name, path in inits_raw.items()},
         ratios=ratios,
-        seeds=tuple(int(seed) for seed in _require(raw, "seeds", where)),
-        split_seed=int(raw.get("split_seed", 0)),
+        seeds=_numbers(_require(raw, "seeds", where), int, "seeds", where),
+        split_seed=_numbers([raw.get("split_seed", 0)], int, "split_seed", where)[0],
         overrides=override_arguments(raw.get("overrides"), where),
         resume=bool(raw.get("resume", True)),
     )
+
+
+def _numbers(values: object, kind: type, key: str, where: str) -> tuple:
+    """``values`` (a YAML list) as a tuple of ``kind`` (int or float), or a ValueError naming the spec and key.
+
+    A bare number or a string is refused (``seeds: "01"`` would otherwise iterate to (0, 1)); an int key
+    takes whole numbers only, never booleans.
+    """
+    if not isinstance(values, (list, tuple)):
+        raise ValueError(f"{where}: '{key}' must be a list of numbers, e.g. [0, 1], got {values!r}")
+    numbers = []
+    for value in values:
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not whole):
+            expected = "whole numbers" if kind is int else "numbers"
+            raise ValueError(f"{where}: '{key}' must hold {expected}, got {value!r} in {values!r}")
+        numbers.append(kind(value))
+    return tuple(numbers)
 
 
 def load_spec(path: Path) -> SweepSpec:

@@ -121,6 +121,17 @@ def test_spec_errors_name_file_and_key(tmp_path: Path) -> None:
         make_spec(tmp_path, tasks={"depth": {"config": "x.yaml"}})
     with pytest.raises(ValueError, match=r"unknown keys \['ratio'\]"):
         make_spec(tmp_path, ratio=[0.1])
+    with pytest.raises(ValueError, match=r"test.yaml: 'ratios' must be a list of numbers, e.g. \[0, 1\], got 0.1"):
+        make_spec(tmp_path, ratios=0.1)
+    with pytest.raises(ValueError, match=r"'seeds' must be a list of numbers.*got '01'"):
+        make_spec(tmp_path, seeds="01")  # not (0, 1)
+    with pytest.raises(ValueError, match=r"'seeds' must hold whole numbers, got '0,1'"):
+        make_spec(tmp_path, seeds=["0,1"])
+    with pytest.raises(ValueError, match=r"'seeds' must hold whole numbers, got 1.5"):
+        make_spec(tmp_path, seeds=[1.5])
+    with pytest.raises(ValueError, match=r"'split_seed' must hold whole numbers, got \[1\]"):
+        make_spec(tmp_path, split_seed=[1])
+    assert make_spec(tmp_path, seeds=[0, 2.0], split_seed=3).seeds == (0, 2)
     bad = tmp_path / "bad.yaml"
     bad.write_text("- just a list\n")
     with pytest.raises(ValueError, match="bad.yaml: a sweep spec is a mapping"):
