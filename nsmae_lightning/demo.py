@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import nsmae_lightning
+from nsmae_lightning.atomic import atomic_write_text
 from nsmae_lightning.data.world import WorldConfig, write_nuscenes
 from nsmae_lightning.sweep import (
     fit_command,
@@ -40,6 +41,7 @@ from nsmae_lightning.sweep import (
 
 CONFIGS = Path(nsmae_lightning.__file__).resolve().parents[1] / "configs"
 DONE_MARKER = ".done"
+PROFILE_FILE = "demo_profile.txt"  # which profile's world, pretraining and runs the output folder holds
 
 
 @dataclass(frozen=True)
@@ -181,10 +183,25 @@ def sweep_spec_raw(out: Path, world: Path, pretrain_dir: Path, profile: DemoProf
     }
 
 
+def claim_output(out: Path, profile_name: str) -> None:
+    """Mark ``out`` as this profile's, or refuse it if another profile's demo wrote it: its finished world,
+    pretraining and runs would be reused (a ``--quick`` smoke test's 2-step runs reported as the default
+    demo's results)."""
+    marker = out / PROFILE_FILE
+    if marker.is_file():
+        owner = marker.read_text().strip()
+        if owner != profile_name:
+            raise ValueError(f"{out}: holds the '{owner}' demo's world and runs ({marker}); give the "
+                             f"'{profile_name}' demo another --out, or delete the folder")
+        return
+    atomic_write_text(marker, profile_name + "\n")
+
+
 def run_demo(out: Path, profile_name: str, console: Console) -> int:
     """World, pretraining, sweep and report under ``out``; exit code 0 when every run finished."""
     profile = PROFILES[profile_name]
     start = time.monotonic()
+    claim_output(out, profile_name)
     console.rule(f"nsmae demo ({profile_name}) -> {out}")
     world = make_world(out / "world", profile, console)
     pretrain_dir = out / "pretrain"
@@ -206,4 +223,9 @@ def main(argv: list[str]) -> int:
     size.add_argument("--full", action="store_true", help="GPU-sized: bigger world, paper network, 4 ratios x 2 seeds")
     args = parser.parse_args(argv)
     profile_name = "quick" if args.quick else "full" if args.full else "default"
+    try:
+        claim_output(args.out, profile_name)
+    except ValueError as error:
+        Console(stderr=True).print(f"[red]nsmae demo:[/red] {error}", highlight=False, soft_wrap=True)
+        return 2
     return run_demo(args.out, profile_name, Console())

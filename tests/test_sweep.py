@@ -404,3 +404,17 @@ def test_demo_config_path_names_missing_file() -> None:
 
     with pytest.raises(FileNotFoundError, match="nope/x.yaml: config not found"):
         config_path("nope/x.yaml")
+
+
+def test_demo_refuses_an_output_folder_of_another_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from nsmae_lightning.demo import PROFILE_FILE, claim_output
+    from nsmae_lightning.demo import main as demo_main
+
+    out = tmp_path / "demo_out"
+    claim_output(out, "quick")
+    claim_output(out, "quick")  # the same profile resumes its own folder
+    assert (out / PROFILE_FILE).read_text() == "quick\n"
+    with pytest.raises(ValueError, match=r"demo_out: holds the 'quick' demo's world and runs"):
+        claim_output(out, "default")
+    assert demo_main(["--out", str(out)]) == 2  # nothing run, the reason printed
+    assert "give the 'default' demo another --out" in capsys.readouterr().err
