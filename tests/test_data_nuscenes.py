@@ -279,6 +279,17 @@ def test_unknown_map_location(world_copy: Path) -> None:
         make_datamodule(world_copy).setup("fit")
 
 
+def test_unreadable_map_expansion_names_the_file(world_copy: Path) -> None:
+    datamodule = make_datamodule(world_copy, batch_size=1, load_bev_masks=True)
+    datamodule.setup("fit")
+    map_files = sorted((world_copy / "maps" / "expansion").glob("*.json"))
+    assert map_files
+    for map_file in map_files:
+        replace_file(map_file, b'{"version": ')  # cut short, as by a failed download
+    with pytest.raises(DataError, match=r"expansion/[a-z-]+\.json: cannot read the map expansion: JSONDecodeError"):
+        datamodule.train_dataset[0]
+
+
 @pytest.mark.parametrize(
     ("target", "content", "problem"),
     [

@@ -97,7 +97,12 @@ class MapRasterizer:
         """The (cached) NuScenesMap of a location."""
         if location not in self._maps:
             self.check_location(location)
-            self._maps[location] = NuScenesMap(dataroot=str(self.dataroot), map_name=location)
+            map_file = self.dataroot / "maps" / "expansion" / f"{location}.json"
+            try:
+                self._maps[location] = NuScenesMap(dataroot=str(self.dataroot), map_name=location)
+            except (ValueError, KeyError, TypeError) as error:  # json.JSONDecodeError is a ValueError
+                # the devkit's own error names neither the file nor the problem in words
+                raise DataError(map_file, f"cannot read the map expansion: {type(error).__name__}: {error}") from error
         return self._maps[location]
 
     def __call__(self, location: str, lidar2global: np.ndarray, lidar_aug: np.ndarray) -> np.ndarray:
