@@ -70,6 +70,28 @@ def test_labels_become_lidar_frame_boxes(tmp_path: Path) -> None:
     np.testing.assert_allclose(boxes[0], expected, atol=1e-5)
 
 
+def test_bad_calibration_and_label_files_name_the_file(tmp_path: Path) -> None:
+    write_frame(tmp_path)
+    calib_path = tmp_path / "training" / "calib" / "000000.txt"
+    label_path = tmp_path / "training" / "label_2" / "000000.txt"
+    good = calib_path.read_text()
+    calib_path.write_text(good.replace("P2: 100.000000", "P2: nan"))
+    with pytest.raises(DataError, match=r"000000\.txt: non-finite value in P2"):
+        read_calib(calib_path)
+    zeros = " ".join(["0"] * 12)
+    calib_path.write_text("\n".join(f"P2: {zeros}" if line.startswith("P2:") else line for line in good.splitlines()))
+    with pytest.raises(DataError, match=r"000000\.txt: singular calibration"):
+        read_calib(calib_path)
+    calib_path.write_bytes(b"P2: \xff\xfe binary")
+    with pytest.raises(DataError, match=r"000000\.txt: calibration file is not UTF-8 text"):
+        read_calib(calib_path)
+    calib_path.write_text(good)
+    calib = read_calib(calib_path)
+    label_path.write_text(CAR_LABEL.replace("10.00 0.00", "nan 0.00") + "\n")
+    with pytest.raises(DataError, match=r"000000\.txt: line 1: non-finite field"):
+        read_labels(label_path, calib["rect2lidar"])
+
+
 def make_datamodule(root: Path, **overrides: Any) -> KittiDataModule:
     """A small single-process KittiDataModule."""
     settings: dict[str, Any] = dict(image_size=IMAGE_SIZE, batch_size=1, num_workers=0)

@@ -29,7 +29,7 @@ from nsmae_lightning.data.gt_sampler import DatabaseFrame, GTDatabase, GTSampler
 from nsmae_lightning.data.kitti_boxes import camera_to_lidar_boxes
 from nsmae_lightning.data.labelled_subset import FrameKey, LabelledSplit
 from nsmae_lightning.data.splits import SplitBy
-from nsmae_lightning.data.readers import read_image, read_image_size, read_points
+from nsmae_lightning.data.readers import read_image, read_image_size, read_points, read_text_file
 from nsmae_lightning.data.transforms import (
     ImageAugmentation,
     LidarAugmentation,
@@ -55,16 +55,16 @@ def read_calib(path: Path) -> dict[str, np.ndarray]:
     Raises:
         DataError: the file is missing, or P2 / R0_rect / Tr_velo_to_cam are absent or malformed.
     """
-    if not path.is_file():
-        raise DataError(path, "calibration file not found")
     values: dict[str, np.ndarray] = {}
-    for line in path.read_text().splitlines():
+    for line in read_text_file(path, "calibration file").splitlines():
         if ":" in line:
             key, numbers = line.split(":", 1)
             try:
                 values[key.strip()] = np.array([float(number) for number in numbers.split()])
             except ValueError as error:
                 raise DataError(path, f"non-numeric value in {key.strip()}: {error}") from error
+            if not np.isfinite(values[key.strip()]).all():
+                raise DataError(path, f"non-finite value in {key.strip()}")
     for key, size in (("P2", 12), ("R0_rect", 9), ("Tr_velo_to_cam", 12)):
         if key not in values or values[key].size != size:
             raise DataError(path, f"{key} missing or not {size} numbers")
@@ -75,13 +75,17 @@ def read_calib(path: Path) -> dict[str, np.ndarray]:
     velo_to_cam = np.eye(4)
     velo_to_cam[:3, :] = values["Tr_velo_to_cam"].reshape(3, 4)
     camera_offset = np.eye(4)
-    camera_offset[:3, 3] = np.linalg.solve(intrinsics, projection[:, 3])
-    lidar2cam = camera_offset @ rect @ velo_to_cam
-    return {
-        "intrinsics": intrinsics,
-        "cam2lidar": np.linalg.inv(lidar2cam),
-        "rect2lidar": np.linalg.inv(rect @ velo_to_cam),
-    }
+    try:
+        camera_offset[:3, 3] = np.linalg.solve(intrinsics, projection[:, 3])
+        lidar2cam = camera_offset @ rect @ velo_to_cam
+        return {
+            "intrinsics": intrinsics,
+            "cam2lidar": np.linalg.inv(lidar2cam),
+            "rect2lidar": np.linalg.inv(rect @ velo_to_cam),
+        }
+    except np.linalg.LinAlgError as error:
+        raise DataError(path, f"singular calibration ({error}): P2's 3x3 part, R0_rect or Tr_velo_to_cam "
+                              "cannot be inverted") from error
 
 
 @dataclass(frozen=True)
@@ -129,11 +133,9 @@ def read_objects(path: Path, rect2lidar: np.ndarray) -> KittiObjects:
         DataError: the file is missing, or a line has the wrong number of fields or a
             non-numeric value (naming the line).
     """
-    if not path.is_file():
-        raise DataError(path, "label file not found")
     names: list[str] = []
     rows: list[list[float]] = []
-    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_number, line in enumerate(read_text_file(path, "label file").splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
@@ -145,6 +147,8 @@ def read_objects(path: Path, rect2lidar: np.ndarray) -> KittiObjects:
             rows.append([float(value) for value in fields[1:LABEL_FIELDS]])
         except ValueError as error:
             raise DataError(path, f"line {line_number}: non-numeric field ({error})") from error
+        if not np.isfinite(rows[-1]).all():  # as the evaluation's reader: a nan box would train as a target
+            raise DataError(path, f"line {line_number}: non-finite field")
         names.append(fields[0])
     values = np.asarray(rows, dtype=np.float64).reshape(-1, LABEL_FIELDS - 1)
     boxes = camera_to_lidar_boxes(values[:, 7:10], values[:, 10:13], values[:, 13], rect2lidar)

@@ -1,4 +1,5 @@
-"""Readers for the raw sensor files (point clouds, JPEGs) that turn every failure into a DataError."""
+"""Readers for the raw sensor and text files (point clouds, JPEGs, KITTI calib / labels) that turn every
+failure into a DataError."""
 
 from __future__ import annotations
 
@@ -8,6 +9,21 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from nsmae_lightning.data.errors import DataError
+
+
+def read_text_file(path: str | Path, what: str) -> str:
+    """The UTF-8 text of ``what`` (e.g. "label file") at ``path``.
+
+    Raises:
+        DataError: the file is missing or not UTF-8 text (e.g. a binary file under a .txt name).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, f"{what} not found")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(path, f"{what} is not UTF-8 text ({error.reason} at byte {error.start})") from error
 
 
 def read_points(path: str | Path, num_columns: int) -> np.ndarray:
