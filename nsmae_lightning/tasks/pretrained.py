@@ -10,6 +10,7 @@ changes on load is the failure the authors' code had, so we refuse it.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from nsmae_lightning.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +126,6 @@ def load_pretrained_embedding(model: nn.Module, path: str | Path, geometry: dict
 def export_embedding(checkpoint: str | Path, out: str | Path) -> Path:
     """Write the ``embedding.*`` weights and geometry of a task checkpoint as a standalone file."""
     weights, geometry = read_pretrained(checkpoint)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save({"format": EXPORT_FORMAT, "state_dict": weights, "geometry": geometry, "source": str(checkpoint)}, tmp)
-    tmp.replace(out)  # atomic: a reader never sees half a file
-    return out
+    buffer = io.BytesIO()
+    torch.save({"format": EXPORT_FORMAT, "state_dict": weights, "geometry": geometry, "source": str(checkpoint)}, buffer)
+    return atomic_write_bytes(out, buffer.getvalue())  # a reader never sees half a file, nor a clash of two exports
