@@ -174,6 +174,32 @@ def test_same_seed_same_bytes_other_seed_differs(tiny_world: Path, tmp_path: Pat
     assert all(other[name] != reference[name] for name in shared if name.endswith((".bin", ".jpg", "sample.json")))
 
 
+def test_a_killed_rewrite_leaves_the_former_tables_whole(tiny_world: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from nsmae_lightning.data.world import nuscenes_writer
+
+    root = write_nuscenes(tmp_path / "world", WorldConfig.tiny(seed=0))
+    tables = {name: digest for name, digest in _digests(root).items() if name.startswith(VERSION)}
+    written: list[Path] = []
+    original = nuscenes_writer.write_json
+
+    def dies_on_the_fifth_table(path: Path, document: object) -> None:
+        if path.suffix == ".json" and path.parent.name.endswith(".partial"):
+            written.append(path)
+            if len(written) == 5:
+                raise KeyboardInterrupt  # killed while writing the new seed's tables
+        original(path, document)
+
+    monkeypatch.setattr(nuscenes_writer, "write_json", dies_on_the_fifth_table)
+    with pytest.raises(KeyboardInterrupt):
+        write_nuscenes(root, WorldConfig.tiny(seed=1))
+    assert {name: digest for name, digest in _digests(root).items() if name.startswith(VERSION)} == tables
+    monkeypatch.setattr(nuscenes_writer, "write_json", original)
+    write_nuscenes(root, WorldConfig.tiny(seed=0))  # a rerun completes and leaves no side folders
+    assert {name: digest for name, digest in _digests(root).items() if name.startswith(VERSION)} == tables
+    assert not [path.name for path in root.iterdir() if path.name.startswith(".")]
+
+
 def test_kitti_twin_cast_in_parallel_has_the_same_bytes(tiny_kitti_world: Path, tmp_path: Path) -> None:
     again = write_kitti(tmp_path / "again", WorldConfig.tiny(seed=0), workers=2)
     assert _digests(again) == _digests(tiny_kitti_world) and len(_digests(again)) == 4 * 8 + 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -335,10 +336,25 @@ def write_nuscenes(
                     tables.rows[name].extend(rows)
                 for _ in range(cfg.keyframes if on_frame else 0):
                     on_frame()  # type: ignore[misc]
+    # the tables go last and all at once: written into a side folder, then swapped in by renames, so a
+    # killed run leaves either no table folder or a former complete one, never a mix of old and new tables
+    partial = root / f".{version}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
     for name, rows in tables.rows.items():
-        write_json(root / version / f"{name}.json", rows)
+        write_json(partial / f"{name}.json", rows)
     write_json(
-        root / version / "splits.json",
+        partial / "splits.json",
         {"synth_train": [p.name for p in plans if p.split == "train"], "synth_val": [p.name for p in plans if p.split == "val"]},
     )
+    replace_folder(partial, root / version)
     return root
+
+
+def replace_folder(source: Path, destination: Path) -> None:
+    """Put the folder ``source`` at ``destination`` by renames, a former ``destination`` removed after."""
+    former = destination.with_name(f".{destination.name}.former")
+    shutil.rmtree(former, ignore_errors=True)
+    if destination.exists():
+        destination.rename(former)
+    source.rename(destination)
+    shutil.rmtree(former, ignore_errors=True)
