@@ -269,6 +269,26 @@ def test_table_with_missing_token_seen_by_the_devkit(world_copy: Path) -> None:
         make_datamodule(world_copy).setup("fit")
 
 
+def test_unreadable_or_malformed_tables_are_named(world_copy: Path) -> None:
+    sample = world_copy / "v1.0-trainval" / "sample.json"
+    sample.write_text(sample.read_text()[:200])  # cut short
+    with pytest.raises(DataError, match=r"sample\.json: table is not valid JSON"):
+        make_datamodule(world_copy).setup("fit")
+    sample.write_text("{}")
+    with pytest.raises(DataError, match=r"sample\.json: a table is a JSON list of records, got dict"):
+        make_datamodule(world_copy).setup("fit")
+
+
+def test_a_record_without_a_field_is_told_from_a_missing_token(world_copy: Path) -> None:
+    def drop_sensor_token(records: list[dict[str, Any]]) -> None:
+        for record in records:
+            del record["sensor_token"]
+
+    edit_table(world_copy, "calibrated_sensor", drop_sensor_token)
+    with pytest.raises(DataError, match=r"v1.0-trainval: a table record lacks the field 'sensor_token'"):
+        make_datamodule(world_copy).setup("fit")
+
+
 def test_unknown_map_location(world_copy: Path) -> None:
     def move_to_atlantis(records: list[dict[str, Any]]) -> None:
         for record in records:

@@ -8,6 +8,7 @@ those, so workers never carry the NuScenes object.
 from __future__ import annotations
 
 import json
+import re
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -45,10 +46,44 @@ def load_nuscenes(dataroot: str | Path, version: str) -> NuScenes:
         raise DataError(root / version, f"version folder {version!r} not found in the dataset root")
     try:
         return NuScenes(version=version, dataroot=str(root), verbose=False)
-    except KeyError as error:
-        raise DataError(root / version, f"a table references the missing token {error.args[0]!r}") from error
-    except (FileNotFoundError, json.JSONDecodeError) as error:
-        raise DataError(root / version, f"cannot read the tables: {error}") from error
+    except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError) as error:
+        # the devkit names neither the table nor the problem: find the table file that is not a JSON list
+        # (only now, so a good dataset's large tables are parsed once)
+        broken = broken_table(root / version)
+        if broken is not None:
+            raise broken from error
+        if isinstance(error, KeyError):
+            raise DataError(root / version, f"a table {missing_key(error)}") from error
+        raise DataError(root / version, f"cannot read the tables: {type(error).__name__}: {error}") from error
+
+
+def missing_key(error: KeyError) -> str:
+    """What a devkit KeyError means, in words: a record without a field, or a reference to a missing token."""
+    key = str(error.args[0]) if error.args else ""
+    if re.fullmatch(r"[a-z_]+", key):  # field names are lowercase words; tokens carry digits or dashes
+        return f"record lacks the field {key!r}"
+    return f"references the missing token {key!r}"
+
+
+# the tables the devkit's NuScenes() reads, each a JSON list of records
+DEVKIT_TABLES = ("category", "attribute", "visibility", "instance", "sensor", "calibrated_sensor", "ego_pose", "log",
+                 "scene", "sample", "sample_data", "sample_annotation", "map")
+
+
+def broken_table(folder: Path) -> DataError | None:
+    """A DataError naming the first devkit table of ``folder`` that is missing, not JSON or not a list of
+    records, or None if every one parses."""
+    for name in DEVKIT_TABLES:
+        path = folder / f"{name}.json"
+        if not path.is_file():
+            return DataError(path, "table file not found")
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            return DataError(path, f"table is not valid JSON ({error})")
+        if not isinstance(document, list) or not all(isinstance(record, dict) for record in document):
+            return DataError(path, f"a table is a JSON list of records, got {type(document).__name__}")
+    return None
 
 
 def get_record(nusc: NuScenes, table: str, token: str) -> dict[str, Any]:
@@ -117,7 +152,7 @@ def lidar_frame_boxes(
             box = nusc.get_box(annotation_token)
             global_velocity = nusc.box_velocity(annotation_token)
         except KeyError as error:
-            raise DataError(annotation_token, f"annotation links to the missing token {error.args[0]!r}") from error
+            raise DataError(annotation_token, f"annotation (or a record it links to) {missing_key(error)}") from error
         centre = transform_points(global2lidar, np.asarray(box.center, dtype=np.float64)[None])[0]
         box_rotation = rotation @ box.rotation_matrix
         velocity = rotation @ np.nan_to_num(global_velocity, nan=0.0)
