@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from nsmae_lightning.checkpoint_file import LIGHTNING_CKPT_KEYWORDS, checkpoint_problem, ckpt_path_argument
+
 # sub-command -> "module:function"; each function takes argv (list[str]) and returns an exit code.
 PLAIN_COMMANDS: dict[str, str] = {
     "world": "nsmae_lightning.data.world.cli:main",
@@ -54,6 +56,14 @@ def main(args: Sequence[str] | None = None) -> int:
         return code
     if argv[:1] in (["-h"], ["--help"]):
         print("plain sub-commands: " + ", ".join(sorted(PLAIN_COMMANDS)))
+    ckpt_path = ckpt_path_argument(argv)
+    if ckpt_path and ckpt_path not in LIGHTNING_CKPT_KEYWORDS and ckpt_path.lower() != "null":
+        problem = checkpoint_problem(ckpt_path)
+        if problem is not None:  # Lightning's own error would name no file
+            print(f"nsmae: --ckpt_path {ckpt_path}: {problem}", file=sys.stderr)
+            if args is None:
+                sys.exit(2)
+            return 2
     # From the shell LightningCLI reads sys.argv itself (given both, it warns that they may differ).
     run_lightning_cli(None if args is None else argv)
     return 0

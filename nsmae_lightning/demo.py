@@ -35,6 +35,7 @@ from nsmae_lightning.sweep import (
     newest_checkpoint,
     override_arguments,
     parse_spec,
+    resumable_checkpoint,
     run_logged,
     sweep_and_report,
 )
@@ -155,7 +156,7 @@ def pretrain(world: Path, run_dir: Path, profile: DemoProfile, console: Console)
         return True
     overrides = {"data.init_args.dataroot": str(world), **profile.pretrain_overrides}
     arguments = override_arguments(overrides, f"pretrain overrides of {profile.pretrain_config}")
-    command = fit_command(config_path(profile.pretrain_config), run_dir, arguments, newest_checkpoint(run_dir))
+    command = fit_command(config_path(profile.pretrain_config), run_dir, arguments, resumable_checkpoint(run_dir)[0])
     start = time.monotonic()
     with console.status(f"pretraining NS-MAE ({profile.pretrain_config}), log: {run_dir / 'run.log'}"):
         returncode = run_logged(command, run_dir / "run.log", os.environ)

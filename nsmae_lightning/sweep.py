@@ -51,6 +51,7 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from nsmae_lightning.checkpoint_file import checkpoint_problem
 from nsmae_lightning.sweep_report import (
     STATUS_OK,
     ResultRow,
@@ -280,6 +281,19 @@ def newest_checkpoint(run_dir: Path) -> Path | None:
     return checkpoints[-1] if checkpoints else None
 
 
+def resumable_checkpoint(run_dir: Path) -> tuple[Path | None, list[str]]:
+    """The newest whole checkpoint of ``run_dir`` to resume from (``last.ckpt`` first), and a note for each
+    newer one passed over (cut short by the kill that stopped the run, say: `checkpoint_file`)."""
+    checkpoints = sorted(run_dir.rglob("*.ckpt"), key=lambda path: (path.name == "last.ckpt", path.stat().st_mtime))
+    notes = []
+    for checkpoint in reversed(checkpoints):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return checkpoint, notes
+        notes.append(f"{checkpoint}: {problem}")
+    return None, notes
+
+
 def init_checkpoint(path: Path | None) -> Path | None:
     """An init's checkpoint: the file itself, or a run folder's ``last.ckpt`` / newest checkpoint.
 
@@ -333,11 +347,14 @@ def log_tail(log_path: Path, lines: int = LOG_TAIL_LINES) -> str:
 def execute_run(spec: SweepSpec, run: Run, builder: CommandBuilder, env: Mapping[str, str]) -> tuple[list[ResultRow], str]:
     """Run one grid point as a subprocess; return its result rows and (if it failed) its log tail."""
     run_dir = run.run_dir(spec.out)
-    resume_from = newest_checkpoint(run_dir) if spec.resume else None
+    resume_from, passed_over = resumable_checkpoint(run_dir) if spec.resume else (None, [])
     if resume_from is None and run_dir.exists():
         shutil.rmtree(run_dir)  # a killed run without a checkpoint starts clean: no stale metrics.csv
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "run.log"
+    if passed_over:
+        with log_path.open("a") as log:
+            log.writelines(f"not resuming from {note}\n" for note in passed_over)
     start = time.monotonic()
     try:
         command = builder(spec, run, resume_from)

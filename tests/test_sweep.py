@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from rich.console import Console
 
 from nsmae_lightning import atomic
@@ -162,11 +163,15 @@ def test_killed_run_reruns_from_checkpoint_or_from_scratch(tmp_path: Path) -> No
     random_dir, nsmae_dir = (run.run_dir(spec.out) for run in expand_grid(spec))
     checkpoint = random_dir / "version_0" / "checkpoints" / "epoch=0-step=1.ckpt"
     checkpoint.parent.mkdir(parents=True)
-    checkpoint.write_bytes(b"ckpt")
+    torch.save({"state_dict": {}}, checkpoint)
+    cut_short = checkpoint.with_name("last.ckpt")  # newer, but the kill cut it short: passed over
+    torch.save({"state_dict": {"w": torch.zeros(64)}}, cut_short)
+    cut_short.write_bytes(cut_short.read_bytes()[:100])
     (nsmae_dir / "version_0" / "metrics.csv").write_text("epoch,step,val/mAP,val/NDS\n0,0,0.99,0.99\n")
     summary = run_sweep(spec, builder=builder, console=quiet())
     assert sorted(summary.finished) == ["detection/nsmae/r1/s0", "detection/random/r1/s0"]
     assert builder.calls[-2:] == [("detection/random/r1/s0", checkpoint), ("detection/nsmae/r1/s0", None)]
+    assert f"not resuming from {cut_short}: not a whole torch checkpoint" in (random_dir / "run.log").read_text()
     values = {(row.init, row.metric): row.value for row in read_results(spec.results_csv)}
     assert values[("nsmae", "val/mAP")] == pytest.approx(1.1)  # the stale 0.99 was cleared with the folder
     assert values[("random", "val/mAP")] == pytest.approx(1.0)  # read from version_1, the resumed run
@@ -418,3 +423,22 @@ def test_demo_refuses_an_output_folder_of_another_profile(tmp_path: Path, capsys
         claim_output(out, "default")
     assert demo_main(["--out", str(out)]) == 2  # nothing run, the reason printed
     assert "give the 'default' demo another --out" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_cut_short_ckpt_path_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from nsmae_lightning.checkpoint_file import checkpoint_problem, ckpt_path_argument
+    from nsmae_lightning.cli import main as cli_main
+
+    whole = tmp_path / "whole.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(8)}}, whole)
+    assert checkpoint_problem(whole) is None
+    broken = tmp_path / "epoch=3.ckpt"
+    broken.write_bytes(whole.read_bytes()[:-30])
+    assert "not a whole torch checkpoint" in str(checkpoint_problem(broken))
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    assert checkpoint_problem(tmp_path / "empty.ckpt") == "empty checkpoint file (0 bytes)"
+    assert checkpoint_problem(tmp_path / "none.ckpt") == "checkpoint file not found"
+    assert ckpt_path_argument(["fit", "--ckpt_path", "a.ckpt"]) == "a.ckpt"
+    assert ckpt_path_argument(["fit", "--ckpt_path=b.ckpt"]) == "b.ckpt"
+    assert cli_main(["fit", "--config", "unused.yaml", f"--ckpt_path={broken}"]) == 2
+    assert f"--ckpt_path {broken}: not a whole torch checkpoint" in capsys.readouterr().err
