@@ -60,15 +60,19 @@ def detection_tables(sweep: Path, copy_to: Path | None = None) -> str:
         summaries = sorted(version.glob("nuscenes_eval/*/metrics_summary.json"))
         if not summaries:
             continue
-        summary = json.loads(summaries[-1].read_text())
+        try:  # the devkit writes its summary in place: a killed evaluation leaves half a file
+            summary = json.loads(summaries[-1].read_text())
+            class_aps = summary["mean_dist_aps"]
+            run_errors = {name: summary["tp_errors"][name] for name in TP_ERRORS}
+            run_errors.update(mAP=summary["mean_ap"], NDS=summary["nd_score"])
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"{summaries[-1]}: not a devkit metrics summary ({type(error).__name__}: {error})") from error
         if copy_to is not None:
             shutil.copy(summaries[-1], copy_to / f"metrics_summary_{init}_r{ratio:g}_s{seed}.json")
-        for name, value in summary["mean_dist_aps"].items():
+        for name, value in class_aps.items():
             ap[(init, ratio)][name].append(value)
-        for name in TP_ERRORS:
-            errors[(init, ratio)][name].append(summary["tp_errors"][name])
-        errors[(init, ratio)]["mAP"].append(summary["mean_ap"])
-        errors[(init, ratio)]["NDS"].append(summary["nd_score"])
+        for name, value in run_errors.items():
+            errors[(init, ratio)][name].append(value)
     if not ap:
         return "no detection run has a devkit summary\n"
     cells = sorted(ap)

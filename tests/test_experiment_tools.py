@@ -75,6 +75,14 @@ def test_per_class_tables_average_seeds_and_copy_the_summaries(tmp_path: Path) -
     assert detection.split("\n")[4] in written and segmentation.split("\n")[4] in written  # first rows
 
 
+def test_per_class_names_a_cut_short_devkit_summary(tmp_path: Path) -> None:
+    sweep = _sweep(tmp_path)
+    summary = sorted(sweep.rglob("metrics_summary.json"))[0]
+    summary.write_text(summary.read_text()[:40])
+    with pytest.raises(ValueError, match=r"metrics_summary\.json: not a devkit metrics summary \(JSONDecodeError"):
+        per_class.detection_tables(sweep)
+
+
 def test_per_class_says_when_nothing_finished(tmp_path: Path) -> None:
     (tmp_path / "detection").mkdir()
     assert per_class.detection_tables(tmp_path, tmp_path).startswith("no detection run")
