@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -51,3 +52,16 @@ def atomic_savefig(figure: Any, path: str | Path, **savefig_options: Any) -> Pat
     buffer = io.BytesIO()
     figure.savefig(buffer, **{"format": suffix or "png", **savefig_options})
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def replace_folder(source: str | Path, destination: str | Path) -> Path:
+    """Put the finished folder ``source`` at ``destination`` by renames (a former ``destination`` is moved
+    aside first and removed after), so a reader finds the old folder or the new one, never a mix."""
+    source, destination = Path(source), Path(destination)
+    former = destination.with_name(f".{destination.name}.former")
+    shutil.rmtree(former, ignore_errors=True)
+    if destination.exists():
+        destination.rename(former)
+    source.rename(destination)
+    shutil.rmtree(former, ignore_errors=True)
+    return destination

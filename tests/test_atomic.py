@@ -44,3 +44,16 @@ def test_a_figure_is_written_in_the_format_its_suffix_names(tmp_path: Path) -> N
     for name, start in starts.items():
         assert atomic_savefig(figure, tmp_path / name, dpi=30).read_bytes().startswith(start), name
     plt.close(figure)
+
+
+def test_replace_folder_swaps_a_finished_folder_in(tmp_path: Path) -> None:
+    from nsmae_lightning.atomic import replace_folder
+
+    target = tmp_path / "ImageSets"
+    for content in ("old", "new"):
+        partial = tmp_path / ".ImageSets.partial"
+        partial.mkdir()
+        (partial / "train.txt").write_text(content)
+        assert replace_folder(partial, target) == target
+        assert (target / "train.txt").read_text() == content
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ImageSets"]  # nothing left aside

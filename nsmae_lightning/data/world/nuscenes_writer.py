@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from nsmae_lightning.atomic import replace_folder
 from nsmae_lightning.constants import CAMERAS
 from nsmae_lightning.data.world import classes as cls
 from nsmae_lightning.data.world.config import WorldConfig
@@ -349,12 +350,3 @@ def write_nuscenes(
     replace_folder(partial, root / version)
     return root
 
-
-def replace_folder(source: Path, destination: Path) -> None:
-    """Put the folder ``source`` at ``destination`` by renames, a former ``destination`` removed after."""
-    former = destination.with_name(f".{destination.name}.former")
-    shutil.rmtree(former, ignore_errors=True)
-    if destination.exists():
-        destination.rename(former)
-    source.rename(destination)
-    shutil.rmtree(former, ignore_errors=True)
