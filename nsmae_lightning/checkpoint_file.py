@@ -26,6 +26,9 @@ def checkpoint_problem(path: str | Path) -> str | None:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
     except (zipfile.BadZipFile, OSError) as error:
+        with path.open("rb") as stream:
+            if stream.read(1) == b"\x80":  # torch's legacy (pre-1.6) pickle format: no directory to check
+                return None
         return f"not a whole torch checkpoint (cut short, or not a torch file: {error})"
     if not any(name.endswith("data.pkl") for name in names):
         return "a zip archive without a torch pickle (data.pkl): not a torch checkpoint"

@@ -438,6 +438,9 @@ def test_cli_refuses_a_cut_short_ckpt_path_naming_it(tmp_path: Path, capsys: pyt
     (tmp_path / "empty.ckpt").write_bytes(b"")
     assert checkpoint_problem(tmp_path / "empty.ckpt") == "empty checkpoint file (0 bytes)"
     assert checkpoint_problem(tmp_path / "none.ckpt") == "checkpoint file not found"
+    legacy = tmp_path / "legacy.ckpt"
+    torch.save({"state_dict": {}}, legacy, _use_new_zipfile_serialization=False)
+    assert checkpoint_problem(legacy) is None  # the pre-1.6 format cannot be checked, so it is let through
     assert ckpt_path_argument(["fit", "--ckpt_path", "a.ckpt"]) == "a.ckpt"
     assert ckpt_path_argument(["fit", "--ckpt_path=b.ckpt"]) == "b.ckpt"
     assert cli_main(["fit", "--config", "unused.yaml", f"--ckpt_path={broken}"]) == 2
