@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 import shapely
 import torch
 from lightning.pytorch import seed_everything
@@ -308,6 +309,20 @@ def test_unreadable_map_expansion_names_the_file(world_copy: Path) -> None:
         replace_file(map_file, b'{"version": ')  # cut short, as by a failed download
     with pytest.raises(DataError, match=r"expansion/[a-z-]+\.json: cannot read the map expansion: JSONDecodeError"):
         datamodule.train_dataset[0]
+
+
+def test_an_image_of_another_aspect_ratio_is_refused_a_scaled_one_read(world_copy: Path) -> None:
+    datamodule = make_datamodule(world_copy, batch_size=1)
+    datamodule.setup("fit")
+    dataset = datamodule.train_dataset
+    path = Path(dataset.infos[1]["image_paths"][0])
+    original = Image.open(path.resolve()).convert("RGB")
+    path.unlink()
+    original.resize((original.width // 2, original.height // 2)).save(path)  # a downscaled copy: fine
+    assert dataset[1]["images"].shape[-2:] == dataset[0]["images"].shape[-2:]
+    original.crop((0, 0, original.width // 2, original.height)).save(path)  # a cropped copy: refused
+    with pytest.raises(DataError, match=rf"{path.name}: image is \d+x\d+, sample_data says"):
+        dataset[1]
 
 
 @pytest.mark.parametrize(

@@ -262,8 +262,15 @@ class NuScenesDataset(SensorDataset):
         """Read the point clouds and images of keyframe `index`."""
         info = self.infos[index]
         meta_keys = ("sample_token", "scene_token", "timestamp", "location", "lidar2ego", "ego2global")
+        images = [read_image(path) for path in info["image_paths"]] if self.load_images else None
+        for path, image, (width, height) in zip(info["image_paths"], images or [], info["image_sizes"]):
+            # the crops are planned at the table's size (the intrinsics'); a scaled copy is resized back to it,
+            # but another aspect ratio (a cropped copy) would put every pixel somewhere else
+            if abs(image.width * height - image.height * width) > 0.01 * width * height:
+                raise DataError(path, f"image is {image.width}x{image.height}, sample_data says {width}x{height}: "
+                                      "another aspect ratio than the calibrated camera's")
         return RawSample(
-            images=[read_image(path) for path in info["image_paths"]] if self.load_images else None,
+            images=images,
             image_sizes=info["image_sizes"],
             intrinsics=info["intrinsics"],
             cam2lidar=info["cam2lidar"],
