@@ -43,3 +43,16 @@ def ckpt_path_argument(argv: list[str]) -> str | None:
         if argument.startswith("--ckpt_path="):
             return argument.split("=", 1)[1]
     return None
+
+
+def resumable_checkpoint(run_dir: Path) -> tuple[Path | None, list[str]]:
+    """The newest whole checkpoint under ``run_dir`` (``last.ckpt`` first), and a note for each newer one
+    passed over (cut short by the kill that stopped the run, say)."""
+    checkpoints = sorted(run_dir.rglob("*.ckpt"), key=lambda path: (path.name == "last.ckpt", path.stat().st_mtime))
+    notes = []
+    for checkpoint in reversed(checkpoints):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return checkpoint, notes
+        notes.append(f"{checkpoint}: {problem}")
+    return None, notes

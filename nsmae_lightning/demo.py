@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import nsmae_lightning
 from nsmae_lightning.atomic import atomic_write_text
+from nsmae_lightning.checkpoint_file import resumable_checkpoint
 from nsmae_lightning.data.world import WorldConfig, write_nuscenes
 from nsmae_lightning.sweep import (
     fit_command,
@@ -35,7 +36,6 @@ from nsmae_lightning.sweep import (
     newest_checkpoint,
     override_arguments,
     parse_spec,
-    resumable_checkpoint,
     run_logged,
     sweep_and_report,
 )

@@ -20,7 +20,7 @@ goes on. Spec format (paths relative to the working directory)::
       segmentation:
         config: configs/segmentation/bevfusion_256x704.yaml              # metrics: val/mIoU
         overrides: {trainer.max_epochs: 20}
-    inits: {random: null, nsmae: runs/pretrain_256x704/last.ckpt}
+    inits: {random: null, nsmae: runs/pretrain_256x704}
     ratios: [0.01, 0.05, 0.1, 1.0]
     seeds: [0, 1]
     split_seed: 0            # which frames are labelled (not the training seed)
@@ -51,7 +51,7 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from nsmae_lightning.checkpoint_file import checkpoint_problem
+from nsmae_lightning.checkpoint_file import resumable_checkpoint
 from nsmae_lightning.sweep_report import (
     STATUS_OK,
     ResultRow,
@@ -279,19 +279,6 @@ def newest_checkpoint(run_dir: Path) -> Path | None:
     """``last.ckpt`` if the run saved one, else its newest checkpoint, else None."""
     checkpoints = sorted(run_dir.rglob("*.ckpt"), key=lambda path: (path.name == "last.ckpt", path.stat().st_mtime))
     return checkpoints[-1] if checkpoints else None
-
-
-def resumable_checkpoint(run_dir: Path) -> tuple[Path | None, list[str]]:
-    """The newest whole checkpoint of ``run_dir`` to resume from (``last.ckpt`` first), and a note for each
-    newer one passed over (cut short by the kill that stopped the run, say: `checkpoint_file`)."""
-    checkpoints = sorted(run_dir.rglob("*.ckpt"), key=lambda path: (path.name == "last.ckpt", path.stat().st_mtime))
-    notes = []
-    for checkpoint in reversed(checkpoints):
-        problem = checkpoint_problem(checkpoint)
-        if problem is None:
-            return checkpoint, notes
-        notes.append(f"{checkpoint}: {problem}")
-    return None, notes
 
 
 def init_checkpoint(path: Path | None) -> Path | None:

@@ -87,11 +87,13 @@ def test_pretrain_validation_seed_leaves_the_training_stream(pretrain_checkpoint
     assert torch.equal(torch.get_rng_state(), before)
 
 
-def test_handoff_loads_every_embedding_key(pretrain_checkpoint: Path) -> None:
+@pytest.mark.parametrize("given", ["checkpoint", "run folder"])
+def test_handoff_loads_every_embedding_key(pretrain_checkpoint: Path, given: str) -> None:
     from nsmae_lightning.tasks import DetectionTask, PretrainTask
 
     pretrained = PretrainTask.load_from_checkpoint(pretrain_checkpoint, map_location="cpu")
-    detector = DetectionTask(embedding=pretrained.hparams.embedding, head=_tiny_head(), pretrained=str(pretrain_checkpoint))
+    source_path = pretrain_checkpoint if given == "checkpoint" else pretrain_checkpoint.parents[2]  # runs/<name>
+    detector = DetectionTask(embedding=pretrained.hparams.embedding, head=_tiny_head(), pretrained=str(source_path))
     report = detector.pretrained_report
     assert report is not None and not report.missing and not report.unexpected and not report.shape_skipped
     source = pretrained.state_dict()

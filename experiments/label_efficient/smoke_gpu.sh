@@ -2,7 +2,7 @@
 # One-minute check before the long run: the synthetic configs (pretrain, detection, segmentation)
 # through the real CLI on a tiny world, two steps each (fast_dev_run), all at once; pretraining
 # also under fp16 with a gradient scaler (FP16=0 skips it; CPUs have no fp16 spconv).
-#   source .gpu/activate.sh && bash experiments/label_efficient/smoke_gpu.sh     (ACCEL=cpu PRECISION=32-true FP16=0 on a CPU)
+#   source .gpu/activate.sh && bash experiments/label_efficient/smoke_gpu.sh     (on a CPU: ACCEL=cpu PRECISION=32-true FP16=0 SUFFIX=tiny, ~1 min on 2 cores; the synthetic configs take minutes there)
 set -uo pipefail
 ACCEL=${ACCEL:-gpu}
 PRECISION=${PRECISION:-bf16-mixed}

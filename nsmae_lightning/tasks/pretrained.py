@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from nsmae_lightning.atomic import atomic_write_bytes
+from nsmae_lightning.checkpoint_file import resumable_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +48,19 @@ class LoadReport:
 
 
 def read_pretrained(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
-    """Read ``embedding.*`` weights and the stored geometry from a checkpoint or export.
+    """Read ``embedding.*`` weights and the stored geometry from a checkpoint, an export, or a pretraining run
+    folder (its newest whole checkpoint, ``last.ckpt`` first).
 
     Raises:
         FileNotFoundError: the file does not exist.
         ValueError: the file holds no embedding weights.
     """
     path = Path(path)
+    if path.is_dir():  # a pretraining run folder: its newest whole checkpoint
+        checkpoint, _ = resumable_checkpoint(path)
+        if checkpoint is None:
+            raise FileNotFoundError(f"{path}: no whole *.ckpt under this pretraining run folder")
+        path = checkpoint
     if not path.is_file():
         raise FileNotFoundError(f"{path}: pretrained checkpoint not found")
     try:
