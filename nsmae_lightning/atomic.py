@@ -7,11 +7,13 @@ disk, then renamed over it (``os.replace`` is atomic within a file system).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -54,14 +56,23 @@ def atomic_savefig(figure: Any, path: str | Path, **savefig_options: Any) -> Pat
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def replace_folder(source: str | Path, destination: str | Path) -> Path:
-    """Put the finished folder ``source`` at ``destination`` by renames (a former ``destination`` is moved
-    aside first and removed after), so a reader finds the old folder or the new one, never a mix."""
-    source, destination = Path(source), Path(destination)
+@contextlib.contextmanager
+def folder_swapped_in(destination: str | Path) -> Iterator[Path]:
+    """Yield an empty side folder to write; when the block ends without error it replaces ``destination``
+    by renames (a former ``destination`` moved aside first, removed after), so a reader finds the old
+    folder or the new one, never a mix. A block that fails leaves ``destination`` as it was."""
+    destination = Path(destination)
+    partial = destination.with_name(f".{destination.name}.partial")
     former = destination.with_name(f".{destination.name}.former")
-    shutil.rmtree(former, ignore_errors=True)
+    for leftover in (partial, former):  # of a run killed before
+        shutil.rmtree(leftover, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     if destination.exists():
         destination.rename(former)
-    source.rename(destination)
+    partial.rename(destination)
     shutil.rmtree(former, ignore_errors=True)
-    return destination

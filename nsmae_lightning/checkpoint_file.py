@@ -45,12 +45,23 @@ def ckpt_path_argument(argv: list[str]) -> str | None:
     return None
 
 
+def checkpoints_newest_first(run_dir: Path) -> list[Path]:
+    """Every ``*.ckpt`` under ``run_dir``: ``last.ckpt`` first, then the others newest first."""
+    oldest_first = sorted(run_dir.rglob("*.ckpt"), key=lambda path: (path.name == "last.ckpt", path.stat().st_mtime))
+    return oldest_first[::-1]
+
+
+def newest_checkpoint(run_dir: Path) -> Path | None:
+    """``last.ckpt`` if the run saved one, else its newest checkpoint, else None (not checked for wholeness)."""
+    checkpoints = checkpoints_newest_first(run_dir)
+    return checkpoints[0] if checkpoints else None
+
+
 def resumable_checkpoint(run_dir: Path) -> tuple[Path | None, list[str]]:
     """The newest whole checkpoint under ``run_dir`` (``last.ckpt`` first), and a note for each newer one
     passed over (cut short by the kill that stopped the run, say)."""
-    checkpoints = sorted(run_dir.rglob("*.ckpt"), key=lambda path: (path.name == "last.ckpt", path.stat().st_mtime))
     notes = []
-    for checkpoint in reversed(checkpoints):
+    for checkpoint in checkpoints_newest_first(run_dir):
         problem = checkpoint_problem(checkpoint)
         if problem is None:
             return checkpoint, notes

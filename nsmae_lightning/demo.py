@@ -28,12 +28,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import nsmae_lightning
 from nsmae_lightning.atomic import atomic_write_text
-from nsmae_lightning.checkpoint_file import resumable_checkpoint
+from nsmae_lightning.checkpoint_file import newest_checkpoint, resumable_checkpoint
 from nsmae_lightning.data.world import WorldConfig, write_nuscenes
 from nsmae_lightning.sweep import (
     fit_command,
     log_tail,
-    newest_checkpoint,
     override_arguments,
     parse_spec,
     run_logged,
@@ -199,10 +198,10 @@ def claim_output(out: Path, profile_name: str) -> None:
 
 
 def run_demo(out: Path, profile_name: str, console: Console) -> int:
-    """World, pretraining, sweep and report under ``out``; exit code 0 when every run finished."""
+    """World, pretraining, sweep and report under ``out`` (claimed by `claim_output`); exit code 0 when every
+    run finished."""
     profile = PROFILES[profile_name]
     start = time.monotonic()
-    claim_output(out, profile_name)
     console.rule(f"nsmae demo ({profile_name}) -> {out}")
     world = make_world(out / "world", profile, console)
     pretrain_dir = out / "pretrain"

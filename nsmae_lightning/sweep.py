@@ -51,7 +51,7 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from nsmae_lightning.checkpoint_file import resumable_checkpoint
+from nsmae_lightning.checkpoint_file import newest_checkpoint, resumable_checkpoint
 from nsmae_lightning.sweep_report import (
     STATUS_OK,
     ResultRow,
@@ -273,12 +273,6 @@ def expand_grid(spec: SweepSpec) -> list[Run]:
         for init, checkpoint in spec.inits.items()
         for ratio in spec.ratios
     ]
-
-
-def newest_checkpoint(run_dir: Path) -> Path | None:
-    """``last.ckpt`` if the run saved one, else its newest checkpoint, else None."""
-    checkpoints = sorted(run_dir.rglob("*.ckpt"), key=lambda path: (path.name == "last.ckpt", path.stat().st_mtime))
-    return checkpoints[-1] if checkpoints else None
 
 
 def init_checkpoint(path: Path | None) -> Path | None:
@@ -530,7 +524,7 @@ def dry_run(spec: SweepSpec, console: Console, builder: CommandBuilder = build_c
             console.print(f"# skip {run.name} (in {spec.results_csv})", markup=False)
             continue
         run_dir = run.run_dir(spec.out)
-        resume_from = newest_checkpoint(run_dir) if spec.resume else None
+        resume_from = resumable_checkpoint(run_dir)[0] if spec.resume else None  # as execute_run resumes
         console.print(shlex.join(builder(spec, run, resume_from)), markup=False, highlight=False, soft_wrap=True)
 
 

@@ -46,14 +46,17 @@ def test_a_figure_is_written_in_the_format_its_suffix_names(tmp_path: Path) -> N
     plt.close(figure)
 
 
-def test_replace_folder_swaps_a_finished_folder_in(tmp_path: Path) -> None:
-    from nsmae_lightning.atomic import replace_folder
+def test_a_folder_is_swapped_in_whole_or_not_at_all(tmp_path: Path) -> None:
+    from nsmae_lightning.atomic import folder_swapped_in
 
     target = tmp_path / "ImageSets"
     for content in ("old", "new"):
-        partial = tmp_path / ".ImageSets.partial"
-        partial.mkdir()
-        (partial / "train.txt").write_text(content)
-        assert replace_folder(partial, target) == target
+        with folder_swapped_in(target) as partial:
+            assert partial != target and not any(partial.iterdir())
+            (partial / "train.txt").write_text(content)
         assert (target / "train.txt").read_text() == content
+    with pytest.raises(RuntimeError), folder_swapped_in(target) as partial:
+        (partial / "train.txt").write_text("half")
+        raise RuntimeError("killed mid-write")
+    assert (target / "train.txt").read_text() == "new"  # the former folder stays
     assert sorted(path.name for path in tmp_path.iterdir()) == ["ImageSets"]  # nothing left aside

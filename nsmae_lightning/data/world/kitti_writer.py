@@ -11,7 +11,6 @@ DontCare regions.
 from __future__ import annotations
 
 import multiprocessing
-import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from nsmae_lightning.atomic import replace_folder
+from nsmae_lightning.atomic import folder_swapped_in
 from nsmae_lightning.data.world.config import WorldConfig
 from nsmae_lightning.data.world.frames import camera_at, lidar_at, points_in_objects, to_global
 from nsmae_lightning.data.world.rig import camera_to_ego, lidar_to_ego, pinhole, rotation_z
@@ -211,10 +210,7 @@ def write_kitti(
         split_ids[plan.split].extend(ids)
     # the split lists go last and together (as the nuScenes writer's tables): a killed (re)write leaves the
     # former complete ImageSets or none, never a new train list beside an old val list
-    partial = root / ".ImageSets.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    for split, ids in split_ids.items():
-        (partial / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
-    replace_folder(partial, root / "ImageSets")
+    with folder_swapped_in(root / "ImageSets") as partial:
+        for split, ids in split_ids.items():
+            (partial / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
     return root

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from nsmae_lightning.atomic import replace_folder
+from nsmae_lightning.atomic import folder_swapped_in
 from nsmae_lightning.constants import CAMERAS
 from nsmae_lightning.data.world import classes as cls
 from nsmae_lightning.data.world.config import WorldConfig
@@ -337,16 +336,15 @@ def write_nuscenes(
                     tables.rows[name].extend(rows)
                 for _ in range(cfg.keyframes if on_frame else 0):
                     on_frame()  # type: ignore[misc]
-    # the tables go last and all at once: written into a side folder, then swapped in by renames, so a
-    # killed run leaves either no table folder or a former complete one, never a mix of old and new tables
-    partial = root / f".{version}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    for name, rows in tables.rows.items():
-        write_json(partial / f"{name}.json", rows)
-    write_json(
-        partial / "splits.json",
-        {"synth_train": [p.name for p in plans if p.split == "train"], "synth_val": [p.name for p in plans if p.split == "val"]},
-    )
-    replace_folder(partial, root / version)
+    # the tables go last and all at once, swapped in whole: a killed run leaves either no table folder or
+    # a former complete one, never a mix of old and new tables
+    with folder_swapped_in(root / version) as partial:
+        for name, rows in tables.rows.items():
+            write_json(partial / f"{name}.json", rows)
+        write_json(
+            partial / "splits.json",
+            {"synth_train": [p.name for p in plans if p.split == "train"],
+             "synth_val": [p.name for p in plans if p.split == "val"]},
+        )
     return root
 

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nsmae_lightning.data.errors import DataError
 from nsmae_lightning.atomic import atomic_write_text
+from nsmae_lightning.data.errors import DataError
+from nsmae_lightning.data.readers import read_text_file
 
 GT_FIELDS = 15
 DETECTION_FIELDS = 16
@@ -151,13 +152,13 @@ def read_label_file(path: str | Path, with_score: bool = False) -> KittiLabels:
             truth (15 fields).
 
     Raises:
-        DataError: a line has the wrong number of fields or a non-numeric / non-finite value
-            (the message names the file and the line number).
+        DataError: the file is missing or not UTF-8 text, or a line has the wrong number of fields or a
+            non-numeric / non-finite value (the message names the file and the line number).
     """
     label_path = Path(path)
     rows = [
         _parse_line(label_path, line_number, line, with_score)
-        for line_number, line in enumerate(label_path.read_text(encoding="utf-8").splitlines(), start=1)
+        for line_number, line in enumerate(read_text_file(label_path, "label file").splitlines(), start=1)
         if line.strip()
     ]
     if not rows:
