@@ -104,3 +104,42 @@ print("color mlp ok")
 
 def test_triton_color_mlp_matches_the_torch_layers_in_the_interpreter() -> None:
     run_interpreted(TRITON_CHECK, "color mlp ok")
+
+
+def test_backward_benchmark_shapes_are_checked() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "color_mlp_backward.py"
+    spec = importlib.util.spec_from_file_location("color_mlp_backward", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.parse_shape("32x2x4") == {"rows": 32, "warps": 2, "programs": 4, "maxnreg": None}
+    assert bench.parse_shape("32X4x3x168")["maxnreg"] == 168
+    for bad in ("32x2", "32x0x4", "ax2x4", "32x2x4x1x1"):
+        with pytest.raises(ValueError, match="ROWSxWARPSxPROGRAMS"):
+            bench.parse_shape(bad)
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--shapes", "32x2x4,bad"])
+
+
+BENCHMARK_CHECK = """
+import sys
+from pathlib import Path
+import nsmae_lightning
+sys.path.insert(0, str(Path(nsmae_lightning.__file__).parents[1] / "benchmarks"))
+import color_mlp_backward
+# two shapes, each in its own process; the interpreter runs its own block size, so both rows agree
+rows = color_mlp_backward.main(["--rows", "100", "--features", "5", "--hidden", "12", "--samples-per-ray", "7",
+                                "--shapes", "32x2x4,64x4x1"])
+assert [row["shape"]["rows"] for row in rows] == [32, 64] and all("failed" not in row for row in rows), rows
+assert rows[0]["errors"] == rows[1]["errors"], rows
+# bf16 kernels against the float32 torch MLP: within bf16's reach on every gradient, not exact
+assert 0 < rows[0]["worst_error"] < 0.1, rows[0]["errors"]
+print("benchmark ok")
+"""
+
+
+def test_backward_benchmark_checks_gradients_in_the_interpreter() -> None:
+    run_interpreted(BENCHMARK_CHECK, "benchmark ok")
