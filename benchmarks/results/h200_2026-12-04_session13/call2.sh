@@ -1,0 +1,27 @@
+# Thirteenth session, call 2: (1) the colour MLP's backward at wgmma-sized launch shapes (64 / 128 rows, 4 / 8
+# warps; `triton_compile_check.py` with the device's triton 3.6.0 compiles them to wgmma) for three kernel
+# copies: base = HEAD; transposed = the first layer's weight gradient accumulated as dW1f (hidden x features,
+# M = 64: wgmma-sized) instead of its transpose; inloop = transposed + the weights loaded in every block
+# (wgmma reads B from shared memory, so holding them in registers may no longer pay). Each shape in its own
+# process (a faulting shape is a failed row). (2) A profile of the culled render network at 32 channels,
+# 131,072 rays (12.3 M samples), where its time goes. From the checkout root, with runs/{base,transposed,inloop}
+# made by `bash benchmarks/make_variant.sh NAME [benchmarks/results/h200_2026-12-04_session13/mlp_*.patch]`.
+set -u
+source .gpu/activate.sh
+mkdir -p $OUT
+SHAPES=32x2x4,32x2x2,32x4x2,64x4x1,64x4x2,64x8x1,128x8x1
+for v in base transposed inloop; do
+  PYTHONPATH=$PWD/runs/$v:$PYTHONPATH timeout 170 python benchmarks/color_mlp_backward.py --rows 1536000 --features 32 \
+    --shapes $SHAPES --out $OUT/mlp_$v.json 2>&1 | sed "s/^/$v /" | cut -c1-150
+done
+cd benchmarks
+timeout 120 python render_throughput.py --dtypes bf16 --warmup 3 --repeats 10 --kinds render \
+  --pairs trilinear_triton:packed_triton --color-mlps triton --rays 131072 --feature-channels 32 --color-cull 1e-4 \
+  --profile 3 --top 16 --out $OUT/profile_c32_r131072_cull.json 2>&1 | grep -E "^render |rror"
+python - $OUT/profile_c32_r131072_cull.json <<'PY'
+import json, sys
+for row in json.load(open(sys.argv[1]))["rows"]:
+    print(row["kind"], "gpu_ms", row.get("gpu_ms"), "kernels", row.get("kernels_per_call"))
+    for name, ms in row.get("top_gpu_ops", [])[:14]:
+        print("   op", f"{ms:8.3f}", name[:110])
+PY
