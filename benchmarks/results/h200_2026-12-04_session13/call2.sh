@@ -4,11 +4,16 @@
 # M = 64: wgmma-sized) instead of its transpose; inloop = transposed + the weights loaded in every block
 # (wgmma reads B from shared memory, so holding them in registers may no longer pay). Each shape in its own
 # process (a faulting shape is a failed row). (2) A profile of the culled render network at 32 channels,
-# 131,072 rays (12.3 M samples), where its time goes. From the checkout root, with runs/{base,transposed,inloop}
-# made by `bash benchmarks/make_variant.sh NAME [benchmarks/results/h200_2026-12-04_session13/mlp_*.patch]`.
+# 131,072 rays (12.3 M samples), where its time goes. From the checkout root (the variant copies are made
+# here: carrying them took the call past its 64 MiB).
 set -u
 source .gpu/activate.sh
 mkdir -p $OUT
+S=benchmarks/results/h200_2026-12-04_session13
+for v in base transposed inloop; do
+  rm -rf runs/$v && mkdir -p runs/$v && cp -r nsmae_lightning runs/$v/
+  if [ $v != base ]; then (cd runs/$v && patch -p1 -s < ../../$S/mlp_$v.patch) || echo "patch $v failed"; fi
+done
 SHAPES=32x2x4,32x2x2,32x4x2,64x4x1,64x4x2,64x8x1,128x8x1
 for v in base transposed inloop; do
   PYTHONPATH=$PWD/runs/$v:$PYTHONPATH timeout 170 python benchmarks/color_mlp_backward.py --rows 1536000 --features 32 \
