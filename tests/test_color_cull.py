@@ -111,6 +111,17 @@ def test_culled_march_keeps_depth_exact_and_colour_within_its_bound() -> None:
         torch.testing.assert_close(got, reference, rtol=0.0, atol=0.05 * float(reference.abs().max()))
 
 
+def test_rendered_rays_report_the_coloured_fraction() -> None:
+    rays = random_bundle(40, seed=2)
+    _, all_rows = render_counted(head(0.0), rays, slab_volume())
+    _, kept_rows = render_counted(head(1e-3), rays, slab_volume())
+    assert head(1e-3).render(slab_volume(), rays, STEP, with_color=True).colored_fraction == kept_rows / all_rows
+    # every sample coloured: nothing to report (exact march, eval mode, depth-only views)
+    assert head(0.0).render(slab_volume(), rays, STEP, with_color=True).colored_fraction is None
+    assert head(1e-3).eval().render(slab_volume(), rays, STEP, with_color=True).colored_fraction is None
+    assert head(1e-3).render(slab_volume()[..., :1], rays, STEP, with_color=False).colored_fraction is None
+
+
 def test_culling_at_a_vanishing_epsilon_is_the_exact_march() -> None:
     rays = random_bundle(12, seed=1)
     volume = slab_volume()

@@ -21,10 +21,12 @@ EMBEDDING = yaml.safe_load((CONFIGS / "embedding" / "tiny.yaml").read_text())
 TINY = yaml.safe_load((CONFIGS / "pretrain" / "tiny.yaml").read_text())["model"]["init_args"]
 
 
-def make_task() -> PretrainTask:
-    """The task of configs/pretrain/tiny.yaml (image patches 4 at 0.5, voxels 0.9, all four terms)."""
+def make_task(**render: Any) -> PretrainTask:
+    """The task of configs/pretrain/tiny.yaml (image patches 4 at 0.5, voxels 0.9, all four terms), its
+    render settings updated by ``render``."""
     torch.manual_seed(0)
     options = {key: value for key, value in TINY.items() if key != "embedding"}
+    options["render"] = {**options.get("render", {}), **render}
     return PretrainTask(embedding=EMBEDDING, **options)
 
 
@@ -131,3 +133,21 @@ def test_fp16_with_a_grad_scaler_trains_the_whole_step(batch: dict[str, Any]) ->
     assert finite, f"fp16 gradients still overflow at scale {scaler.get_scale()}"
     changed = [name for name, parameter in task.named_parameters() if not torch.equal(parameter, before[name])]
     assert any(name.startswith("embedding.") for name in changed) and any(name.startswith("render_head.") for name in changed)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_culled_training_logs_its_coloured_fraction_and_validation_renders_exactly(
+    datamodule: NuScenesDataModule, tmp_path: Path
+) -> None:
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=2, limit_val_batches=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=tmp_path, num_sanity_val_steps=0)
+    trainer.fit(make_task(color_cull=1e-4), datamodule=datamodule)
+    logged = trainer.callback_metrics
+    assert 0.0 < float(logged["train/colored_fraction"]) <= 1.0
+    assert "val/colored_fraction" not in logged  # eval mode colours every sample
+    exact = pl.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=1, limit_val_batches=0, logger=False,
+                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                       default_root_dir=tmp_path)
+    exact.fit(make_task(), datamodule=datamodule)
+    assert "train/colored_fraction" not in exact.callback_metrics

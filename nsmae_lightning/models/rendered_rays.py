@@ -21,11 +21,14 @@ class RenderedRays:
         depth: (R,) rendered distance along each ray (eq. 4).
         opacity: (R,) sum_i w_i.
         rgb: (R, 3) rendered colour (eq. 2), or None for depth-only views.
+        colored_fraction: the share of the samples whose colour was evaluated, when
+            `RenderConfig.color_cull` left some out; None when every sample's was.
     """
 
     depth: Tensor
     opacity: Tensor
     rgb: Tensor | None
+    colored_fraction: float | None = None
 
 
 def finish_rendering(

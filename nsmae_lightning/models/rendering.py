@@ -278,12 +278,15 @@ class RenderOutput:
         total: sum_k lambda_k L_k (eq. 7).
         skipped: per enabled term, batch elements that had no valid target (int64 scalar tensors).
         rays: per enabled term, rays that carried a target (int64 scalar tensors).
+        colored_fraction: the share of the colour view's samples whose colour was evaluated, when
+            `RenderConfig.color_cull` left some out (training); None otherwise.
     """
 
     losses: dict[str, Tensor]
     total: Tensor
     skipped: dict[str, Tensor]
     rays: dict[str, Tensor]
+    colored_fraction: float | None = None
 
 
 @dataclass
@@ -549,19 +552,23 @@ class NeRFPretrainHead(nn.Module):
             return fused_color_march(volume, rays, samples, step, self.network, self.pc_range, config.background,
                                      config.normalize_depth, values=values)
         colors = None
+        colored_fraction = None
         if with_color and config.color_cull > 0.0 and self.training:  # density everywhere, colour where w_i > cull
             density = sampled(split=False, channels=volume[..., :1])[:, 0]
             kept = colored_samples(density, samples, step, config.color_cull)
             features = sampled(split=False, channels=volume[..., 1:], kept=kept)
             colors = scatter_colors(self.network.color(features, rays.directions, ray_index[kept]), kept,
                                     ray_index.shape[0])
+            colored_fraction = kept.shape[0] / max(ray_index.shape[0], 1)  # both sizes known: no wait
         elif with_color:
             density, features = sampled(split=True)
             colors = self.network.color(features, rays.directions, ray_index)  # (M, 3)
         else:
             density = sampled(split=False)[:, 0]
         compositor = march_compositor(march)
-        return compositor(density, samples, step, colors, config.background, config.normalize_depth)
+        rendered = compositor(density, samples, step, colors, config.background, config.normalize_depth)
+        rendered.colored_fraction = colored_fraction
+        return rendered
 
     def _zero(self, bev: Tensor) -> Tensor:
         """A float32 zero that touches bev and every parameter (a skipped term stays in the graph)."""
@@ -659,6 +666,7 @@ class NeRFPretrainHead(nn.Module):
             total=total,
             skipped={name: term.skipped for name, (term, _) in terms.items()},
             rays={name: term.rays for name, (term, _) in terms.items()},
+            colored_fraction=per.colored_fraction if "per" in plan.views and config.color else None,
         )
 
     def _render_chunked(self, volume: Tensor, rays: RayBundle, step: float, with_color: bool) -> RenderedRays:

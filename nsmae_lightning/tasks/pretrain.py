@@ -90,6 +90,8 @@ class PretrainTask(BaseTask):
         logs[f"{stage}/loss"] = total.detach()
         for name, count in rendered.skipped.items():
             logs[f"{stage}/skipped_{name}"] = count.float()  # a tensor: float() would wait on the device
+        if rendered.colored_fraction is not None:  # RenderConfig.color_cull: how much colour was evaluated
+            logs[f"{stage}/colored_fraction"] = rendered.colored_fraction
         if stage == "train" and outputs["image_mask"] is not None:
             logs["train/image_masked_fraction"] = outputs["image_mask"].float().mean()
         if stage == "train" and outputs["voxel_keep"] is not None:
