@@ -123,6 +123,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--out", type=Path, help="JSON of every shape's row")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds a shape's process may take")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure this shape here, print its JSON
     args = parser.parse_args(argv)
     shapes = [args.one] if args.one else args.shapes.split(",")
@@ -131,8 +132,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parse_shape(shape)
         except ValueError as error:
             parser.error(f"--shapes: {error}")
-    if min(args.rows, args.features, args.hidden, args.samples_per_ray, args.repeats) <= 0:
-        parser.error("--rows, --features, --hidden, --samples-per-ray and --repeats must be positive")
+    if min(args.rows, args.features, args.hidden, args.samples_per_ray, args.repeats, args.timeout) <= 0:
+        parser.error("--rows, --features, --hidden, --samples-per-ray, --repeats and --timeout must be positive")
     return args
 
 
@@ -150,8 +151,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         return [row]
     rows = []
     for shape in args.shapes.split(","):
-        done = subprocess.run([sys.executable, __file__, "--one", shape, *common], capture_output=True, text=True,
-                              check=False)
+        try:
+            done = subprocess.run([sys.executable, __file__, "--one", shape, *common], capture_output=True, text=True,
+                                  check=False, timeout=args.timeout)
+        except subprocess.TimeoutExpired:  # a hung kernel costs one shape, not the whole call
+            row = {"shape": parse_shape(shape), "failed": f"timed out after {args.timeout} s"}
+            print(f"{shape:14} FAILED  {row['failed']}", flush=True)
+            rows.append(row)
+            continue
         lines = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
         if done.returncode != 0 or not lines:
             row = {"shape": parse_shape(shape), "failed": f"exit {done.returncode}: {done.stderr.strip()[-400:]}"}

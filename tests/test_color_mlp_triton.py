@@ -122,6 +122,9 @@ def test_backward_benchmark_shapes_are_checked() -> None:
             bench.parse_shape(bad)
     with pytest.raises(SystemExit):
         bench.parse_args(["--shapes", "32x2x4,bad"])
+    # a shape whose process does not finish in time is a failed row, and the next shape still runs
+    rows = bench.main(["--rows", "10", "--shapes", "32x2x4,16x2x4", "--timeout", "0.01"])
+    assert [row["failed"] for row in rows] == ["timed out after 0.01 s"] * 2
 
 
 BENCHMARK_CHECK = """

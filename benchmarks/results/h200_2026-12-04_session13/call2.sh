@@ -16,7 +16,7 @@ for v in base transposed inloop; do
 done
 SHAPES=32x2x4,32x2x2,32x4x2,64x4x1,64x4x2,64x8x1,128x8x1
 for v in base transposed inloop; do
-  PYTHONPATH=$PWD/runs/$v:$PYTHONPATH timeout 170 python benchmarks/color_mlp_backward.py --rows 1536000 --features 32 \
+  PYTHONPATH=$PWD/runs/$v:$PYTHONPATH timeout 170 python benchmarks/color_mlp_backward.py --rows 1536000 --features 32 --timeout 40 \
     --shapes $SHAPES --out $OUT/mlp_$v.json 2>&1 | sed "s/^/$v /" | cut -c1-150
 done
 cd benchmarks
