@@ -38,7 +38,7 @@ def main(folder: Path) -> None:
     if not seeds:
         raise SystemExit(f"{folder}: no metrics_seed*.csv")
     figure, (fraction_axis, loss_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    lines = ["| seed | coloured, first 40 steps | last 40 steps |", "|---:|---:|---:|"]
+    lines = ["| seed | coloured, first 40 logged steps | last 40 logged steps |", "|---:|---:|---:|"]
     for seed in seeds:
         steps, fractions = per_step(folder / f"metrics_seed{seed}.csv", KEY)
         fraction_axis.plot(steps, fractions, alpha=0.25, color=f"C{seed}")
@@ -68,17 +68,15 @@ def main(folder: Path) -> None:
         axis.legend(fontsize=8)
     figure.tight_layout()
     atomic_savefig(figure, folder / "fraction.png", dpi=110)
-    lines += ["", "| network (all val frames, train mode) | " + " | ".join(
-        f"epsilon {eps}" for eps in json.loads((folder / f"fraction_untrained_seed{seeds[0]}.json").read_text())
-        ["mean_colored_fraction"]) + " |"]
-    lines.append("|---|" + "---:|" * len(json.loads((folder / f"fraction_untrained_seed{seeds[0]}.json").read_text())
-                                          ["mean_colored_fraction"]))
-    for state in ("untrained", "trained"):
-        for seed in seeds:
-            path = folder / f"fraction_{state}_seed{seed}.json"
-            if path.exists():
-                summary = json.loads(path.read_text())["mean_colored_fraction"]
-                lines.append(f"| {state}, seed {seed} | " + " | ".join(f"{value:.3f}" for value in summary.values()) + " |")
+    sweeps = {(state, seed): json.loads(path.read_text())["mean_colored_fraction"]
+              for state in ("untrained", "trained") for seed in seeds
+              if (path := folder / f"fraction_{state}_seed{seed}.json").exists()}
+    if sweeps:  # colored_fraction.py's epsilon sweeps (run.sh writes them; a GPU run may have none)
+        epsilons = list(next(iter(sweeps.values())))
+        lines += ["", "| network (all val frames, train mode) | " + " | ".join(f"epsilon {eps}" for eps in epsilons)
+                  + " |", "|---|" + "---:|" * len(epsilons)]
+        lines += [f"| {state}, seed {seed} | " + " | ".join(f"{summary[eps]:.3f}" for eps in epsilons) + " |"
+                  for (state, seed), summary in sweeps.items()]
     if exact:
         lines += ["", "Coloured fraction at epsilon 1e-4 of the exact-march runs' checkpoints:", "", *exact_lines]
     atomic_write_text(folder / "table.md", "\n".join(lines) + "\n")
