@@ -11,6 +11,6 @@
 set -u
 case "${1:-A}" in
   A) bash "$(dirname "$0")/call2.sh" ;;
-  B) bash experiments/pretrain/colored_fraction_gpu.sh ;;
+  B) source .gpu/activate.sh && bash experiments/pretrain/colored_fraction_gpu.sh ;;
   *) echo "usage: next_calls.sh A|B" >&2; exit 2 ;;
 esac
