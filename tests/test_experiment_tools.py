@@ -370,3 +370,17 @@ def test_launch_overhead_times_host_microseconds_per_call(monkeypatch: pytest.Mo
         monkeypatch.setattr(sys, "argv", ["launch_overhead.py", "--out", str(tmp_path / "o.json")])
         overhead.main()
         assert "no CUDA device" in capsys.readouterr().out and not (tmp_path / "o.json").exists()
+
+
+def test_render_benchmark_reports_what_the_culled_render_coloured(monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = _benchmark_module("render_throughput")
+    monkeypatch.setattr(sys, "argv", ["render_throughput.py", "--out", "unused.json", "--batch", "1", "--rays", "48",
+                                      "--grid", "16", "--z-bins", "4", "--feature-channels", "4", "--embed-channels",
+                                      "8", "--warmup", "0", "--repeats", "1", "--color-cull", "1e-4"])
+    args = bench.parse_args()
+    torch.manual_seed(0)
+    row = bench.bench_march(args, "trilinear", "packed", "-", torch.float32, torch.device("cpu"))
+    assert 0.0 < row["colored_fraction"] <= 1.0 and row["samples"] > 0
+    args.color_cull = 0.0
+    assert "colored_fraction" not in bench.bench_march(args, "trilinear", "packed", "-", torch.float32,
+                                                       torch.device("cpu"))
