@@ -9,7 +9,8 @@ poisons the CUDA context) takes only its own process down and is reported as fai
     python benchmarks/color_mlp_backward.py --rows 1536000 --features 32 --shapes 32x2x4,64x4x1 --out mlp.json
 
 A shape is ROWSxWARPSxPROGRAMS[xMAXNREG]: BLOCK_M rows a block, warps a program, persistent programs
-per SM, an optional register cap. To compare kernel variants, put a variant copy first on PYTHONPATH
+per SM, an optional register cap; or "tuned": the kernel's own autotuning list, as training runs it.
+``--parts 1,2`` splits the backward in two launches (`color_mlp_triton.BACKWARD_PARTS`). To compare kernel variants, put a variant copy first on PYTHONPATH
 (`benchmarks/make_variant.sh`); each row records the module file that ran. Under TRITON_INTERPRET=1
 (CPU) the interpreter's own block and program count replace the shape (tests check the values only).
 """
@@ -29,8 +30,11 @@ from torch import Tensor
 from nsmae_lightning.atomic import atomic_write_text
 
 
-def parse_shape(text: str) -> dict[str, int | None]:
-    """"32x2x4" or "32x4x3x168" -> BLOCK_M, num_warps, PROGRAMS_PER_SM, maxnreg (None: uncapped)."""
+def parse_shape(text: str) -> dict[str, int | None] | None:
+    """"32x2x4" or "32x4x3x168" -> BLOCK_M, num_warps, PROGRAMS_PER_SM, maxnreg (None: uncapped); "tuned" ->
+    None (the kernel's own autotuner picks among `_BACKWARD_TUNING`, each part apart, as in training)."""
+    if text == "tuned":
+        return None
     parts = text.lower().split("x")
     if len(parts) not in (3, 4) or not all(part.isdigit() and int(part) > 0 for part in parts):
         raise ValueError(f"shape {text!r}: expected ROWSxWARPSxPROGRAMS[xMAXNREG] of positive integers, e.g. 32x2x4")
@@ -73,8 +77,8 @@ def reference_gradients(inputs: dict[str, Tensor]) -> dict[str, Tensor]:
     return dict(zip(GRADIENTS, grads))
 
 
-def measure(shape: dict[str, int | None], rows: int, features: int, hidden: int, samples_per_ray: int,
-            warmup: int, repeats: int) -> dict[str, Any]:
+def measure(shape: dict[str, int | None] | None, rows: int, features: int, hidden: int, samples_per_ray: int,
+            warmup: int, repeats: int, parts: tuple[int, ...] = (0,)) -> dict[str, Any]:
     """One launch shape in this process: median backward ms and the worst gradient's error, the norm of
     its difference over the reference's norm (a max-based error would measure the few hidden units whose
     ReLU mask flips between bf16 and float32 activations, not the kernel)."""
@@ -83,9 +87,12 @@ def measure(shape: dict[str, int | None], rows: int, features: int, hidden: int,
     from nsmae_lightning.models import color_mlp_triton
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    config = triton.Config({"BLOCK_M": shape["rows"], "PROGRAMS_PER_SM": shape["programs"]},
-                           num_warps=shape["warps"], maxnreg=shape["maxnreg"])
-    color_mlp_triton._backward_tuned.configs = [config]  # the autotuner has one shape to pick
+    if shape is not None:
+        config = triton.Config({"BLOCK_M": shape["rows"], "PROGRAMS_PER_SM": shape["programs"]},
+                               num_warps=shape["warps"], maxnreg=shape["maxnreg"])
+        for tuned in color_mlp_triton._backward_tuned.values():
+            tuned.configs = [config]  # each part's autotuner has one shape to pick
+    color_mlp_triton.BACKWARD_PARTS = parts
     inputs = problem_inputs(rows, features, hidden, samples_per_ray, device)
     leaves = {name: inputs[name].clone().requires_grad_() for name in GRADIENTS}
     color = color_mlp_triton._ColorMLP.apply(*leaves.values(), inputs["ray_index"], torch.bfloat16)
@@ -108,7 +115,10 @@ def measure(shape: dict[str, int | None], rows: int, features: int, hidden: int,
             end.record()
             torch.cuda.synchronize()
             milliseconds.append(start.elapsed_time(end))
-    return {"shape": shape, "rows": rows, "features": features, "hidden": hidden, "module": color_mlp_triton.__file__,
+    picked = {part: str(tuned.best_config) for part, tuned in color_mlp_triton._backward_tuned.items()
+              if getattr(tuned, "best_config", None) is not None}
+    return {"shape": shape, "parts": list(parts), "picked": picked, "rows": rows, "features": features, "hidden": hidden,
+            "module": color_mlp_triton.__file__,
             "ms": float(torch.tensor(milliseconds).median()) if milliseconds else None,
             "errors": errors, "worst_error": max(errors.values())}
 
@@ -124,6 +134,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--out", type=Path, help="JSON of every shape's row")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds a shape's process may take")
+    parser.add_argument("--parts", default="0", choices=["0", "1,2"],
+                        help="the backward as one launch (0) or split in two (1,2: `color_mlp_triton.BACKWARD_PARTS`)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure this shape here, print its JSON
     args = parser.parse_args(argv)
     shapes = [args.one] if args.one else args.shapes.split(",")
@@ -142,11 +154,13 @@ MARK = "ROW "
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
-    common = ["--rows", str(args.rows), "--features", str(args.features), "--hidden", str(args.hidden),
-              "--samples-per-ray", str(args.samples_per_ray), "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
+    parts = tuple(int(part) for part in args.parts.split(","))
+    common = ["--parts", args.parts, "--rows", str(args.rows), "--features", str(args.features),
+              "--hidden", str(args.hidden), "--samples-per-ray", str(args.samples_per_ray), "--warmup", str(args.warmup),
+              "--repeats", str(args.repeats)]
     if args.one:
         row = measure(parse_shape(args.one), args.rows, args.features, args.hidden, args.samples_per_ray,
-                      args.warmup, args.repeats)
+                      args.warmup, args.repeats, parts)
         print(MARK + json.dumps(row), flush=True)
         return [row]
     rows = []
@@ -166,7 +180,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         else:
             row = json.loads(lines[-1][len(MARK):])
             ms = f"{row['ms']:8.3f} ms" if row["ms"] is not None else "   (no GPU)"
-            print(f"{shape:14} {ms}  worst grad err {row['worst_error']:.1e}  {row['rows']} rows x {row['features']} "
+            print(f"{shape:14} parts {args.parts:3} {ms}  worst grad err {row['worst_error']:.1e}  "
+                  f"{row['rows']} rows x {row['features']} "
                   f"ch  {row['module']}", flush=True)
         rows.append(row)
     if args.out is not None:

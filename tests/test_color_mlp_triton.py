@@ -95,6 +95,13 @@ expected = mlp_and_gradients("torch")
 got = mlp_and_gradients("triton", torch.bfloat16)
 assert got["rgb"].dtype == torch.bfloat16 and got["values"].dtype == torch.bfloat16
 assert_matches({k: v.float() for k, v in got.items()}, expected, 2e-2, 1e-3)
+# the backward split in two launches (per-row gradients, then the weights'): the same gradients
+from nsmae_lightning.models import color_mlp_triton
+color_mlp_triton.BACKWARD_PARTS = (1, 2)
+for sizes in cases:
+    assert_matches(mlp_and_gradients("triton", shuffle=True, **sizes), mlp_and_gradients("torch", shuffle=True, **sizes),
+                   1e-5, 1e-6)
+color_mlp_triton.BACKWARD_PARTS = (0,)
 # no samples at all: empty colours, zero gradients
 empty = (0, 0, 0)
 assert_matches(mlp_and_gradients("triton", lengths=empty), mlp_and_gradients("torch", lengths=empty), 0.0, 0.0)
@@ -117,6 +124,7 @@ def test_backward_benchmark_shapes_are_checked() -> None:
     spec.loader.exec_module(bench)
     assert bench.parse_shape("32x2x4") == {"rows": 32, "warps": 2, "programs": 4, "maxnreg": None}
     assert bench.parse_shape("32X4x3x168")["maxnreg"] == 168
+    assert bench.parse_shape("tuned") is None  # the kernel's own autotuning list
     for bad in ("32x2", "32x0x4", "ax2x4", "32x2x4x1x1"):
         with pytest.raises(ValueError, match="ROWSxWARPSxPROGRAMS"):
             bench.parse_shape(bad)
@@ -138,6 +146,10 @@ rows = color_mlp_backward.main(["--rows", "100", "--features", "5", "--hidden", 
                                 "--shapes", "32x2x4,64x4x1"])
 assert [row["shape"]["rows"] for row in rows] == [32, 64] and all("failed" not in row for row in rows), rows
 assert rows[0]["errors"] == rows[1]["errors"], rows
+# split in two launches: the same numbers
+split = color_mlp_backward.main(["--rows", "100", "--features", "5", "--hidden", "12", "--samples-per-ray", "7",
+                                 "--shapes", "32x2x4", "--parts", "1,2"])
+assert split[0]["parts"] == [1, 2] and split[0]["errors"] == rows[0]["errors"], split
 # bf16 kernels against the float32 torch MLP: within bf16's reach on every gradient, not exact
 assert 0 < rows[0]["worst_error"] < 0.1, rows[0]["errors"]
 print("benchmark ok")

@@ -14,7 +14,8 @@ registers:
   df = dz1 W1f is written per row; dW1f = x^T dz1, dW2 = h1^T dz2, dW3 = h2^T dz3, db2, db3
   accumulate in registers and are added to global memory once per program; dp_r, the sum of
   dz1 over a ray's samples, is reduced inside the block per run of equal ray index (a one-hot
-  `tl.dot`) and added once per run, not once per sample.
+  `tl.dot`) and added once per run, not once per sample. `BACKWARD_PARTS` (1, 2) splits it in two launches
+  (the per-row gradients, then the weights'), each recomputing the forward with fewer live registers.
 
 The split first layer W1 [f, enc(d)] + b1 = W1f f + p_r (p_r = W1e enc(d_r) + b1, one float32
 row per ray, differentiated by autograd) is `RenderNetwork.color`'s; the kernels see K = Cf.
@@ -47,6 +48,10 @@ if TYPE_CHECKING:
     from nsmae_lightning.models.rendering import RenderNetwork
 
 INTERPRETER_BLOCK = 16  # rows per program in the interpreter (tl.dot's minimum)
+# The backward as one launch (PART 0: every gradient) or two, (1, 2): the per-row gradients, then the weights',
+# each recomputing the forward and the deltas with fewer live registers (compiled for an H200: 149 and 219
+# registers a thread at 32 rows x 4 warps against 238 for both; benchmarks/color_mlp_backward.py times them)
+BACKWARD_PARTS: tuple[int, ...] = (0,)
 INTERPRETER_PROGRAMS = 2  # persistent backward programs there: blocks per program > 1 and cross-program sums
 
 if triton is not None:
@@ -127,8 +132,10 @@ if triton is not None:
                          grad_features, grad_bias, grad_w1, grad_w2, grad_b2, grad_w3, grad_b3, rows_total,
                          FEATURES: tl.constexpr, FEATURE_LANES: tl.constexpr, HIDDEN: tl.constexpr,
                          HIDDEN_LANES: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-                         BLOCK_M: tl.constexpr, PROGRAMS_PER_SM: tl.constexpr):
-        # PROGRAMS_PER_SM: read by the launch grid only (`launch_persistent`), tuned with BLOCK_M and the warps
+                         BLOCK_M: tl.constexpr, PROGRAMS_PER_SM: tl.constexpr, PART: tl.constexpr):
+        # PROGRAMS_PER_SM: read by the launch grid only (`launch_persistent`), tuned with BLOCK_M and the warps.
+        # PART 0: every gradient; 1: the per-row ones (features, ray bias); 2: the weights' (fewer live registers
+        # in each of the two launches, the forward and the deltas computed in both)
         compute = w1.dtype.element_ty
         feature = tl.arange(0, FEATURE_LANES)
         hidden = tl.arange(0, HIDDEN_LANES)
@@ -156,58 +163,70 @@ if triton is not None:
             upstream = tl.load(grad_color + rows[:, None].to(tl.int64) * 3 + out[None, :],
                                mask=valid[:, None] & out_ok[None, :], other=0.0).to(tl.float32)
             dz3 = upstream * color * (1.0 - color)  # zero on padded rows and lanes (upstream is)
-            acc_b3 += tl.sum(dz3, axis=0)
+            if PART != 1:
+                acc_b3 += tl.sum(dz3, axis=0)
             dz3 = dz3.to(compute)
-            acc_w3 += _dot(tl.trans(h2), dz3, PRECISION, UPCAST)
+            if PART != 1:
+                acc_w3 += _dot(tl.trans(h2), dz3, PRECISION, UPCAST)
             dz2 = tl.where(h2 > 0.0, _dot(dz3, w3n, PRECISION, UPCAST), 0.0)
-            acc_b2 += tl.sum(dz2, axis=0)
+            if PART != 1:
+                acc_b2 += tl.sum(dz2, axis=0)
             dz2 = dz2.to(compute)
-            acc_w2 += _dot(tl.trans(h1), dz2, PRECISION, UPCAST)
+            if PART != 1:
+                acc_w2 += _dot(tl.trans(h1), dz2, PRECISION, UPCAST)
             dz1 = tl.where(h1 > 0.0, _dot(dz2, w2n, PRECISION, UPCAST), 0.0).to(compute)
-            acc_w1 += _dot(tl.trans(x), dz1, PRECISION, UPCAST)
-            grad_x = _dot(dz1, w1n, PRECISION, UPCAST)
-            tl.store(grad_features + rows[:, None].to(tl.int64) * FEATURES + feature[None, :],
-                     grad_x.to(grad_features.dtype.element_ty), mask=valid[:, None] & feature_ok[None, :])
-            # dp_r: rows in runs of equal ray index; run k of the block sums its rows' dz1 (one-hot dot)
-            previous = tl.load(ray_index + rows - 1, mask=valid & (slot > 0), other=-1)
-            run = tl.cumsum((ray != previous).to(tl.int32), axis=0) - 1  # (BLOCK_M,) 0-based run of each row
-            run = tl.where(valid, run, BLOCK_M)  # padded rows in no run
-            member = slot[:, None] == run[None, :]  # (runs, rows)
-            run_sum = _dot(tl.where(member, 1.0, 0.0).to(compute), dz1, PRECISION, UPCAST)  # (runs, HIDDEN_LANES)
-            run_ray = tl.max(tl.where(member, ray.to(tl.int32)[None, :], -1), axis=1)  # each run's ray, -1 if none
-            tl.atomic_add(grad_bias + run_ray[:, None].to(tl.int64) * HIDDEN + hidden[None, :], run_sum,
-                          mask=(run_ray >= 0)[:, None] & hidden_ok[None, :], sem="relaxed")
-        # one add per weight per program
-        tl.atomic_add(grad_w1 + hidden[None, :] * FEATURES + feature[:, None], acc_w1,
-                      mask=feature_ok[:, None] & hidden_ok[None, :], sem="relaxed")
-        tl.atomic_add(grad_w2 + hidden[None, :] * HIDDEN + hidden[:, None], acc_w2,
-                      mask=hidden_ok[:, None] & hidden_ok[None, :], sem="relaxed")
-        tl.atomic_add(grad_w3 + out[None, :] * HIDDEN + hidden[:, None], acc_w3,
-                      mask=hidden_ok[:, None] & out_ok[None, :], sem="relaxed")
-        tl.atomic_add(grad_b2 + hidden, acc_b2, mask=hidden_ok, sem="relaxed")
-        tl.atomic_add(grad_b3 + out, acc_b3, mask=out_ok, sem="relaxed")
+            if PART != 1:
+                acc_w1 += _dot(tl.trans(x), dz1, PRECISION, UPCAST)
+            if PART != 2:
+                grad_x = _dot(dz1, w1n, PRECISION, UPCAST)
+                tl.store(grad_features + rows[:, None].to(tl.int64) * FEATURES + feature[None, :],
+                         grad_x.to(grad_features.dtype.element_ty), mask=valid[:, None] & feature_ok[None, :])
+                # dp_r: rows in runs of equal ray index; run k of the block sums its rows' dz1 (one-hot dot)
+                previous = tl.load(ray_index + rows - 1, mask=valid & (slot > 0), other=-1)
+                run = tl.cumsum((ray != previous).to(tl.int32), axis=0) - 1  # (BLOCK_M,) 0-based run of each row
+                run = tl.where(valid, run, BLOCK_M)  # padded rows in no run
+                member = slot[:, None] == run[None, :]  # (runs, rows)
+                run_sum = _dot(tl.where(member, 1.0, 0.0).to(compute), dz1, PRECISION, UPCAST)  # (runs, HIDDEN_LANES)
+                run_ray = tl.max(tl.where(member, ray.to(tl.int32)[None, :], -1), axis=1)  # each run's ray, -1 if none
+                tl.atomic_add(grad_bias + run_ray[:, None].to(tl.int64) * HIDDEN + hidden[None, :], run_sum,
+                              mask=(run_ray >= 0)[:, None] & hidden_ok[None, :], sem="relaxed")
+        if PART != 1:  # one add per weight per program
+            tl.atomic_add(grad_w1 + hidden[None, :] * FEATURES + feature[:, None], acc_w1,
+                          mask=feature_ok[:, None] & hidden_ok[None, :], sem="relaxed")
+            tl.atomic_add(grad_w2 + hidden[None, :] * HIDDEN + hidden[:, None], acc_w2,
+                          mask=hidden_ok[:, None] & hidden_ok[None, :], sem="relaxed")
+            tl.atomic_add(grad_w3 + out[None, :] * HIDDEN + hidden[:, None], acc_w3,
+                          mask=hidden_ok[:, None] & out_ok[None, :], sem="relaxed")
+            tl.atomic_add(grad_b2 + hidden, acc_b2, mask=hidden_ok, sem="relaxed")
+            tl.atomic_add(grad_b3 + out, acc_b3, mask=out_ok, sem="relaxed")
 
     _TUNING = [triton.Config({"BLOCK_M": rows}, num_warps=warps) for rows, warps in ((32, 4), (64, 4), (64, 8), (128, 8))]
     # The backward holds the weights, their gradients and a block's activations: 255 registers a thread at
     # 32 rows x 4 warps (2 programs of 4 warps per SM). Its resident warps per SM are kept near 8 (rows,
     # warps, programs per SM); measured 2026-12-03: 32 x 2 x 4 fastest on an H200, 64 rows and more slower.
     # 64 rows x 4 warps compiled to an out-of-range shared-memory access at a `tl.dot` (illegal address
-    # while autotuning inside a march on an H200: benchmarks/RESULTS.md, ninth session): not tuned.
+    # while autotuning inside a march on an H200: benchmarks/RESULTS.md, ninth session): not tuned. 32 x 4 x 3:
+    # for the split backward's per-row part (149 registers: three programs of 4 warps fit an SM).
     _BACKWARD_TUNING = [triton.Config({"BLOCK_M": rows, "PROGRAMS_PER_SM": programs}, num_warps=warps)
-                        for rows, warps, programs in ((16, 2, 4), (32, 2, 4), (32, 2, 2), (32, 4, 2))]
+                        for rows, warps, programs in ((16, 2, 4), (32, 2, 4), (32, 2, 2), (32, 4, 2), (32, 4, 3))]
     _KEY = ["FEATURES", "HIDDEN", "PRECISION"]
     _forward_tuned = triton.autotune(_TUNING, key=_KEY)(_forward_kernel)
-    _backward_tuned = triton.autotune(
-        _BACKWARD_TUNING, key=_KEY,
-        reset_to_zero=["grad_bias", "grad_w1", "grad_w2", "grad_b2", "grad_w3", "grad_b3"],
-    )(_backward_kernel)
+    # the gradients each PART adds into (the autotuner zeroes them between trials): a part's tuning must
+    # not zero what the other part has added already, so each part has its own autotuner
+    _PART_SUMS = {0: ["grad_bias", "grad_w1", "grad_w2", "grad_b2", "grad_w3", "grad_b3"], 1: ["grad_bias"],
+                  2: ["grad_w1", "grad_w2", "grad_b2", "grad_w3", "grad_b3"]}
+    _backward_tuned = {part: triton.autotune(_BACKWARD_TUNING, key=_KEY, reset_to_zero=sums)(_backward_kernel)
+                       for part, sums in _PART_SUMS.items()}
 
 
-def _launch(kernel: str, rows: int, device: torch.device, *args: object, **constants: object) -> None:
-    """Run ``kernel`` ("forward": a program per row block; "backward": persistent programs) over ``rows``."""
-    launch_persistent((_forward_kernel, _backward_kernel, _forward_tuned, _backward_tuned), "BLOCK_M",
+def _launch(kernel: str, rows: int, device: torch.device, *args: object, part: int = 0, **constants: object) -> None:
+    """Run ``kernel`` ("forward": a program per row block; "backward": persistent programs, its ``part``) over
+    ``rows``."""
+    backward = {"PART": part} if kernel == "backward" else {}
+    launch_persistent((_forward_kernel, _backward_kernel, _forward_tuned, _backward_tuned[part]), "BLOCK_M",
                       {"BLOCK_M": INTERPRETER_BLOCK}, INTERPRETER_PROGRAMS, kernel, rows, device, *args,
-                      **({"PROGRAMS_PER_SM": 0} if kernel == "backward" and interpreting() else {}), **constants)
+                      **({"PROGRAMS_PER_SM": 0} if kernel == "backward" and interpreting() else {}), **backward,
+                      **constants)
 
 
 class _ColorMLP(torch.autograd.Function):
@@ -244,9 +263,9 @@ class _ColorMLP(torch.autograd.Function):
         grad_bias, *grads = [part.view(shape) for part, shape in
                              zip(flat.split([shape.numel() for shape in shapes]), shapes)]
         constants = mlp_constants(width, weights[1].shape[0], ctx.compute)  # type: ignore[attr-defined]
-        if rows:
+        for part in BACKWARD_PARTS if rows else ():
             _launch("backward", rows, features.device, features, features.stride(0), ray_index, ray_bias, *weights,
-                    grad_color.contiguous(), grad_features, grad_bias, *grads, rows, **constants)
+                    grad_color.contiguous(), grad_features, grad_bias, *grads, rows, part=part, **constants)
         grad_weights = [grad.to(dtype) for grad, dtype in zip(grads, ctx.dtypes)]  # type: ignore[attr-defined]
         return (grad_features, grad_bias, *grad_weights, None, None)
 
