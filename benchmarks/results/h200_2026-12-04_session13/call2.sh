@@ -15,17 +15,24 @@ for v in base transposed inloop; do
   rm -rf runs/$v && mkdir -p runs/$v && cp -r nsmae_lightning runs/$v/
   if [ $v != base ]; then (cd runs/$v && patch -p1 -s < ../../$S/mlp_$v.patch) || echo "patch $v failed"; fi
 done
-SHAPES=tuned,32x2x4,32x4x2,64x4x1,64x4x2,128x8x1
 M="python benchmarks/color_mlp_backward.py --rows 1536000 --features 32 --timeout 40"
-# most wanted first (a call cut by its time limit keeps what finished): HEAD in one launch, HEAD split in two
-# (BACKWARD_PARTS (1, 2), each part autotuned as training does), the culled profile, then the two copies
-PYTHONPATH=$PWD/runs/base:$PYTHONPATH timeout 110 $M --shapes $SHAPES --out $OUT/mlp_base.json 2>&1 | sed "s/^/base /" | cut -c1-150
-timeout 80 $M --shapes tuned,32x4x2,32x4x3,32x2x4 --parts 1,2 --out $OUT/mlp_split.json 2>&1 | sed "s/^/split /" | cut -c1-150
-(cd benchmarks && timeout 100 python render_throughput.py --dtypes bf16 --warmup 3 --repeats 10 --kinds render \
-  --pairs trilinear_triton:packed_triton --color-mlps triton --rays 131072 --feature-channels 32 --color-cull 1e-4 \
-  --profile 3 --top 16 --out $OUT/profile_c32_r131072_cull.json 2>&1 | grep -E "^render |rror")
-for v in transposed inloop; do
-  PYTHONPATH=$PWD/runs/$v:$PYTHONPATH timeout 110 $M --shapes $SHAPES --out $OUT/mlp_$v.json 2>&1 | sed "s/^/$v /" | cut -c1-150
+# most wanted first (a call cut by its time limit keeps what finished; the 64- and 128-row shapes last: the ninth
+# session saw 64 x 4 fault, and this call's first attempt lost its machine during them): HEAD in one launch,
+# HEAD split in two (BACKWARD_PARTS (1, 2), each part autotuned as training does), the culled profile, the
+# copies at 32 rows, then every copy at the wgmma-sized shapes
+for v in base transposed inloop; do
+  [ $v = transposed ] && {
+    timeout 80 $M --shapes tuned,32x4x2,32x4x3,32x2x4 --parts 1,2 --out $OUT/mlp_split.json 2>&1 | sed "s/^/split /" | cut -c1-150
+    (cd benchmarks && timeout 100 python render_throughput.py --dtypes bf16 --warmup 3 --repeats 10 --kinds render \
+      --pairs trilinear_triton:packed_triton --color-mlps triton --rays 131072 --feature-channels 32 --color-cull 1e-4 \
+      --profile 3 --top 16 --out $OUT/profile_c32_r131072_cull.json 2>&1 | grep -E "^render |rror")
+  }
+  PYTHONPATH=$PWD/runs/$v:$PYTHONPATH timeout 70 $M --shapes tuned,32x2x4,32x4x2 --out $OUT/mlp_$v.json 2>&1 \
+    | sed "s/^/$v /" | cut -c1-150
+done
+for v in base transposed inloop; do
+  PYTHONPATH=$PWD/runs/$v:$PYTHONPATH timeout 70 $M --shapes 64x4x1,64x4x2,128x8x1 --out $OUT/mlp_${v}_wide.json 2>&1 \
+    | sed "s/^/$v /" | cut -c1-150
 done
 python - $OUT/profile_c32_r131072_cull.json <<'PY'
 import json, sys
