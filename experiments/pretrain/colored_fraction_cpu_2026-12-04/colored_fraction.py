@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -23,17 +24,8 @@ from nsmae_lightning.atomic import atomic_write_text
 from nsmae_lightning.data import NuScenesDataModule
 from nsmae_lightning.tasks import PretrainTask
 
-
-def task_of(config: Path, checkpoint: Path | None, seed: int) -> PretrainTask:
-    """The config's PretrainTask, untrained (``seed``) or with the checkpoint's weights."""
-    if checkpoint is not None:
-        return PretrainTask.load_from_checkpoint(checkpoint, map_location="cpu")
-    options = yaml.safe_load(config.read_text())["model"]["init_args"]
-    embedding = options.pop("embedding")
-    if isinstance(embedding, str):  # a path relative to the config, as LightningCLI reads it
-        embedding = yaml.safe_load((config.parent / embedding).read_text())
-    torch.manual_seed(seed)
-    return PretrainTask(embedding=embedding, **options)
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
+from bench_common import load_task  # noqa: E402  (a LightningCLI config's task and data settings)
 
 
 def main() -> None:
@@ -46,10 +38,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     epsilons = [float(value) for value in args.epsilons.split(",")]
-    data = yaml.safe_load(args.config.read_text())["data"]["init_args"]
+    if args.checkpoint is None:
+        torch.manual_seed(args.seed)  # the untrained network's init
+        task, data = load_task(args.config)
+    else:
+        task = PretrainTask.load_from_checkpoint(args.checkpoint, map_location="cpu")
+        data = yaml.safe_load(args.config.read_text())["data"]["init_args"]
+    task.train()
     datamodule = NuScenesDataModule(**{**data, "dataroot": str(args.dataroot)})
     datamodule.setup("fit")
-    task = task_of(args.config, args.checkpoint, args.seed).train()
     fractions: dict[str, list[float]] = {str(epsilon): [] for epsilon in epsilons}
     torch.manual_seed(args.seed)  # the masks and rays drawn
     with torch.no_grad():

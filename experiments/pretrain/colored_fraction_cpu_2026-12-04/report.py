@@ -5,7 +5,6 @@ Usage: python report.py FOLDER (the folder holding run.sh's metrics_seed*.csv an
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from pathlib import Path
@@ -16,17 +15,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from nsmae_lightning.atomic import atomic_savefig, atomic_write_text  # noqa: E402
-
-KEY = "train/colored_fraction_step"
-
+from nsmae_lightning.evaluation.curves import read_series  # noqa: E402
 
 def per_step(path: Path, key: str) -> tuple[list[int], list[float]]:
-    """(steps, values) of the rows of a CSVLogger metrics.csv where ``key`` is logged."""
-    with path.open(newline="") as handle:
-        table = [row for row in csv.DictReader(handle) if row.get(key)]
-    if not table:
-        raise SystemExit(f"{path}: no {key} column values (was the run culled, with this commit's logging?)")
-    return [int(row["step"]) for row in table], [float(row[key]) for row in table]
+    """(steps, values) of a per-step training metric (``key`` as logged, e.g. "train/colored_fraction") of a
+    CSVLogger metrics.csv."""
+    series = read_series(path, key).get(key)
+    if not series:
+        raise SystemExit(f"{path}: no {key} values (was the run culled, with this commit's logging?)")
+    return [step for step, _ in series], [value for _, value in series]
 
 
 def running_mean(values: list[float], width: int) -> list[float]:
@@ -40,10 +37,10 @@ def main(folder: Path) -> None:
     figure, (fraction_axis, loss_axis) = plt.subplots(1, 2, figsize=(11, 4))
     lines = ["| seed | coloured, first 40 logged steps | last 40 logged steps |", "|---:|---:|---:|"]
     for seed in seeds:
-        steps, fractions = per_step(folder / f"metrics_seed{seed}.csv", KEY)
+        steps, fractions = per_step(folder / f"metrics_seed{seed}.csv", "train/colored_fraction")
         fraction_axis.plot(steps, fractions, alpha=0.25, color=f"C{seed}")
         fraction_axis.plot(steps, running_mean(fractions, 40), color=f"C{seed}", label=f"seed {seed}, trained culled (train/colored_fraction, mean of 40 steps)")
-        loss_steps, losses = per_step(folder / f"metrics_seed{seed}.csv", "train/loss_color_step")
+        loss_steps, losses = per_step(folder / f"metrics_seed{seed}.csv", "train/loss_color")
         loss_axis.plot(loss_steps, running_mean(losses, 40), color=f"C{seed}", label=f"seed {seed}")
         lines.append(f"| {seed} | {sum(fractions[:40]) / len(fractions[:40]):.3f} | {sum(fractions[-40:]) / len(fractions[-40:]):.3f} |")
     exact_lines = ["| exact-march checkpoint (all val frames) | " + " | ".join(f"seed {seed}" for seed in seeds) + " |",
