@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bench_common import time_calls
+
 from nsmae_lightning.atomic import atomic_write_text
 
 
@@ -79,9 +81,9 @@ def reference_gradients(inputs: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def measure(shape: dict[str, int | None] | None, rows: int, features: int, hidden: int, samples_per_ray: int,
             warmup: int, repeats: int, parts: tuple[int, ...] = (0,)) -> dict[str, Any]:
-    """One launch shape in this process: median backward ms and the worst gradient's error, the norm of
-    its difference over the reference's norm (a max-based error would measure the few hidden units whose
-    ReLU mask flips between bf16 and float32 activations, not the kernel)."""
+    """One launch shape in this process: median backward ms (`time_calls`: synchronised calls) and the
+    worst gradient's error, the norm of its difference over the reference's norm (a max-based error would
+    measure the few hidden units whose ReLU mask flips between bf16 and float32 activations, not the kernel)."""
     import triton
 
     from nsmae_lightning.models import color_mlp_triton
@@ -104,22 +106,12 @@ def measure(shape: dict[str, int | None] | None, rows: int, features: int, hidde
     reference = reference_gradients(inputs)
     errors = {name: float((grads[name].float() - reference[name]).norm() / reference[name].norm().clamp_min(1e-12))
               for name in GRADIENTS}
-    milliseconds = []
-    if device.type == "cuda":
-        for _ in range(warmup):
-            backward()
-        for _ in range(repeats):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            backward()
-            end.record()
-            torch.cuda.synchronize()
-            milliseconds.append(start.elapsed_time(end))
+    timed = time_calls(backward, device, warmup, repeats) if device.type == "cuda" else None
     picked = {part: str(tuned.best_config) for part, tuned in color_mlp_triton._backward_tuned.items()
               if getattr(tuned, "best_config", None) is not None}
     return {"shape": shape, "parts": list(parts), "picked": picked, "rows": rows, "features": features, "hidden": hidden,
             "module": color_mlp_triton.__file__,
-            "ms": float(torch.tensor(milliseconds).median()) if milliseconds else None,
+            "ms": None if timed is None else timed["ms"], "peak_gib": None if timed is None else timed["peak_gib"],
             "errors": errors, "worst_error": max(errors.values())}
 
 

@@ -161,7 +161,7 @@ def main() -> None:
               describe(color_mlp_triton._forward_kernel, COLOR_MLP_FORWARD, {**mlp, **config.kwargs},
                        config.num_warps, args.arch))
     for config in color_mlp_triton._BACKWARD_TUNING if "color_mlp" in kernels else []:
-        for part in color_mlp_triton._PART_SUMS:  # 0: one launch for every gradient; 1, 2: the split launches
+        for part in sorted(color_mlp_triton._PART_SUMS):  # 0: one launch for every gradient; 1, 2: the split launches
             print(f"color_mlp backward part {part}", config.kwargs, f"warps {config.num_warps}, maxnreg {config.maxnreg}:",
                   describe(color_mlp_triton._backward_kernel, COLOR_MLP_BACKWARD, {**mlp, **config.kwargs, "PART": part},
                            config.num_warps, args.arch, config.maxnreg))

@@ -114,14 +114,9 @@ def test_triton_color_mlp_matches_the_torch_layers_in_the_interpreter() -> None:
 
 
 def test_backward_benchmark_shapes_are_checked() -> None:
-    import importlib.util
-    from pathlib import Path
+    from test_experiment_tools import _benchmark_module
 
-    path = Path(__file__).parents[1] / "benchmarks" / "color_mlp_backward.py"
-    spec = importlib.util.spec_from_file_location("color_mlp_backward", path)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _benchmark_module("color_mlp_backward")
     assert bench.parse_shape("32x2x4") == {"rows": 32, "warps": 2, "programs": 4, "maxnreg": None}
     assert bench.parse_shape("32X4x3x168")["maxnreg"] == 168
     assert bench.parse_shape("tuned") is None  # the kernel's own autotuning list

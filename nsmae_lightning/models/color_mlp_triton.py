@@ -48,11 +48,12 @@ if TYPE_CHECKING:
     from nsmae_lightning.models.rendering import RenderNetwork
 
 INTERPRETER_BLOCK = 16  # rows per program in the interpreter (tl.dot's minimum)
-# The backward as one launch (PART 0: every gradient) or two, (1, 2): the per-row gradients, then the weights',
-# each recomputing the forward and the deltas with fewer live registers (compiled for an H200: 149 and 219
-# registers a thread at 32 rows x 4 warps against 238 for both; benchmarks/color_mlp_backward.py times them)
-BACKWARD_PARTS: tuple[int, ...] = (0,)
 INTERPRETER_PROGRAMS = 2  # persistent backward programs there: blocks per program > 1 and cross-program sums
+# The backward as one launch (PART 0: every gradient) or two, (1, 2): the per-row gradients, then the weights',
+# each recomputing the forward and the deltas with fewer live registers (compiled for an H200 with triton 3.6.0:
+# 149 and 231 registers a thread at 32 rows x 4 warps against 250 for both; benchmarks/color_mlp_backward.py
+# times them)
+BACKWARD_PARTS: tuple[int, ...] = (0,)
 
 if triton is not None:
     import triton.language as tl
@@ -213,8 +214,8 @@ if triton is not None:
     _forward_tuned = triton.autotune(_TUNING, key=_KEY)(_forward_kernel)
     # the gradients each PART adds into (the autotuner zeroes them between trials): a part's tuning must
     # not zero what the other part has added already, so each part has its own autotuner
-    _PART_SUMS = {0: ["grad_bias", "grad_w1", "grad_w2", "grad_b2", "grad_w3", "grad_b3"], 1: ["grad_bias"],
-                  2: ["grad_w1", "grad_w2", "grad_b2", "grad_w3", "grad_b3"]}
+    _PART_SUMS = {1: ["grad_bias"], 2: ["grad_w1", "grad_w2", "grad_b2", "grad_w3", "grad_b3"]}
+    _PART_SUMS[0] = _PART_SUMS[1] + _PART_SUMS[2]
     _backward_tuned = {part: triton.autotune(_BACKWARD_TUNING, key=_KEY, reset_to_zero=sums)(_backward_kernel)
                        for part, sums in _PART_SUMS.items()}
 
