@@ -231,6 +231,55 @@ def test_triton_sampler_matches_the_reference_in_the_interpreter() -> None:
     run_interpreted(TRITON_CHECK, "triton sampler ok")
 
 
+CULLED_CHECK = """
+import torch
+from nsmae_lightning.models.trilinear_triton import triton_sample_along_rays, triton_sample_culled
+torch.manual_seed(0)
+pc_range = (-3.0, -2.5, -1.0, 4.0, 3.5, 2.0)
+origins, directions = torch.randn(9, 3), torch.nn.functional.normalize(torch.randn(9, 3), dim=1)
+ray_batch = torch.tensor([0, 1, 1, 0, 1, 0, 0, 1, 1])
+ray_index = torch.randint(0, 9, (120,))
+t = torch.rand(120) * 8.0
+# both passes through one node equal sampling the two channel slices apart: values, kept samples and the
+# volume's gradient, in the volume's own (permuted) layout; every sample kept, some, none; bf16 too
+for dtype in (torch.float32, torch.bfloat16):
+    for rule in ("all", "some", "none"):
+        stored = torch.randn(2, 6, 7, 3, 5).to(dtype).permute(0, 3, 2, 1, 4).requires_grad_()  # 4 features
+        choose = {"all": lambda d: torch.arange(d.shape[0]), "some": lambda d: (d > 0).nonzero().squeeze(1),
+                  "none": lambda d: torch.zeros(0, dtype=torch.long)}[rule]
+        density, features, kept = triton_sample_culled(stored, origins, directions, ray_batch, ray_index, t,
+                                                       pc_range, choose)
+        ref_density = triton_sample_along_rays(stored[..., :1], origins, directions, ray_batch, ray_index, t,
+                                               pc_range)[:, 0]
+        ref_kept = choose(ref_density)
+        ref_features = triton_sample_along_rays(stored[..., 1:], origins, directions, ray_batch, ray_index[ref_kept],
+                                                t[ref_kept], pc_range)
+        assert torch.equal(kept, ref_kept) and not kept.requires_grad, rule
+        assert torch.equal(density, ref_density) and torch.equal(features, ref_features), (dtype, rule)
+        pull_density, pull_features = torch.randn(120).to(dtype), torch.randn(kept.shape[0], 4).to(dtype)
+        (grad,) = torch.autograd.grad((density, features), stored, (pull_density, pull_features))
+        (ref_grad,) = torch.autograd.grad((ref_density, ref_features), stored, (pull_density, pull_features))
+        assert grad.stride() == stored.stride(), "the gradient is not in the volume's layout"
+        torch.testing.assert_close(grad, ref_grad, atol=1e-6, rtol=1e-6)
+        # the density alone differentiated (features' gradient None)
+        density, _, _ = triton_sample_culled(stored, origins, directions, ray_batch, ray_index, t, pc_range, choose)
+        (density_grad,) = torch.autograd.grad(density, stored, pull_density)
+        assert torch.equal(density_grad[..., 1:], torch.zeros_like(density_grad[..., 1:]))
+try:
+    triton_sample_culled(torch.zeros(1, 3, 5, 6, 4), origins, directions, ray_batch, ray_index, t, pc_range,
+                         lambda d: torch.arange(d.shape[0]))
+    raise AssertionError("3 feature channels were accepted")
+except ValueError as error:
+    assert "power-of-two number of feature channels, got 3" in str(error)
+print("culled sampler ok")
+"""
+
+
+def test_triton_culled_sampler_equals_sampling_the_channel_slices_in_the_interpreter() -> None:
+    # `RenderConfig.color_cull`'s two passes (density everywhere, features where kept) in one autograd node
+    run_interpreted(CULLED_CHECK, "culled sampler ok")
+
+
 def test_triton_sampler_refuses_what_it_cannot_run() -> None:
     volume = torch.zeros(1, 2, 2, 2, 3)
     coords, batch_index = torch.zeros(1, 3), torch.zeros(1, dtype=torch.long)

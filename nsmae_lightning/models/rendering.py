@@ -528,14 +528,16 @@ class NeRFPretrainHead(nn.Module):
         if samples is None:
             samples = pack_samples(rays.near, rays.far, step, config.max_samples_per_ray)
         ray_index = samples.ray_index
+        # the Triton sampler makes the points from the rays in one small kernel where the geometry is data
+        along_rays = sampler == "trilinear_triton" and not (
+            rays.origins.requires_grad or rays.directions.requires_grad or samples.t.requires_grad)
 
         def sampled(split: bool, channels: Tensor = volume, kept: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
             """(M, C) ``channels`` (the volume or a channel slice of it) at the samples (those ``kept``, if
             given) with the configured sampler, or with ``split`` their density (M,) and features (M, C - 1)
             (`split_density`; the Triton sampler writes them apart)."""
             rows, t = (ray_index, samples.t) if kept is None else (ray_index[kept], samples.t[kept])
-            geometry_fixed = not (rays.origins.requires_grad or rays.directions.requires_grad or t.requires_grad)
-            if sampler == "trilinear_triton" and geometry_fixed:  # one small kernel makes the points from the rays
+            if along_rays:
                 from nsmae_lightning.models.trilinear_triton import triton_sample_along_rays
 
                 return triton_sample_along_rays(channels, rays.origins, rays.directions, rays.batch_index, rows, t,
@@ -554,9 +556,19 @@ class NeRFPretrainHead(nn.Module):
         colors = None
         colored_fraction = None
         if with_color and config.color_cull > 0.0 and self.training:  # density everywhere, colour where w_i > cull
-            density = sampled(split=False, channels=volume[..., :1])[:, 0]
-            kept = colored_samples(density, samples, step, config.color_cull)
-            features = sampled(split=False, channels=volume[..., 1:], kept=kept)
+            def choose(density: Tensor) -> Tensor:
+                return colored_samples(density, samples, step, config.color_cull)
+
+            feature_channels = volume.shape[-1] - 1
+            if along_rays and feature_channels & (feature_channels - 1) == 0:  # both passes in one autograd node
+                from nsmae_lightning.models.trilinear_triton import triton_sample_culled
+
+                density, features, kept = triton_sample_culled(volume, rays.origins, rays.directions, rays.batch_index,
+                                                               ray_index, samples.t, self.pc_range, choose)
+            else:
+                density = sampled(split=False, channels=volume[..., :1])[:, 0]
+                kept = choose(density)
+                features = sampled(split=False, channels=volume[..., 1:], kept=kept)
             colors = scatter_colors(self.network.color(features, rays.directions, ray_index[kept]), kept,
                                     ray_index.shape[0])
             colored_fraction = kept.shape[0] / max(ray_index.shape[0], 1)  # both sizes known: no wait

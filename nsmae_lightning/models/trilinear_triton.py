@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -177,14 +177,16 @@ if triton is not None:
     @triton.jit
     def _forward_kernel(volume, coords, batch_index, out, out_rest, samples,
                         size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x, channels,
-                        HEAD: tl.constexpr, TAIL: tl.constexpr, TAIL_LANES: tl.constexpr, WIDE: tl.constexpr,
-                        SPLIT: tl.constexpr, BLOCK_M: tl.constexpr):
+                        FIRST: tl.constexpr, HEAD: tl.constexpr, TAIL: tl.constexpr, TAIL_LANES: tl.constexpr,
+                        WIDE: tl.constexpr, SPLIT: tl.constexpr, BLOCK_M: tl.constexpr):
+        # channels FIRST .. FIRST + HEAD + TAIL of the volume's (`channel_split`; FIRST > 0: a culled march's
+        # feature pass)
         m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, samples, BLOCK_M)
         _gather_block(volume, out, out_rest, m, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z,
-                      stride_y, stride_x, channels, 0, HEAD, HEAD, WIDE, SPLIT)
+                      stride_y, stride_x, channels, FIRST, HEAD, HEAD, WIDE, SPLIT)
         if TAIL > 0:
             _gather_block(volume, out, out_rest, m, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z,
-                          stride_y, stride_x, channels, HEAD, TAIL, TAIL_LANES, WIDE, SPLIT)
+                          stride_y, stride_x, channels, FIRST + HEAD, TAIL, TAIL_LANES, WIDE, SPLIT)
 
     @triton.jit
     def _load_grad_block(grad_out, grad_rest, m, valid, channels, FIRST: tl.constexpr, WIDTH: tl.constexpr,
@@ -241,18 +243,19 @@ if triton is not None:
                          grad_head, grad_tail, grad_coords, samples, size_x, size_y, size_z, stride_b, stride_z,
                          stride_y, stride_x,
                          row_b, row_z, row_y, row_x, channels,
-                         NEED_COORDS: tl.constexpr, HEAD: tl.constexpr, TAIL: tl.constexpr,
+                         NEED_COORDS: tl.constexpr, FIRST: tl.constexpr, HEAD: tl.constexpr, TAIL: tl.constexpr,
                          TAIL_LANES: tl.constexpr, WIDE: tl.constexpr, SPLIT: tl.constexpr, BLOCK_M: tl.constexpr):
         m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, samples, BLOCK_M)
-        g = _load_grad_block(grad_out, grad_rest, m, valid, channels, 0, HEAD, HEAD, WIDE, SPLIT)
+        g = _load_grad_block(grad_out, grad_rest, m, valid, channels, FIRST, HEAD, HEAD, WIDE, SPLIT)
         gx, gy, gz = _scatter_block(volume, g, grad_head, valid, cx, cy, cz, b, size_x, size_y, size_z,
                                     stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
-                                    NEED_COORDS, 0, HEAD, HEAD, WIDE)
+                                    NEED_COORDS, FIRST, HEAD, HEAD, WIDE)
         if TAIL > 0:
-            g = _load_grad_block(grad_out, grad_rest, m, valid, channels, HEAD, TAIL, TAIL_LANES, WIDE, SPLIT)
+            g = _load_grad_block(grad_out, grad_rest, m, valid, channels, FIRST + HEAD, TAIL, TAIL_LANES, WIDE,
+                                 SPLIT)
             tx, ty, tz = _scatter_block(volume, g, grad_tail, valid, cx, cy, cz, b, size_x, size_y, size_z,
                                         stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
-                                        NEED_COORDS, HEAD, TAIL, TAIL_LANES, WIDE)
+                                        NEED_COORDS, FIRST + HEAD, TAIL, TAIL_LANES, WIDE)
             gx += tx
             gy += ty
             gz += tz
@@ -270,9 +273,11 @@ if triton is not None:
     ]
     # The forward holds all 8 corner rows in registers: at more than 16 rows per warp it spills.
     _FORWARD_TUNING = [config for config in _TUNING if config.kwargs["BLOCK_M"] <= 16 * config.num_warps]
-    _forward_tuned = triton.autotune(_FORWARD_TUNING, key=["channels", "WIDE", "SPLIT"])(_forward_kernel)
+    # tuned per channel block too: a culled march's density (1 channel) and feature passes share `channels`
+    _forward_tuned = triton.autotune(_FORWARD_TUNING, key=["channels", "FIRST", "HEAD", "WIDE", "SPLIT"])(
+        _forward_kernel)
     _backward_tuned = triton.autotune(
-        _TUNING, key=["channels", "NEED_COORDS", "WIDE", "SPLIT"],
+        _TUNING, key=["channels", "FIRST", "HEAD", "NEED_COORDS", "WIDE", "SPLIT"],
         reset_to_zero=["grad_head", "grad_tail", "grad_coords"]
     )(_backward_kernel)
 
@@ -311,8 +316,9 @@ def _shape_args(volume: Tensor) -> tuple[int, int, int, int, int, int, int]:
     return (size_x, size_y, size_z, *volume.stride()[:4])
 
 
-def channel_split(channels: int) -> dict[str, int]:
-    """Exact power-of-two channel blocks: HEAD (the largest power of two <= C) and a TAIL of the rest.
+def channel_split(channels: int, first: int = 0) -> dict[str, int]:
+    """Exact power-of-two channel blocks of channels ``first`` .. ``first + channels`` of a volume: HEAD
+    (the largest power of two <= C) and a TAIL of the rest; FIRST is ``first``.
 
     C = 33 (density + 32 features) runs as 32 + 1 lanes instead of 64 with 31 masked; the
     tail is padded to TAIL_LANES, a power of two (C = 7: 4 + 3 in 4 lanes). The backward scatters
@@ -323,7 +329,7 @@ def channel_split(channels: int) -> dict[str, int]:
         raise ValueError(f"the Triton sampler needs at least one channel, got {channels}")
     head = 1 << (channels.bit_length() - 1)
     tail = channels - head
-    return {"HEAD": head, "TAIL": tail, "TAIL_LANES": 1 << max(0, tail - 1).bit_length()}
+    return {"FIRST": first, "HEAD": head, "TAIL": tail, "TAIL_LANES": 1 << max(0, tail - 1).bit_length()}
 
 
 def _wide(*tensors: Tensor) -> bool:
@@ -491,10 +497,21 @@ def triton_sample_along_rays(
     Returns:
         (M, C) in the volume's dtype, accumulated in float32; with ``split`` the two parts.
     """
-    if origins.requires_grad or directions.requires_grad or t.requires_grad:
-        raise ValueError("triton_sample_along_rays does not differentiate the rays; sample metric_to_voxel "
-                         "coordinates with triton_trilinear_sample to get their gradient")
     volume = _checked_volume(volume)
+    coords, sample_batch = _ray_sample_points(volume, origins, directions, batch_index, ray_index, t, pc_range,
+                                              "triton_sample_along_rays")
+    return _TritonTrilinear.apply(volume, coords, sample_batch, split)
+
+
+def _ray_sample_points(
+    volume: Tensor, origins: Tensor, directions: Tensor, batch_index: Tensor, ray_index: Tensor, t: Tensor,
+    pc_range: Sequence[float], caller: str,
+) -> tuple[Tensor, Tensor]:
+    """(M, 3) float32 voxel coordinates and (M,) int32 batch elements of the samples (`ray_voxel_rows` and
+    one points kernel); the rays must not require gradients (``caller`` names the entry point that refuses)."""
+    if origins.requires_grad or directions.requires_grad or t.requires_grad:
+        raise ValueError(f"{caller} does not differentiate the rays; sample metric_to_voxel "
+                         "coordinates with triton_trilinear_sample to get their gradient")
     rows = ray_voxel_rows(origins, directions, batch_index, voxel_frame(pc_range, volume.shape[1:4]))
     # the points first (one small kernel), then the kernels at coordinates: sampler fwd + bwd 1.49 GPU ms
     # against 1.71 with each sample's ray read inside them (H200, 1.54 M samples; benchmarks/RESULTS.md)
@@ -505,4 +522,87 @@ def triton_sample_along_rays(
         _points_kernel[(triton.cdiv(samples, POINTS_BLOCK),)](ray_index.contiguous(), t.float().contiguous(), rows,
                                                                coords, sample_batch, samples, BLOCK_M=POINTS_BLOCK,
                                                                WIDE=_wide(coords), num_warps=4)
-    return _TritonTrilinear.apply(volume, coords, sample_batch, split)
+    return coords, sample_batch
+
+
+class _CulledTrilinear(torch.autograd.Function):
+    """A culled colour march's two sampling passes over one volume: channel 0 (density) at every sample, then
+    channels 1.. (features) at the samples ``choose`` picks from those densities. Both read the whole volume
+    in place and scatter into one float32 gradient (density and feature rows, joined once), where sampling
+    the channel slices ``volume[..., :1]`` and ``volume[..., 1:]`` apart gives two gradients of the whole
+    volume for autograd to zero-fill, copy into and add, in a layout other than the volume's."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, volume: Tensor, coords: Tensor, sample_batch: Tensor,
+        choose: Callable[[Tensor], Tensor],
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        samples, channels = coords.shape[0], volume.shape[-1]
+        empty = {"device": volume.device, "dtype": volume.dtype}
+        density = torch.empty(samples, **empty)
+        if samples:
+            _launch("forward", samples, volume, coords, sample_batch, density, density, samples, *_shape_args(volume),
+                    channels, **channel_split(1), WIDE=_wide(volume, density), SPLIT=True)
+        kept = choose(density)
+        kept_coords, kept_batch = coords[kept], sample_batch[kept]
+        features = torch.empty(kept.shape[0], channels - 1, **empty)
+        if kept.shape[0]:
+            _launch("forward", kept.shape[0], volume, kept_coords, kept_batch, density, features, kept.shape[0],
+                    *_shape_args(volume), channels, **channel_split(channels - 1, first=1),
+                    WIDE=_wide(volume, features), SPLIT=True)
+        ctx.save_for_backward(volume, coords, sample_batch, kept_coords, kept_batch)
+        ctx.mark_non_differentiable(kept)
+        return density, features, kept
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad_density: Tensor | None, grad_features: Tensor | None,
+        _grad_kept: Tensor | None,
+    ) -> tuple[Tensor | None, None, None, None]:
+        volume, coords, sample_batch, kept_coords, kept_batch = ctx.saved_tensors  # type: ignore[attr-defined]
+        if not ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
+            return None, None, None, None
+        channels = volume.shape[-1]
+        gradient = gradient_like(volume)
+        voxels = volume.numel() // channels
+        rows = torch.zeros(voxels * channels, device=volume.device, dtype=torch.float32)  # both row sets, one fill
+        density_rows, feature_rows = rows.split([voxels, voxels * (channels - 1)])
+        density_rows, feature_rows = density_rows.view(voxels, 1), feature_rows.view(voxels, channels - 1)
+        no_coords = torch.zeros(0, 3, device=volume.device, dtype=torch.float32)
+        strides = (*_shape_args(volume), *row_strides(gradient), channels)
+        for grad, pass_coords, pass_batch, pass_rows, blocks in (
+            (grad_density, coords, sample_batch, density_rows, channel_split(1)),
+            (grad_features, kept_coords, kept_batch, feature_rows, channel_split(channels - 1, first=1)),
+        ):
+            count = pass_coords.shape[0]
+            if grad is None or not count:
+                continue
+            grad = grad.contiguous()  # the pass reads it as its density (M,) or feature rows (K, C - 1)
+            _launch("backward", count, volume, pass_coords, pass_batch, grad, grad, pass_rows, pass_rows, no_coords,
+                    count, *strides, NEED_COORDS=False, **blocks, WIDE=_wide(volume, grad, gradient), SPLIT=True)
+        return _join_channels(density_rows, feature_rows, gradient), None, None, None
+
+
+def triton_sample_culled(
+    volume: Tensor, origins: Tensor, directions: Tensor, batch_index: Tensor, ray_index: Tensor, t: Tensor,
+    pc_range: Sequence[float], choose: Callable[[Tensor], Tensor],
+) -> tuple[Tensor, Tensor, Tensor]:
+    """A culled colour march's samples (`RenderConfig.color_cull`): the density of every sample along the
+    rays, then the colour features of those ``choose`` keeps, through one autograd node (`_CulledTrilinear`).
+
+    Args:
+        volume, origins, directions, batch_index, ray_index, t, pc_range: as in `triton_sample_along_rays`;
+            the volume's feature channels C - 1 must be a power of two (one exact channel block).
+        choose: (M,) densities -> (K,) ascending int64 indices of the samples to colour (no gradient).
+
+    Returns:
+        density (M,), features (K, C - 1), both in the volume's dtype, and the kept indices (K,).
+    """
+    volume = _checked_volume(volume)
+    features = volume.shape[-1] - 1
+    if features < 1 or features & (features - 1):
+        raise ValueError(f"triton_sample_culled needs a power-of-two number of feature channels, got {features} "
+                         f"(volume of {volume.shape[-1]} channels); sample volume[..., :1] and volume[..., 1:] apart")
+    coords, sample_batch = _ray_sample_points(volume, origins, directions, batch_index, ray_index, t, pc_range,
+                                              "triton_sample_culled")
+    return _CulledTrilinear.apply(volume, coords, sample_batch, choose)
