@@ -86,6 +86,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--grid", type=int, default=180, help="Ny = Nx of the BEV embedding")
     parser.add_argument("--feature-channels", type=int, default=32)
     parser.add_argument("--embed-channels", type=int, default=256)
+    parser.add_argument("--row-pad", type=int, default=0, metavar="N",
+                        help="sampler rows: read the volume's 1 + Cf channels from rows of 1 + Cf + N in memory (a "
+                             "padded layout; with --profile, the sampler kernels' GPU ms show what row alignment "
+                             "costs: 33 bf16 channels are 66-byte rows, padded to 40 they are 80 bytes, 16-aligned)")
     parser.add_argument("--rays", type=int, default=16384, help="rays per batch element")
     parser.add_argument("--step", type=float, default=0.8, help="metres between samples (PER)")
     parser.add_argument("--ray-order", choices=RAY_ORDERS, default="raster",
@@ -192,9 +196,10 @@ def bench_sampler(args: argparse.Namespace, sampler: str, dtype: torch.dtype, de
     """Trilinear read alone, forward + backward into the volume: at given voxel coordinates, or for
     ALONG_RAYS at the rays' samples (what the render path runs with trilinear_triton)."""
     grid_size = (args.z_bins, args.grid, args.grid)
-    volume = torch.randn(args.batch, *grid_size, 1 + args.feature_channels, device=device, dtype=dtype)
-    volume.requires_grad_()
-    rays = random_rays(args.batch, args.rays, device, args.ray_order)
+    rays = random_rays(args.batch, args.rays, device, args.ray_order)  # first: the same rays at any --row-pad
+    channels = 1 + args.feature_channels
+    rows = torch.randn(args.batch, *grid_size, channels + args.row_pad, device=device, dtype=dtype, requires_grad=True)
+    volume = rows[..., :channels]  # the volume itself without --row-pad
     coords, batch_index = ray_samples(rays, args.step, grid_size)
     packed = pack_samples(rays.near, rays.far, args.step, RenderConfig.max_samples_per_ray)
     upstream = torch.randn(coords.shape[0], 1 + args.feature_channels, device=device, dtype=dtype)
@@ -208,11 +213,12 @@ def bench_sampler(args: argparse.Namespace, sampler: str, dtype: torch.dtype, de
         return sample_volume(volume, coords, batch_index, sampler)
 
     def step_fn() -> None:
-        volume.grad = None
+        rows.grad = None
         sampled().backward(upstream)
 
     result = time_iterations(step_fn, args, device)
-    return {**result, "samples": float(coords.shape[0]), "samples_per_s": coords.shape[0] / result["seconds"]}
+    return {**result, "samples": float(coords.shape[0]), "samples_per_s": coords.shape[0] / result["seconds"],
+            "row_channels": float(channels + args.row_pad)}
 
 
 def bench_pack(args: argparse.Namespace, kernels: bool, dtype: torch.dtype, device: torch.device) -> dict[str, float]:

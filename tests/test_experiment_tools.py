@@ -384,3 +384,17 @@ def test_render_benchmark_reports_what_the_culled_render_coloured(monkeypatch: p
     args.color_cull = 0.0
     assert "colored_fraction" not in bench.bench_march(args, "trilinear", "packed", "-", torch.float32,
                                                        torch.device("cpu"))
+
+
+def test_render_benchmark_sampler_rows_read_padded_volume_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = _benchmark_module("render_throughput")
+    argv = ["render_throughput.py", "--out", "unused.json", "--batch", "1", "--rays", "24", "--grid", "8",
+            "--z-bins", "4", "--feature-channels", "4", "--warmup", "0", "--repeats", "1"]
+    monkeypatch.setattr(sys, "argv", argv)
+    torch.manual_seed(0)
+    plain = bench.bench_sampler(bench.parse_args(), "trilinear", torch.float32, torch.device("cpu"))
+    monkeypatch.setattr(sys, "argv", [*argv, "--row-pad", "3"])
+    torch.manual_seed(0)
+    padded = bench.bench_sampler(bench.parse_args(), "trilinear", torch.float32, torch.device("cpu"))
+    assert (plain["row_channels"], padded["row_channels"]) == (5.0, 8.0)
+    assert padded["samples"] == plain["samples"] > 0  # the same rays and samples, read from wider rows

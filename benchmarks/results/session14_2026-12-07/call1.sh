@@ -6,7 +6,8 @@
 #     before (`slices`: volume[..., :1] and volume[..., 1:] sampled apart, two whole-volume gradients);
 # (2) the exact render network at 32 and 31 feature channels, profiled (volume rows of 33 vs 32 channels:
 #     64-byte rows allow 16-byte vector loads, 66-byte rows do not): what the row alignment costs;
-# (3) the colour MLP's backward, HEAD in one launch and split in two (BACKWARD_PARTS (1, 2)), then the two
+# (3) the Triton sampler alone at 33-channel rows, padded to 40 and at 32 channels, profiled (the same question);
+# (4) the colour MLP's backward, HEAD in one launch and split in two (BACKWARD_PARTS (1, 2)), then the two
 #     kernel copies (mlp_transposed / mlp_inloop .patch) at the 32-row shapes (the 64/128-row wgmma shapes
 #     dropped: they spill, and the ninth session saw 64 x 4 fault).
 set -u
@@ -28,6 +29,13 @@ R="python render_throughput.py --dtypes bf16 --warmup 3 --repeats 10 --kinds ren
   --out $OUT/profile_c32_cull_slices.json 2>&1 | grep -E "^render |rror")
 for c in 32 31; do
   (cd benchmarks && timeout 100 $R --feature-channels $c --out $OUT/profile_c${c}_exact.json 2>&1 | grep -E "^render |rror")
+done
+# the sampler alone (fwd + bwd at the rays' samples), profiled: 33-channel rows of 66 bytes, padded to 40
+# (80 bytes, 16-aligned), and 32-channel rows (31 features, 64 bytes)
+for v in "32 0" "32 7" "31 0"; do set -- $v
+  (cd benchmarks && timeout 60 python render_throughput.py --dtypes bf16 --warmup 3 --repeats 10 --kinds sampler \
+    --samplers trilinear_triton --rays 131072 --feature-channels $1 --row-pad $2 --profile 3 --top 8 \
+    --out $OUT/profile_sampler_c$1_pad$2.json 2>&1 | grep -E "^sampler |rror")
 done
 M="python benchmarks/color_mlp_backward.py --rows 1536000 --features 32 --timeout 40"
 timeout 70 $M --shapes tuned,32x2x4,32x4x2 --out $OUT/mlp_base.json 2>&1 | sed "s/^/base /" | cut -c1-160
