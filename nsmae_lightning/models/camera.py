@@ -109,7 +109,24 @@ def _projection(in_channels: int, out_channels: int, stride: int) -> nn.Module:
     )
 
 
-class ResNet(nn.Module):
+class StagedBackbone(nn.Module):
+    """A stem and a list of stages, each stage's output a feature map (ResNet, TinyBackbone); subclasses
+    build ``stem``, ``stages`` and ``stage_channels``."""
+
+    stem: nn.Module
+    stages: nn.ModuleList
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) -> one feature map per built stage (strides 4, 8, 16, 32 for all four)."""
+        x = self.stem(images)
+        features = []
+        for stage in self.stages:
+            x = stage(x)
+            features.append(x)
+        return features
+
+
+class ResNet(StagedBackbone):
     """ResNet-18/50 feature extractor (torchvision's architecture, no classifier).
 
     Args:
@@ -145,15 +162,6 @@ class ResNet(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """(B, 3, H, W) -> one feature map per built stage, at strides 4, 8, 16, 32."""
-        x = self.stem(images)
-        features = []
-        for stage in self.stages:
-            x = stage(x)
-            features.append(x)
-        return features
 
 
 # ----------------------------------------------------------------------------- Swin-T
@@ -389,7 +397,7 @@ class SwinTransformer(nn.Module):
 # ----------------------------------------------------------------------------- tiny
 
 
-class TinyBackbone(nn.Module):
+class TinyBackbone(StagedBackbone):
     """Four strided conv stages (strides 4, 8, 16, 32): the test-sized stand-in for a real backbone.
 
     Args:
@@ -407,15 +415,6 @@ class TinyBackbone(nn.Module):
             self.stages.append(nn.Sequential(downsample, ConvBNReLU(widths[stage], widths[stage], 3)))
             in_channels = widths[stage]
         self.stage_channels = list(widths[:num_stages])
-
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """(B, 3, H, W) -> one feature map per built stage."""
-        x = self.stem(images)
-        features = []
-        for stage in self.stages:
-            x = stage(x)
-            features.append(x)
-        return features
 
 
 # ----------------------------------------------------------------------------- neck
