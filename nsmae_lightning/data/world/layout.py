@@ -16,6 +16,18 @@ from PIL import Image, ImageDraw
 from shapely.geometry import Polygon, box
 from shapely.ops import unary_union
 
+# the nuScenes map-expansion layers the world draws (map_expansion.py writes them in this order)
+POLYGON_LAYERS: tuple[str, ...] = (
+    "drivable_area",
+    "road_segment",
+    "lane",
+    "ped_crossing",
+    "walkway",
+    "stop_line",
+    "carpark_area",
+)
+LINE_LAYERS: tuple[str, ...] = ("road_divider", "lane_divider")
+
 LANE_WIDTH = 3.5
 LANES_PER_DIRECTION = 2
 PARKING_WIDTH = 2.5
@@ -135,19 +147,8 @@ def build_layout(location: str, roads_per_axis: int, min_size: float, rng: np.ra
     count = int((size - 2 * MAP_MARGIN) // BLOCK_SPACING) + 1
     offsets = [size / 2 + (i - (count - 1) / 2) * BLOCK_SPACING for i in range(count)]
     layout = CityLayout(location=location, size=size, road_offsets=offsets)
-    polygons: dict[str, list[Polygon]] = {
-        name: []
-        for name in (
-            "drivable_area",
-            "road_segment",
-            "lane",
-            "ped_crossing",
-            "walkway",
-            "stop_line",
-            "carpark_area",
-        )
-    }
-    lines: dict[str, list[np.ndarray]] = {"road_divider": [], "lane_divider": []}
+    polygons: dict[str, list[Polygon]] = {name: [] for name in POLYGON_LAYERS}
+    lines: dict[str, list[np.ndarray]] = {name: [] for name in LINE_LAYERS}
     markings: list[tuple[Polygon, int]] = []
     intervals = road_intervals(offsets, size)
 

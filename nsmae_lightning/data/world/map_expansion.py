@@ -13,20 +13,10 @@ from typing import Any
 import numpy as np
 from shapely.geometry import Polygon
 
-from nsmae_lightning.data.world.layout import CityLayout
+from nsmae_lightning.data.world.layout import LINE_LAYERS, POLYGON_LAYERS, CityLayout
 from nsmae_lightning.data.world.tokens import make_token
 
 MAP_EXPANSION_VERSION = "1.3"
-POLYGON_LAYERS: tuple[str, ...] = (
-    "drivable_area",
-    "road_segment",
-    "lane",
-    "ped_crossing",
-    "walkway",
-    "stop_line",
-    "carpark_area",
-)
-LINE_LAYERS: tuple[str, ...] = ("road_divider", "lane_divider")
 
 
 class _Geometry:
