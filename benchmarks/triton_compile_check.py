@@ -46,6 +46,8 @@ SAMPLER_BACKWARD = {**SAMPLER_ARGS, "grad_out": "*bf16", "grad_rest": "*bf16", "
                     "grad_tail": "*fp32", "grad_coords": "*fp32"}
 COMPOSITE_ARGS = {"sigma": "*bf16", "sigma_stride": "i64", "t": "*fp32", "rgb": "*bf16", "offsets": "*i64",
                   "opacity": "*fp32", "depth": "*fp32", "color": "*fp32", "rays": "i32", "step": "fp32"}
+COMPOSITE_ABOVE = {"sigma": "*bf16", "sigma_stride": "i64", "offsets": "*i64", "above": "*u8", "rays": "i32",
+                   "step": "fp32", "epsilon": "fp32"}  # the culled march's weight test
 COMPOSITE_BACKWARD = {**COMPOSITE_ARGS, "grad_opacity": "*fp32", "grad_depth": "*fp32", "grad_color": "*fp32",
                       "grad_sigma": "*fp32", "grad_rgb": "*fp32"}
 
@@ -140,6 +142,9 @@ def main() -> None:
               describe(composite_triton._forward_kernel, COMPOSITE_ARGS, tile, config.num_warps, args.arch))
         print("composite backward", config.kwargs, f"warps {config.num_warps}:",
               describe(composite_triton._backward_kernel, COMPOSITE_BACKWARD, tile, config.num_warps, args.arch))
+        print("composite above   ", config.kwargs, f"warps {config.num_warps}:",
+              describe(composite_triton._above_kernel, COMPOSITE_ABOVE, config.kwargs, config.num_warps,
+                       args.arch))
 
     features = args.channels - 1
     fused = {"FEATURES": features, "FEATURE_LANES": march_fused_triton._lanes(features), "HIDDEN": args.hidden,

@@ -177,3 +177,38 @@ print("culled triton march ok")
 
 def test_culled_triton_march_matches_torch_in_the_interpreter() -> None:
     run_interpreted(TRITON_CHECK, "culled triton march ok")
+
+
+ABOVE_CHECK = """
+import torch
+from nsmae_lightning.models.color_cull import colored_samples
+from nsmae_lightning.models.composite_packed import packed_weights
+from nsmae_lightning.models.composite_triton import weights_above
+from nsmae_lightning.models.ray_samples import pack_samples
+
+# rays of 0 to ~40 samples (longer than a chunk), thin and opaque densities, a strided bf16 column
+torch.manual_seed(0)
+near = torch.rand(30) * 2.0
+far = near + torch.rand(30) * 30.0
+far[3] = near[3] - 1.0  # a ray with no samples
+samples = pack_samples(near, far, 0.8, max_samples=64)
+columns = torch.rand(samples.t.shape[0], 2)
+columns[:, 1] *= torch.where(torch.rand(samples.t.shape[0]) < 0.1, 5.0, 0.05)
+for epsilon in (1e-4, 1e-2):
+    for density in (columns[:, 1], columns.bfloat16()[:, 1]):
+        assert density.stride(0) == 2
+        weights = packed_weights(density, samples, 0.8)
+        above = weights_above(density, samples, 0.8, epsilon)
+        assert above.dtype == torch.bool and above.shape == weights.shape
+        clear = (weights - epsilon).abs() > 1e-5 * epsilon  # away from float32 rounding of the threshold
+        assert torch.equal(above[clear], (weights > epsilon)[clear]), epsilon
+        assert 0 < int(above.sum()) < above.numel()
+        assert torch.equal(colored_samples(density, samples, 0.8, epsilon), above.nonzero().squeeze(1))
+empty = pack_samples(near[:0], far[:0], 0.8, max_samples=64)
+assert weights_above(torch.zeros(0), empty, 0.8, 1e-4).shape == (0,)
+print("weights above ok")
+"""
+
+
+def test_weights_above_epsilon_in_one_kernel_match_packed_weights_in_the_interpreter() -> None:
+    run_interpreted(ABOVE_CHECK, "weights above ok")

@@ -18,16 +18,25 @@ import torch
 from torch import Tensor
 
 from nsmae_lightning.models.composite_packed import packed_weights
+from nsmae_lightning.models.composite_triton import weights_above
 from nsmae_lightning.models.ray_samples import PackedSamples
+from nsmae_lightning.models.trilinear_triton import interpreting, triton
 
 
 def colored_samples(density: Tensor, samples: PackedSamples, step: float, epsilon: float) -> Tensor:
     """(K,) int64 indices, ascending, of the samples whose weight w_i exceeds ``epsilon``.
 
-    One host wait (the count K, for the `nonzero`). ``density``: (M,) the samples' sigma.
+    One host wait (the count K, for the `nonzero`). ``density``: (M,) the samples' sigma. On CUDA (or in
+    Triton's interpreter) one kernel tests the weights (`composite_triton.weights_above`: the Triton
+    compositor's float32 weights), elsewhere `packed_weights` (a float64 prefix sum: the two can differ for
+    a weight within float32 rounding of epsilon).
     """
     with torch.no_grad():
-        return (packed_weights(density.detach(), samples, step) > epsilon).nonzero().squeeze(1)
+        if triton is not None and (density.is_cuda or interpreting()):
+            above = weights_above(density, samples, step, epsilon)
+        else:
+            above = packed_weights(density.detach(), samples, step) > epsilon
+        return above.nonzero().squeeze(1)
 
 
 def scatter_colors(colors: Tensor, kept: Tensor, total: int) -> Tensor:

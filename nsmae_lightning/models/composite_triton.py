@@ -42,20 +42,28 @@ if triton is not None:
         return r, ray_ok, start, length
 
     @triton.jit
-    def _positions(t, start, length, first, BLOCK_S: tl.constexpr):
-        """Samples first .. first + BLOCK_S of every ray: (rays, BLOCK_S) index, mask and t (0 past the end)."""
+    def _slots(start, length, first, BLOCK_S: tl.constexpr):
+        """Samples first .. first + BLOCK_S of every ray: (rays, BLOCK_S) index and mask."""
         s = first + tl.arange(0, BLOCK_S)
-        inside = s[None, :] < length[:, None]
-        index = start[:, None] + s[None, :]
+        return start[:, None] + s[None, :], s[None, :] < length[:, None]
+
+    @triton.jit
+    def _positions(t, start, length, first, BLOCK_S: tl.constexpr):
+        """`_slots` and the samples' t (0 past the end)."""
+        index, inside = _slots(start, length, first, BLOCK_S)
         distance = tl.load(t + index, mask=inside, other=0.0).to(tl.float32)
         return index, inside, distance
+
+    @triton.jit
+    def _optical_depth(sigma, sigma_stride, index, inside, step):
+        """a = sigma delta of the samples at ``index`` (fp32, 0 where not ``inside``)."""
+        return tl.load(sigma + index * sigma_stride, mask=inside, other=0.0).to(tl.float32) * step
 
     @triton.jit
     def _chunk(sigma, sigma_stride, t, start, length, first, step, BLOCK_S: tl.constexpr):
         """`_positions` plus a = sigma delta (fp32, 0 past the end)."""
         index, inside, distance = _positions(t, start, length, first, BLOCK_S)
-        a = tl.load(sigma + index * sigma_stride, mask=inside, other=0.0).to(tl.float32) * step
-        return index, inside, a, distance
+        return index, inside, _optical_depth(sigma, sigma_stride, index, inside, step), distance
 
     @triton.jit
     def _weights(a, carry):
@@ -94,6 +102,19 @@ if triton is not None:
                 blue += tl.sum(w * tl.load(rgb + index * 3 + 2, mask=inside, other=0.0).to(tl.float32), axis=1)
             carry += tl.sum(a, axis=1)
         _store_totals(opacity, depth, color, r, ray_ok, total_w, total_wt, red, green, blue, HAS_RGB)
+
+    @triton.jit
+    def _above_kernel(sigma, sigma_stride, offsets, above, rays, step, epsilon, BLOCK_R: tl.constexpr,
+                      BLOCK_S: tl.constexpr):
+        """above[i] = w_i > epsilon for every sample (the weights of `_forward_kernel`), as uint8."""
+        r, ray_ok, start, length = _ray_block(offsets, rays, tl.program_id(0), BLOCK_R)
+        carry = tl.zeros((BLOCK_R,), dtype=tl.float32)
+        for first in range(0, tl.max(length, axis=0), BLOCK_S):
+            index, inside = _slots(start, length, first, BLOCK_S)
+            a = _optical_depth(sigma, sigma_stride, index, inside, step)
+            w = _weights(a, carry)[1]
+            tl.store(above + index, (w > epsilon).to(tl.uint8), mask=inside)
+            carry += tl.sum(a, axis=1)
 
     @triton.jit
     def _load_rays(values, r, ray_ok, STRIDE: tl.constexpr, COLUMN: tl.constexpr):
@@ -160,16 +181,18 @@ if triton is not None:
     ]
     _forward_tuned = triton.autotune(_TUNING, key=["HAS_RGB"])(_forward_kernel)
     _backward_tuned = triton.autotune(_TUNING, key=["HAS_RGB"])(_backward_kernel)  # writes, no atomics
+    _above_tuned = triton.autotune(_TUNING, key=[])(_above_kernel)
 
 
 def _launch(kernel: str, rays: int, *args: object, **constants: object) -> None:
-    """Run the ``kernel`` ("forward" / "backward") over ``rays`` rays: tuned on a GPU, plain when interpreted."""
+    """Run the ``kernel`` ("forward" / "backward" / "above") over ``rays`` rays: tuned on a GPU, plain when
+    interpreted."""
     require_triton("RenderConfig.march 'packed_triton'", "march 'packed' or 'dense'")
     if interpreting():
-        plain = _forward_kernel if kernel == "forward" else _backward_kernel
+        plain = {"forward": _forward_kernel, "backward": _backward_kernel, "above": _above_kernel}[kernel]
         plain[(triton.cdiv(rays, INTERPRETER_BLOCKS["BLOCK_R"]),)](*args, **constants, **INTERPRETER_BLOCKS)
         return
-    tuned = _forward_tuned if kernel == "forward" else _backward_tuned
+    tuned = {"forward": _forward_tuned, "backward": _backward_tuned, "above": _above_tuned}[kernel]
     tuned[lambda meta: (triton.cdiv(rays, meta["BLOCK_R"]),)](*args, **constants)
 
 
@@ -236,3 +259,18 @@ def composite_triton(
         sigma, colors, samples.t.float().contiguous(), samples.offsets.contiguous(), float(step), rgb is not None
     )
     return finish_rendering(opacity, depth, color if rgb is not None else None, background, normalize_depth)
+
+
+def weights_above(sigma: Tensor, samples: PackedSamples, step: float, epsilon: float) -> Tensor:
+    """(M,) bool: whether each sample's compositing weight w_i exceeds ``epsilon`` (no gradient), in one kernel
+    walking the rays as the compositor's forward does (its float32 weights), where `packed_weights` takes a
+    dozen torch kernels over the samples (a float64 prefix sum among them). `color_cull.colored_samples`' test
+    on CUDA."""
+    check_triton_device(sigma, "weights_above", "composite_packed.packed_weights")
+    require_triton("weights_above", "composite_packed.packed_weights")
+    above = torch.empty(sigma.shape[0], device=sigma.device, dtype=torch.uint8)
+    rays = samples.offsets.shape[0] - 1
+    if rays and sigma.shape[0]:
+        _launch("above", rays, sigma.detach(), sigma.stride(0), samples.offsets.contiguous(), above, rays, float(step),
+                float(epsilon))
+    return above.view(torch.bool)

@@ -4,7 +4,9 @@
 # after every step):
 # (1) the culled render network at 32 channels, 131,072 rays (12.3 M samples), profiled, with the culled
 #     march's two sampling passes in one autograd node (`trilinear_triton.triton_sample_culled`, HEAD) and as
-#     before (`slices`: volume[..., :1] and volume[..., 1:] sampled apart, two whole-volume gradients);
+#     before (`slices`: volume[..., :1] and volume[..., 1:] sampled apart, two whole-volume gradients), and
+#     with the weights tested by `packed_weights` (`torchweights`: a dozen torch kernels, float64 prefix sum)
+#     instead of one kernel (`composite_triton.weights_above`, HEAD);
 # (2) the Triton sampler alone at 33-channel rows (66 bytes in bf16: no 16-byte vector loads), padded to 40
 #     (80 bytes) and at 32 channels (64 bytes), profiled: what the row alignment costs;
 # (3) the exact render network at 32 channels, profiled (where 12.3 M samples' time goes without culling);
@@ -22,18 +24,23 @@ show() {  # the profiled rows of a render_throughput JSON: wall, GPU ms and the 
 }
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 S=benchmarks/results/h200_2026-12-04_session13
-for v in transposed inloop slices; do
+for v in transposed inloop slices torchweights; do
   rm -rf runs/$v && mkdir -p runs/$v && cp -r nsmae_lightning runs/$v/
 done
 for v in transposed inloop; do (cd runs/$v && patch -p1 -s < ../../$S/mlp_$v.patch) || echo "patch $v failed"; done
 sed -i 's/if along_rays and feature_channels & (feature_channels - 1) == 0:/if False:/' \
   runs/slices/nsmae_lightning/models/rendering.py
-grep -c "if False:" runs/slices/nsmae_lightning/models/rendering.py
+sed -i 's/if triton is not None and (density.is_cuda or interpreting()):/if False:/' \
+  runs/torchweights/nsmae_lightning/models/color_cull.py
+grep -c "if False:" runs/slices/nsmae_lightning/models/rendering.py runs/torchweights/nsmae_lightning/models/color_cull.py
 R="python render_throughput.py --dtypes bf16 --warmup 3 --repeats 10 --kinds render --pairs trilinear_triton:packed_triton --color-mlps triton --rays 131072 --profile 3 --top 16"
 (cd benchmarks && timeout 100 $R --feature-channels 32 --color-cull 1e-4 --out $W/profile_c32_cull.json 2>&1 \
   | grep -E "^render |rror"); show $W/profile_c32_cull.json
 (cd benchmarks && PYTHONPATH=$PWD/../runs/slices:$PYTHONPATH timeout 100 $R --feature-channels 32 --color-cull 1e-4 \
   --out $W/profile_c32_cull_slices.json 2>&1 | grep -E "^render |rror"); show $W/profile_c32_cull_slices.json
+(cd benchmarks && PYTHONPATH=$PWD/../runs/torchweights:$PYTHONPATH timeout 100 $R --feature-channels 32 \
+  --color-cull 1e-4 --out $W/profile_c32_cull_torchweights.json 2>&1 | grep -E "^render |rror")
+show $W/profile_c32_cull_torchweights.json
 # the sampler alone (fwd + bwd at the rays' samples), profiled: 33-channel rows of 66 bytes, padded to 40
 # (80 bytes, 16-aligned), and 32-channel rows (31 features, 64 bytes)
 for v in "32 0" "32 7" "31 0"; do set -- $v
