@@ -560,7 +560,7 @@ class NeRFPretrainHead(nn.Module):
                 return colored_samples(density, samples, step, config.color_cull)
 
             feature_channels = volume.shape[-1] - 1
-            if along_rays and feature_channels & (feature_channels - 1) == 0:  # both passes in one autograd node
+            if along_rays and feature_channels > 0 and feature_channels & (feature_channels - 1) == 0:  # one node
                 from nsmae_lightning.models.trilinear_triton import triton_sample_culled
 
                 density, features, kept = triton_sample_culled(volume, rays.origins, rays.directions, rays.batch_index,

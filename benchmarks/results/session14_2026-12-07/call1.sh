@@ -26,7 +26,7 @@ HERE=benchmarks/results/session14_2026-12-07
 for v in slices torchweights clamped; do
   rm -rf runs/$v && mkdir -p runs/$v && cp -r nsmae_lightning runs/$v/
 done
-sed -i 's/if along_rays and feature_channels & (feature_channels - 1) == 0:/if False:/' \
+sed -i 's/if along_rays and feature_channels > 0 and feature_channels & (feature_channels - 1) == 0:/if False:/' \
   runs/slices/nsmae_lightning/models/rendering.py
 sed -i 's/if triton is not None and (density.is_cuda or interpreting()):/if False:/' \
   runs/torchweights/nsmae_lightning/models/color_cull.py
