@@ -203,7 +203,8 @@ for epsilon in (1e-4, 1e-2):
         clear = (weights - epsilon).abs() > 1e-5 * epsilon  # away from float32 rounding of the threshold
         assert torch.equal(above[clear], (weights > epsilon)[clear]), epsilon
         assert 0 < int(above.sum()) < above.numel()
-        assert torch.equal(colored_samples(density, samples, 0.8, epsilon), above.nonzero().squeeze(1))
+        assert torch.equal(colored_samples(density, samples, 0.8, epsilon, kernel=True), above.nonzero().squeeze(1))
+        assert torch.equal(colored_samples(density, samples, 0.8, epsilon), (weights > epsilon).nonzero().squeeze(1))
 empty = pack_samples(near[:0], far[:0], 0.8, max_samples=64)
 assert weights_above(torch.zeros(0), empty, 0.8, 1e-4).shape == (0,)
 print("weights above ok")

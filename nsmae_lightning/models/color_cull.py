@@ -23,16 +23,18 @@ from nsmae_lightning.models.ray_samples import PackedSamples
 from nsmae_lightning.models.trilinear_triton import interpreting, triton
 
 
-def colored_samples(density: Tensor, samples: PackedSamples, step: float, epsilon: float) -> Tensor:
+def colored_samples(density: Tensor, samples: PackedSamples, step: float, epsilon: float,
+                    kernel: bool = False) -> Tensor:
     """(K,) int64 indices, ascending, of the samples whose weight w_i exceeds ``epsilon``.
 
-    One host wait (the count K, for the `nonzero`). ``density``: (M,) the samples' sigma. On CUDA (or in
-    Triton's interpreter) one kernel tests the weights (`composite_triton.weights_above`: the Triton
-    compositor's float32 weights), elsewhere `packed_weights` (a float64 prefix sum: the two can differ for
-    a weight within float32 rounding of epsilon).
+    One host wait (the count K, for the `nonzero`). ``density``: (M,) the samples' sigma. With ``kernel``
+    (the Triton compositor's march) one kernel tests its own float32 weights
+    (`composite_triton.weights_above`, on CUDA or in Triton's interpreter), else `packed_weights` (the
+    torch compositor's, with a float64 prefix sum): the two can differ for a weight within float32 rounding
+    of epsilon.
     """
     with torch.no_grad():
-        if triton is not None and (density.is_cuda or interpreting()):
+        if kernel and triton is not None and (density.is_cuda or interpreting()):
             above = weights_above(density, samples, step, epsilon)
         else:
             above = packed_weights(density.detach(), samples, step) > epsilon

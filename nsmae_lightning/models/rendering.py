@@ -556,8 +556,8 @@ class NeRFPretrainHead(nn.Module):
         colors = None
         colored_fraction = None
         if with_color and config.color_cull > 0.0 and self.training:  # density everywhere, colour where w_i > cull
-            def choose(density: Tensor) -> Tensor:
-                return colored_samples(density, samples, step, config.color_cull)
+            def choose(density: Tensor) -> Tensor:  # with the weights the compositor will compute
+                return colored_samples(density, samples, step, config.color_cull, kernel=march == "packed_triton")
 
             feature_channels = volume.shape[-1] - 1
             if along_rays and feature_channels > 0 and feature_channels & (feature_channels - 1) == 0:  # one node
