@@ -89,7 +89,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--row-pad", type=int, default=0, metavar="N",
                         help="sampler rows: read the volume's 1 + Cf channels from rows of 1 + Cf + N in memory (a "
                              "padded layout; with --profile, the sampler kernels' GPU ms show what row alignment "
-                             "costs: 33 bf16 channels are 66-byte rows, padded to 40 they are 80 bytes, 16-aligned)")
+                             "costs: 33 bf16 channels are 66-byte rows; padded to 48, every stride is a multiple of "
+                             "16 elements, as Triton needs to vectorise the row loads)")
     parser.add_argument("--rays", type=int, default=16384, help="rays per batch element")
     parser.add_argument("--step", type=float, default=0.8, help="metres between samples (PER)")
     parser.add_argument("--ray-order", choices=RAY_ORDERS, default="raster",
@@ -202,7 +203,7 @@ def bench_sampler(args: argparse.Namespace, sampler: str, dtype: torch.dtype, de
     volume = rows[..., :channels]  # the volume itself without --row-pad
     coords, batch_index = ray_samples(rays, args.step, grid_size)
     packed = pack_samples(rays.near, rays.far, args.step, RenderConfig.max_samples_per_ray)
-    upstream = torch.randn(coords.shape[0], 1 + args.feature_channels, device=device, dtype=dtype)
+    upstream = torch.randn(coords.shape[0], channels, device=device, dtype=dtype)
 
     def sampled() -> torch.Tensor:
         if sampler == ALONG_RAYS:

@@ -20,7 +20,6 @@ from torch import Tensor
 from nsmae_lightning.models.composite_packed import packed_weights
 from nsmae_lightning.models.composite_triton import weights_above
 from nsmae_lightning.models.ray_samples import PackedSamples
-from nsmae_lightning.models.trilinear_triton import interpreting, triton
 
 
 def colored_samples(density: Tensor, samples: PackedSamples, step: float, epsilon: float,
@@ -29,12 +28,12 @@ def colored_samples(density: Tensor, samples: PackedSamples, step: float, epsilo
 
     One host wait (the count K, for the `nonzero`). ``density``: (M,) the samples' sigma. With ``kernel``
     (the Triton compositor's march) one kernel tests its own float32 weights
-    (`composite_triton.weights_above`, on CUDA or in Triton's interpreter), else `packed_weights` (the
-    torch compositor's, with a float64 prefix sum): the two can differ for a weight within float32 rounding
-    of epsilon.
+    (`composite_triton.weights_above`: CUDA, or Triton's interpreter), else `packed_weights` (the torch
+    compositor's, with a float64 prefix sum): the two can differ for a weight within float32 rounding of
+    epsilon.
     """
     with torch.no_grad():
-        if kernel and triton is not None and (density.is_cuda or interpreting()):
+        if kernel:
             above = weights_above(density, samples, step, epsilon)
         else:
             above = packed_weights(density.detach(), samples, step) > epsilon

@@ -265,9 +265,8 @@ def weights_above(sigma: Tensor, samples: PackedSamples, step: float, epsilon: f
     """(M,) bool: whether each sample's compositing weight w_i exceeds ``epsilon`` (no gradient), in one kernel
     walking the rays as the compositor's forward does (its float32 weights), where `packed_weights` takes a
     dozen torch kernels over the samples (a float64 prefix sum among them). `color_cull.colored_samples`' test
-    on CUDA."""
+    with the 'packed_triton' march."""
     check_triton_device(sigma, "weights_above", "composite_packed.packed_weights")
-    require_triton("weights_above", "composite_packed.packed_weights")
     above = torch.empty(sigma.shape[0], device=sigma.device, dtype=torch.uint8)
     rays = samples.offsets.shape[0] - 1
     if rays and sigma.shape[0]:

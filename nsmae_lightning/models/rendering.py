@@ -49,6 +49,7 @@ from nsmae_lightning.models.ray_samples import PackedSamples, pack_samples
 from nsmae_lightning.models.render_loss import LossTerm, loss_term
 from nsmae_lightning.models.rendered_rays import RenderedRays, finish_rendering
 from nsmae_lightning.models.trilinear import SAMPLERS, metric_to_voxel, sample_volume
+from nsmae_lightning.models.trilinear_triton import culled_in_one_node
 from nsmae_lightning.models.volume_layout import density_activation, split_density
 
 # How `NeRFPretrainHead.render` lays out and composites the samples: "dense" pads every ray to
@@ -559,8 +560,7 @@ class NeRFPretrainHead(nn.Module):
             def choose(density: Tensor) -> Tensor:  # with the weights the compositor will compute
                 return colored_samples(density, samples, step, config.color_cull, kernel=march == "packed_triton")
 
-            feature_channels = volume.shape[-1] - 1
-            if along_rays and feature_channels > 0 and feature_channels & (feature_channels - 1) == 0:  # one node
+            if along_rays and culled_in_one_node(volume.shape[-1]):  # both passes in one autograd node
                 from nsmae_lightning.models.trilinear_triton import triton_sample_culled
 
                 density, features, kept = triton_sample_culled(volume, rays.origins, rays.directions, rays.batch_index,

@@ -583,6 +583,13 @@ class _CulledTrilinear(torch.autograd.Function):
         return _join_channels(density_rows, feature_rows, gradient), None, None, None
 
 
+def culled_in_one_node(channels: int) -> bool:
+    """Whether `triton_sample_culled` takes a volume of ``channels`` (1 + Cf): its feature pass is one exact
+    channel block, so Cf must be a power of two."""
+    features = channels - 1
+    return features >= 1 and features & (features - 1) == 0
+
+
 def triton_sample_culled(
     volume: Tensor, origins: Tensor, directions: Tensor, batch_index: Tensor, ray_index: Tensor, t: Tensor,
     pc_range: Sequence[float], choose: Callable[[Tensor], Tensor],
@@ -599,10 +606,10 @@ def triton_sample_culled(
         density (M,), features (K, C - 1), both in the volume's dtype, and the kept indices (K,).
     """
     volume = _checked_volume(volume)
-    features = volume.shape[-1] - 1
-    if features < 1 or features & (features - 1):
-        raise ValueError(f"triton_sample_culled needs a power-of-two number of feature channels, got {features} "
-                         f"(volume of {volume.shape[-1]} channels); sample volume[..., :1] and volume[..., 1:] apart")
+    if not culled_in_one_node(volume.shape[-1]):
+        raise ValueError(f"triton_sample_culled needs a power-of-two number of feature channels, got "
+                         f"{volume.shape[-1] - 1} (volume of {volume.shape[-1]} channels); sample volume[..., :1] and "
+                         "volume[..., 1:] apart")
     coords, sample_batch = _ray_sample_points(volume, origins, directions, batch_index, ray_index, t, pc_range,
                                               "triton_sample_culled")
     return _CulledTrilinear.apply(volume, coords, sample_batch, choose)

@@ -26,9 +26,9 @@ HERE=benchmarks/results/session14_2026-12-07
 for v in slices torchweights clamped; do
   rm -rf runs/$v && mkdir -p runs/$v && cp -r nsmae_lightning runs/$v/
 done
-sed -i 's/if along_rays and feature_channels > 0 and feature_channels & (feature_channels - 1) == 0:/if False:/' \
+sed -i 's/if along_rays and culled_in_one_node(volume.shape\[-1\]):/if False:/' \
   runs/slices/nsmae_lightning/models/rendering.py
-sed -i 's/if kernel and triton is not None and (density.is_cuda or interpreting()):/if False:/' \
+sed -i 's/        if kernel:/        if False:/' \
   runs/torchweights/nsmae_lightning/models/color_cull.py
 (cd runs/clamped && patch -p1 -s < ../../$HERE/sampler_clamped.patch) || echo "patch clamped failed"
 grep -c "if False:" runs/slices/nsmae_lightning/models/rendering.py runs/torchweights/nsmae_lightning/models/color_cull.py
