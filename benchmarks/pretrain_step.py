@@ -35,6 +35,10 @@ def bench_config(config: str, args: argparse.Namespace, device: torch.device) ->
     if args.color_cull is not None:  # replace() checks the value against the config's march
         task.render_head.config = dataclasses.replace(task.render_head.config, color_cull=args.color_cull)
         label = f"{label} (color_cull {args.color_cull:g})"
+    if args.volume_row_bytes is not None:  # the network reads its own copy of the knob
+        task.render_head.config = dataclasses.replace(task.render_head.config, volume_row_bytes=args.volume_row_bytes)
+        task.render_head.network.row_bytes = args.volume_row_bytes
+        label = f"{label} (volume_row_bytes {args.volume_row_bytes})"
     task = task.to(device).train()
     batch = task_batch(task, data, args.batch, device)
     rows = []
@@ -70,6 +74,8 @@ def main() -> None:
                         help="RenderConfig.color_mlp instead of the config's (e.g. A/B runs of the Triton MLP)")
     parser.add_argument("--color-cull", type=float, metavar="EPS",
                         help="RenderConfig.color_cull instead of the config's (colour only where the weight exceeds EPS)")
+    parser.add_argument("--volume-row-bytes", type=int, metavar="BYTES",
+                        help="RenderConfig.volume_row_bytes instead of the config's (volume rows padded to BYTES)")
     run_configs(parser.parse_args(), bench_config)
 
 

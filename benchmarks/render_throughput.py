@@ -113,6 +113,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--color-cull", type=float, default=0.0, metavar="EPS",
                         help="march / render rows: RenderConfig.color_cull (colour only at samples whose weight "
                              "exceeds EPS); the rows report the coloured fraction of the samples")
+    parser.add_argument("--volume-row-bytes", type=int, default=0, metavar="BYTES",
+                        help="march / render rows: RenderConfig.volume_row_bytes (the render network's volume rows "
+                             "padded to a multiple of BYTES; 32: 33 bf16 channels in rows of 48)")
     parser.add_argument("--cuda-graph", action="store_true",
                         help="march / render rows (CUDA): time replays of one CUDA graph of the forward + backward "
                              "at the rays' samples packed once (the host's launches taken out of the call)")
@@ -346,7 +349,7 @@ def bench_head(
     """
     config = RenderConfig(z_bins=args.z_bins, feature_channels=args.feature_channels, per_step=args.step,
                           sampler=sampler, march=march, color_mlp="torch" if color_mlp == "-" else color_mlp,
-                          color_cull=args.color_cull)
+                          color_cull=args.color_cull, volume_row_bytes=args.volume_row_bytes)
     head = NeRFPretrainHead(config, args.embed_channels, PC_RANGE).to(device)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     bev = bev_embedding((args.batch, args.embed_channels, args.grid, args.grid), device, dtype, args.embedding,

@@ -50,7 +50,7 @@ from nsmae_lightning.models.render_loss import LossTerm, loss_term
 from nsmae_lightning.models.rendered_rays import RenderedRays, finish_rendering
 from nsmae_lightning.models.trilinear import SAMPLERS, metric_to_voxel, sample_volume
 from nsmae_lightning.models.trilinear_triton import culled_in_one_node
-from nsmae_lightning.models.volume_layout import density_activation, split_density
+from nsmae_lightning.models.volume_layout import density_activation, padded_pitch, row_prefix, split_density
 
 # How `NeRFPretrainHead.render` lays out and composites the samples: "dense" pads every ray to
 # S samples ((R, S) grids, `nonzero`, `index_put`), "packed" keeps the ragged per-ray segments
@@ -168,6 +168,10 @@ class RenderConfig:
             rendered images) every sample is coloured, so runs with and without it are scored alike.
             Not with the fused marches.
         render_chunk_rays: rays per chunk when rendering full images for logging.
+        volume_row_bytes: pad each voxel's 1 + Cf channels in the render network's volume to a multiple of
+            this many bytes (in the volume's dtype; 0: no padding): 32 gives 33 bf16 channels rows of 48
+            (96 bytes, whole 32-byte sectors) instead of 66 bytes that straddle sectors; the padding is zero
+            and not read. The same function and parameters either way.
     """
 
     z_bins: int = 40
@@ -207,6 +211,7 @@ class RenderConfig:
     color_mlp: str = "torch"
     color_cull: float = 0.0
     render_chunk_rays: int = 8192
+    volume_row_bytes: int = 0
 
     def __post_init__(self) -> None:
         if self.ray_mode not in RAY_MODES:
@@ -252,6 +257,9 @@ class RenderConfig:
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"RenderConfig.{name} must be positive, got {value}")
+        if self.volume_row_bytes < 0 or self.volume_row_bytes % 8:
+            raise ValueError(f"RenderConfig.volume_row_bytes must be 0 or a positive multiple of 8 (whole elements of "
+                             f"any float dtype), got {self.volume_row_bytes}")
         if not (self.color or self.depth_per or self.depth_bev or self.depth_rand):
             raise ValueError("RenderConfig enables no rendering target (color, depth_per, depth_bev, depth_rand)")
 
@@ -396,6 +404,7 @@ class RenderNetwork(nn.Module):
         self.use_view_dir = config.use_view_dir
         self.view_dir_frequencies = config.view_dir_frequencies
         self.color_kernel = config.color_mlp
+        self.row_bytes = config.volume_row_bytes
         if self.color_kernel == AUTO:  # "auto" never picks kernels that cannot run this MLP shape
             from nsmae_lightning.models.color_mlp_triton import color_mlp_problem  # triton is optional
 
@@ -423,28 +432,36 @@ class RenderNetwork(nn.Module):
         The convolutions run channels-last (cuDNN's NHWC kernels, no layout conversions); the
         last, 1x1 one is a GEMM over the BEV cells whose output channels are taken z-major
         (its parameters keep the channel order c * Z + z of ``to_volume``: the same function and
-        checkpoints), so it writes the volume in the storage order (B, Ny, Nx, Z, C) and the
+        checkpoints), so it writes the volume in the storage order (B, Ny, Nx, Z, P) and the
         (B, Z, Ny, Nx, C) result is a permuted view of it (`volume_layout`), with no copy either way.
-        Under autocast the volume has the autocast dtype (density included).
+        P = C unless ``volume_row_bytes`` pads the rows (the GEMM's extra output channels have zero
+        weights; `volume_layout.row_prefix` views the first C). Under autocast the volume has the
+        autocast dtype (density included).
 
         Args:
             bev: (B, C, Ny, Nx) fused BEV embedding.
 
         Returns:
-            (B, Z, Ny, Nx, 1 + Cf), strides of a (B, Ny, Nx, Z, 1 + Cf) tensor.
+            (B, Z, Ny, Nx, 1 + Cf), strides of a (B, Ny, Nx, Z, P) tensor.
         """
         batch_size, _, size_y, size_x = bev.shape
         channels = 1 + self.feature_channels
         trunk = self.trunk(bev.contiguous(memory_format=torch.channels_last))  # (B, T, Ny, Nx)
+        autocast = torch.is_autocast_enabled(bev.device.type)
+        dtype = torch.get_autocast_dtype(bev.device.type) if autocast else trunk.dtype
+        pitch = padded_pitch(channels, dtype.itemsize, self.row_bytes)
+        # row z * P + c = to_volume's channel c * Z + z for c < C; zero rows pad each z to P
         weight = self.to_volume.weight.view(channels, self.z_bins, -1).transpose(0, 1)
-        weight = weight.reshape(channels * self.z_bins, -1)  # row z * C + c = to_volume's channel c * Z + z
-        bias = self.to_volume.bias.view(channels, self.z_bins).T.reshape(-1)
+        weight = nn.functional.pad(weight, (0, 0, 0, pitch - channels)).reshape(pitch * self.z_bins, -1)
+        bias = nn.functional.pad(self.to_volume.bias.view(channels, self.z_bins).T, (0, pitch - channels)).reshape(-1)
         cells = trunk.permute(0, 2, 3, 1).reshape(-1, trunk.shape[1])  # (B Ny Nx, T): channels-last, no copy
         # a 2-D GEMM's output is no view (linear on 4-D returns one): the activation can write it in place;
         # its Triton kernels on CUDA (H200, bf16, paper size: 0.24 vs 0.34 GPU ms fwd+bwd, RESULTS.md 7th session)
-        activated = density_activation(torch.addmm(bias, cells, weight.T), channels,
-                                       kernels=triton_is_fast(bev.device))  # (B Ny Nx, Z * C)
-        return activated.view(batch_size, size_y, size_x, self.z_bins, channels).permute(0, 3, 1, 2, 4)
+        activated = density_activation(torch.addmm(bias, cells, weight.T), pitch,
+                                       kernels=triton_is_fast(bev.device))  # (B Ny Nx, Z * P)
+        if pitch == channels:  # views whose backward takes the gradient in any layout (a sum of views' too)
+            return activated.view(batch_size, size_y, size_x, self.z_bins, channels).permute(0, 3, 1, 2, 4)
+        return row_prefix(activated, (batch_size, self.z_bins, size_y, size_x, channels))
 
     def ray_bias(self, directions: Tensor) -> Tensor:
         """(R, 3) unit ray directions -> (R, H) float32 p_r = W1e enc(d_r) + b1, the first layer's per-ray

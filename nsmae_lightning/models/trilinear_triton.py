@@ -282,10 +282,11 @@ if triton is not None:
     )(_backward_kernel)
 
     @triton.jit
-    def _join_kernel(first, rest, joined, total, channels, FIRST: tl.constexpr, REST: tl.constexpr,
+    def _join_kernel(first, rest, joined, total, channels, pitch, FIRST: tl.constexpr, REST: tl.constexpr,
                      BLOCK: tl.constexpr, WIDE: tl.constexpr):
         """joined[n, c] = first[n, c] for c < FIRST, else rest[n, c - FIRST]: (N, channels) rows written
-        whole (coalesced), cast to ``joined``'s dtype; the sources are float32 rows of FIRST / REST."""
+        whole (coalesced; rows ``pitch`` elements apart), cast to ``joined``'s dtype; the sources are
+        float32 rows of FIRST / REST."""
         i = tl.program_id(0).to(tl.int64 if WIDE else tl.int32) * BLOCK + tl.arange(0, BLOCK)
         valid = i < total
         row = i // channels
@@ -295,7 +296,7 @@ if triton is not None:
         if REST > 0:
             value = tl.where(in_first, value, tl.load(rest + row * REST + (c - FIRST), mask=valid & ~in_first,
                                                       other=0.0))
-        tl.store(joined + i, value, mask=valid)
+        tl.store(joined + row * pitch + c, value, mask=valid)
 
 
 def _launch(kernel: str, samples: int, *args: object, **constants: object) -> None:
@@ -347,8 +348,8 @@ def _join_channels(head: Tensor, tail: Tensor, joined: Tensor) -> Tensor:
     total = rows.numel()
     if total:
         grid = (triton.cdiv(total, JOIN_BLOCK),)
-        _join_kernel[grid](head.contiguous(), tail.contiguous(), rows, total, rows.shape[1], FIRST=head.shape[1],
-                           REST=tail.shape[1], BLOCK=JOIN_BLOCK, WIDE=_wide(rows), num_warps=4)
+        _join_kernel[grid](head.contiguous(), tail.contiguous(), rows, total, rows.shape[1], rows.stride(0),
+                           FIRST=head.shape[1], REST=tail.shape[1], BLOCK=JOIN_BLOCK, WIDE=_wide(rows), num_warps=4)
     return joined
 
 

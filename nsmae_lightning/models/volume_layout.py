@@ -15,42 +15,125 @@ import torch
 from torch import Tensor
 
 
+def _storage_order(volume: Tensor) -> Tensor:
+    """The (..., C) tensor with its leading dims permuted by decreasing stride: the order of its storage
+    (size-1 dims may go anywhere)."""
+    order = sorted(range(volume.dim() - 1), key=lambda dim: -volume.stride(dim))
+    return volume.permute(*order, volume.dim() - 1)
+
+
+def row_pitch(volume: Tensor) -> int:
+    """Elements from one voxel's C channels to the next in memory order: C for a dense tensor, more for rows
+    padded to an alignment (`RenderConfig.volume_row_bytes`) or for a channel slice of a wider tensor.
+
+    The (..., C) tensor must store its voxels as rows of that pitch, one after the other (its leading dims a
+    permutation of a dense grid of rows), each row's channels adjacent; else ValueError.
+    """
+    channels = volume.shape[-1]
+    storage = _storage_order(volume)
+    sizes, strides = storage.shape[:-1], storage.stride()[:-1]
+    inner = [stride for size, stride in zip(sizes, strides) if size > 1]
+    pitch = inner[-1] if inner else channels
+    expected = pitch
+    dense = (channels == 1 or volume.stride(-1) == 1) and pitch >= channels
+    for size, stride in reversed(list(zip(sizes, strides))):
+        if size > 1:
+            dense = dense and stride == expected
+            expected *= size
+    if not dense:
+        raise ValueError(f"volume_rows needs a dense tensor with adjacent channels (rows of C channels, padded or "
+                         f"not, in memory order), got shape {tuple(volume.shape)} and strides {volume.stride()}")
+    return pitch
+
+
 def gradient_like(volume: Tensor, dtype: torch.dtype | None = None) -> Tensor:
-    """An uninitialised tensor of the volume's shape, laid out as the volume where the volume is dense
-    (a permutation of a contiguous tensor, e.g. `RenderNetwork.volume`'s), else contiguous."""
-    return torch.empty_like(volume, dtype=dtype)  # preserve_format keeps the strides of dense tensors
+    """An uninitialised tensor of the volume's shape and strides where the volume is stored as rows
+    (`row_pitch`: dense, e.g. `RenderNetwork.volume`'s permutation, or padded rows), its own storage of as
+    many rows (padding entries left uninitialised); else contiguous."""
+    try:
+        pitch = row_pitch(volume)
+    except ValueError:
+        return torch.empty(volume.shape, dtype=dtype or volume.dtype, device=volume.device)
+    storage = torch.empty(volume.numel() // max(volume.shape[-1], 1) * pitch, dtype=dtype or volume.dtype,
+                          device=volume.device)
+    return storage.as_strided(volume.shape, volume.stride())
 
 
 def volume_rows(volume: Tensor) -> Tensor:
-    """(N, C) view of a dense (..., C) tensor whose channels are adjacent, rows in memory order.
+    """(N, C) view of a (..., C) tensor stored as rows (`row_pitch`), rows in memory order (row stride: the
+    pitch; the view is contiguous where the tensor is dense).
 
-    Row i is the voxel stored i-th; for a (B, Z, Y, X, C) tensor with strides s, voxel
-    (b, z, y, x) is row (b s_b + z s_z + y s_y + x s_x) / C.
+    Row i is the voxel stored i-th; for a (B, Z, Y, X, C) tensor with strides s and pitch P, voxel
+    (b, z, y, x) is row (b s_b + z s_z + y s_y + x s_x) / P.
     """
+    pitch = row_pitch(volume)
     channels = volume.shape[-1]
-    # dims by decreasing stride give the storage order (size-1 dims may go anywhere: is_contiguous ignores them)
-    order = sorted(range(volume.dim() - 1), key=lambda dim: -volume.stride(dim))
-    storage = volume.permute(*order, volume.dim() - 1)
-    if not storage.is_contiguous():
-        raise ValueError(f"volume_rows needs a dense tensor with adjacent channels, got shape {tuple(volume.shape)} "
-                         f"and strides {volume.stride()}")
-    return storage.view(-1, channels)
+    return volume.as_strided((volume.numel() // max(channels, 1), channels), (pitch, 1))
 
 
 def row_strides(volume: Tensor) -> tuple[int, ...]:
-    """Strides in rows of C channels of the leading dims of a dense tensor (`volume_rows`' row numbers)."""
-    volume_rows(volume)  # checks the layout
-    channels = volume.shape[-1]
-    return tuple(stride // channels for stride in volume.stride()[:-1])
+    """Strides in rows (`row_pitch` elements) of the leading dims of a tensor stored as rows (`volume_rows`'
+    row numbers)."""
+    pitch = row_pitch(volume)
+    return tuple(stride // pitch for stride in volume.stride()[:-1])
 
 
 def dense_volume(volume: Tensor) -> Tensor:
-    """The volume itself if `volume_rows` can view it (dense, channels adjacent), else a contiguous copy."""
+    """The volume itself if `volume_rows` can view it (rows in memory order, channels adjacent), else a
+    contiguous copy."""
     try:
-        volume_rows(volume)
+        row_pitch(volume)
     except ValueError:
         return volume.contiguous()
     return volume
+
+
+def padded_pitch(channels: int, element_bytes: int, row_bytes: int) -> int:
+    """Channels a row takes once padded to a multiple of ``row_bytes`` bytes (0: not padded)."""
+    if row_bytes <= 0:
+        return channels
+    if row_bytes % element_bytes:
+        raise ValueError(f"rows of {row_bytes} bytes cannot hold whole {element_bytes}-byte elements")
+    step = row_bytes // element_bytes
+    return -(-channels // step) * step
+
+
+class _RowPrefix(torch.autograd.Function):
+    """(N, Z * P) rows of Z groups of P channels -> the (B, Z, Y, X, C) view of each group's first C channels
+    (N = B Y X; `RenderNetwork.volume` with padded rows). Its backward hands back the storage of a gradient
+    made in the same layout (`gradient_like`), padding zeroed, where autograd's slice backward would zero a
+    whole padded tensor and copy the gradient into it; other gradients are copied so."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, rows: Tensor, shape: tuple[int, int, int, int, int]
+    ) -> Tensor:
+        batch_size, z_bins, size_y, size_x, channels = shape
+        pitch = rows.shape[1] // z_bins
+        ctx.pitch = pitch  # type: ignore[attr-defined]
+        return rows.view(batch_size, size_y, size_x, z_bins, pitch)[..., :channels].permute(0, 3, 1, 2, 4)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        batch_size, z_bins, size_y, size_x, channels = grad.shape
+        pitch = ctx.pitch  # type: ignore[attr-defined]
+        total = batch_size * size_y * size_x * z_bins * pitch
+        expected = (size_y * size_x * z_bins * pitch, pitch, size_x * z_bins * pitch, z_bins * pitch, 1)
+        base = grad._base
+        if (grad.stride() == expected and base is not None and base.is_contiguous() and base.numel() == total
+                and grad.storage_offset() == base.storage_offset()):
+            rows = base.view(batch_size, size_y, size_x, z_bins, pitch)  # the gradient's own storage
+        else:
+            rows = grad.new_empty(batch_size, size_y, size_x, z_bins, pitch)
+            rows[..., :channels].copy_(grad.permute(0, 2, 3, 1, 4))
+        rows[..., channels:].zero_()  # padding: the decoder's backward multiplies it by zero weights
+        return rows.view(batch_size * size_y * size_x, z_bins * pitch), None
+
+
+def row_prefix(rows: Tensor, shape: tuple[int, int, int, int, int]) -> Tensor:
+    """(B Y X, Z * P) decoder rows -> the (B, Z, Y, X, C) volume of each group's first C <= P channels, a view
+    (`_RowPrefix`: the gradient comes back in the rows' layout without a copy)."""
+    return _RowPrefix.apply(rows, tuple(shape))
 
 
 def _at_least_float32(values: Tensor) -> Tensor:
