@@ -1,6 +1,6 @@
-# Fifteenth session, call 2 (one GPU, carry [".gpu"], from the checkout root; ~8 min): the render network's
+# Fifteenth session, call 2 (one GPU, carry [".gpu"], from the checkout root; ~8 min, cut where the call's time ends): the render network's
 # volume with rows padded to 32 bytes (RenderConfig.volume_row_bytes 32: 33 bf16 channels in rows of 48),
-# which call 1 (call_AC.sh) suggested: the sampler alone read 48-channel rows in 1.53 GPU ms against 3.89
+# which call 1 (call1.sh) suggested: the sampler alone read 48-channel rows in 1.53 GPU ms against 3.89
 # for 33-channel ones at 12.3 M samples (H100). Most wanted first; $OUT/results.tgz rewritten after every step.
 # (1) the render network at 32 channels, 131,072 rays (12.3 M samples), exact, rows 0 / 32 bytes, profiled;
 # (2) the same culled (color_cull 1e-4);
@@ -25,8 +25,8 @@ run() {  # variant ("head" = the checkout), output name, render_throughput argum
 }
 run head exact_rows0 $R --volume-row-bytes 0
 run head exact_rows32 $R --volume-row-bytes 32
-run head cull_rows0 $R --volume-row-bytes 0 --color-cull 1e-4
 run head cull_rows32 $R --volume-row-bytes 32 --color-cull 1e-4
+run head cull_rows0 $R --volume-row-bytes 0 --color-cull 1e-4
 P="python benchmarks/pretrain_step.py --dtypes bf16 --warmup 3 --repeats 10 --configs configs/pretrain/nsmae_bevfusion_256x704.yaml --batch 2"
 for rows in 0 32; do
   timeout 120 $P --volume-row-bytes $rows --out $W/pretrain_rows${rows}_1.json 2>&1 | grep -E "step |rror"; snap
