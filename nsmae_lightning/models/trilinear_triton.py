@@ -95,13 +95,17 @@ if triton is not None:
         wy = fy if DY else 1.0 - fy
         wz = fz if DZ else 1.0 - fz
         inside = valid & (ix >= 0) & (ix < size_x) & (iy >= 0) & (iy < size_y) & (iz >= 0) & (iz < size_z)
+        # outside corners are masked; clamped (not zeroed with a select) their offsets stay in range and keep
+        # the strides' divisibility, which lets Triton vectorise the row loads where the strides allow it
+        ix = tl.minimum(tl.maximum(ix, 0), size_x - 1)
+        iy = tl.minimum(tl.maximum(iy, 0), size_y - 1)
+        iz = tl.minimum(tl.maximum(iz, 0), size_z - 1)
         return ix, iy, iz, wx, wy, wz, inside
 
     @triton.jit
-    def _offset(b, ix, iy, iz, inside, stride_b, stride_z, stride_y, stride_x, WIDE: tl.constexpr):
-        """Offset of voxel (b, iz, iy, ix) for the given strides (0 where the corner is outside)."""
-        offset = b.to(tl.int64 if WIDE else tl.int32) * stride_b + iz * stride_z + iy * stride_y + ix * stride_x
-        return tl.where(inside, offset, 0)
+    def _offset(b, ix, iy, iz, stride_b, stride_z, stride_y, stride_x, WIDE: tl.constexpr):
+        """Offset of voxel (b, iz, iy, ix) for the given strides (`_corner`'s clamped indices: in range)."""
+        return b.to(tl.int64 if WIDE else tl.int32) * stride_b + iz * stride_z + iy * stride_y + ix * stride_x
 
     @triton.jit
     def _ray_coordinate(ray_rows, ray, t_row, valid, AXIS: tl.constexpr):
@@ -149,7 +153,7 @@ if triton is not None:
         for index in tl.static_range(8):
             ix, iy, iz, wx, wy, wz, inside = _corner(cx, cy, cz, size_x, size_y, size_z, valid,
                                                      index & 1, (index >> 1) & 1, (index >> 2) & 1, WIDE)
-            offset = _offset(b, ix, iy, iz, inside, stride_b, stride_z, stride_y, stride_x, WIDE)
+            offset = _offset(b, ix, iy, iz, stride_b, stride_z, stride_y, stride_x, WIDE)
             mask = inside[:, None] & channel_ok[None, :]
             values = tl.load(volume + offset[:, None] + c[None, :], mask=mask, other=0.0)
             acc += (wx * wy * wz)[:, None] * values.to(tl.float32)
@@ -224,12 +228,12 @@ if triton is not None:
         for index in tl.static_range(8):
             ix, iy, iz, wx, wy, wz, inside = _corner(cx, cy, cz, size_x, size_y, size_z, valid,
                                                      index & 1, (index >> 1) & 1, (index >> 2) & 1, WIDE)
-            row = _offset(b, ix, iy, iz, inside, row_b, row_z, row_y, row_x, WIDE)
+            row = _offset(b, ix, iy, iz, row_b, row_z, row_y, row_x, WIDE)
             mask = inside[:, None] & channel_ok[None, :]
             tl.atomic_add(grad_block + row[:, None] * WIDTH + lane[None, :], (wx * wy * wz)[:, None] * g, mask=mask,
                           sem="relaxed")
             if NEED_COORDS:
-                offset = _offset(b, ix, iy, iz, inside, stride_b, stride_z, stride_y, stride_x, WIDE)
+                offset = _offset(b, ix, iy, iz, stride_b, stride_z, stride_y, stride_x, WIDE)
                 values = tl.load(volume + offset[:, None] + c[None, :], mask=mask, other=0.0).to(tl.float32)
                 dot = tl.where(inside, tl.sum(values * g, axis=1), 0.0)
                 # d(weight)/d(coordinate) = +-1 times the other two axis factors
