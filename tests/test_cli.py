@@ -41,7 +41,9 @@ def pretrain_checkpoint(tiny_world: Path, tmp_path_factory: pytest.TempPathFacto
     return checkpoints[-1]
 
 
-@pytest.mark.parametrize("render", [[], ["--model.init_args.render.color_cull=1e-4"]], ids=["exact", "color_cull"])
+@pytest.mark.parametrize("render", [[], ["--model.init_args.render.color_cull=1e-4"],
+                                    ["--model.init_args.render.volume_row_bytes=32"]],
+                         ids=["exact", "color_cull", "padded_rows"])
 def test_pretrain_fast_dev_run(tiny_world: Path, tmp_path: Path, render: list[str]) -> None:
     run_cli("fit", "pretrain/tiny.yaml", tiny_world, tmp_path, "--trainer.fast_dev_run=2", *render)
 

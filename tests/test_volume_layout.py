@@ -92,6 +92,13 @@ def test_row_prefix_hands_back_a_gradient_in_its_own_layout_without_a_copy() -> 
     assert torch.equal(copied, expected.view(40, 24))
 
 
+def test_render_config_checks_volume_row_bytes() -> None:
+    assert RenderConfig(volume_row_bytes=32).volume_row_bytes == 32
+    for bad in (-8, 12):
+        with pytest.raises(ValueError, match="volume_row_bytes must be 0 or a positive multiple of 8"):
+            RenderConfig(volume_row_bytes=bad)
+
+
 def _samples(volume: torch.Tensor, count: int = 50) -> tuple[torch.Tensor, torch.Tensor]:
     """``count`` voxel coordinates over the volume (some outside it) and their batch elements."""
     generator = torch.Generator().manual_seed(1)
