@@ -290,14 +290,14 @@ import torch
 from test_color_cull import head
 from test_rendering_march import assert_all_close, random_bundle
 # the render network's volume with rows padded to 32 bytes (volume_row_bytes) through the Triton sampler,
-# compositor and colour MLP, exact and culled, float32 and bf16: the loss and every gradient (embedding and
-# parameters) are those of unpadded rows
+# compositor and colour MLP, exact and culled, and the fused march's kernels, float32 and bf16: the loss and
+# every gradient (embedding and parameters) are those of unpadded rows
 rays = random_bundle(24, seed=4)
 for dtype in (torch.float32, torch.bfloat16):
-    for cull in (0.0, 1e-3):
+    for cull, march in ((0.0, "packed_triton"), (1e-3, "packed_triton"), (0.0, "fused_triton")):
         results = []
         for row_bytes in (0, 32):
-            render_head = head(cull, "packed_triton", "trilinear_triton", "triton")
+            render_head = head(cull, march, "trilinear_triton", "triton")
             render_head.network.row_bytes = row_bytes
             bev = torch.randn(2, 6, 8, 8, generator=torch.Generator().manual_seed(3)).requires_grad_()
             with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
