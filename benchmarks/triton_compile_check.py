@@ -133,8 +133,9 @@ def main() -> None:
         print("sampler backward", config.kwargs, f"warps {config.num_warps}:",
               describe(trilinear_triton._backward_kernel, SAMPLER_BACKWARD, tile, config.num_warps, args.arch))
     if "pack" in kernels:
-        block = {"BLOCK": ray_samples_triton.BLOCK_RAYS}
-        for name, kernel in (("count", ray_samples_triton._count_kernel), ("list", ray_samples_triton._list_kernel)):
+        listing = {"BLOCK": ray_samples_triton.LIST_RAYS, "CHUNK": ray_samples_triton.LIST_CHUNK}
+        for name, kernel, block in (("count", ray_samples_triton._count_kernel, {"BLOCK": ray_samples_triton.BLOCK_RAYS}),
+                                    ("list", ray_samples_triton._list_kernel, listing)):
             print(f"pack {name}", block, "warps 4:", describe(kernel, PACK_ARGS, block, 4, args.arch))
     for config in composite_triton._TUNING if "composite" in kernels else []:
         tile = {"HAS_RGB": True, **config.kwargs}

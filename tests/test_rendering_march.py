@@ -120,7 +120,8 @@ near = torch.rand(300, generator=generator) * 5.0
 far = near + torch.rand(300, generator=generator) * 12.0 - 1.0  # some rays end before they start
 far[:20] = near[:20] + 0.8 * torch.arange(20)  # far exactly on a sample: that sample is out
 far[20] = near[20]  # zero length
-for step, max_samples in ((0.8, 256), (0.3, 16), (0.2, 1)):  # 16 and 1 cut the longest rays
+far[90:140] = near[90:140]  # a run of empty rays over a whole listing block (32 rays) and its neighbours' edges
+for step, max_samples in ((0.8, 256), (0.3, 16), (0.2, 1), (0.01, 1024)):  # 16, 1 cut the longest; 0.01: long rays
     torch_made = pack_samples(near, far, step, max_samples, kernels=False)
     kernel_made = pack_samples(near, far, step, max_samples, kernels=True)
     assert kernel_made.width == torch_made.width

@@ -92,7 +92,7 @@ def pack_samples(near: Tensor, far: Tensor, step: float, max_samples: int, kerne
     torch.cumsum(counts, dim=0, out=offsets[1:])
     width, total = torch.stack([cap, offsets[-1]]).tolist()
     if use_kernels:
-        ray_index, sample_index, t = list_samples_triton(near, offsets, step, total, width)
+        ray_index, sample_index, t = list_samples_triton(near, offsets, step, total)
         return PackedSamples(ray_index=ray_index, sample_index=sample_index, t=t, offsets=offsets, width=width)
     rays = torch.arange(counts.shape[0], device=near.device)
     ray_index = torch.repeat_interleave(rays, counts, output_size=total)

@@ -19,7 +19,9 @@ from torch import Tensor
 
 from nsmae_lightning.models.trilinear_triton import check_triton_device, interpreting, require_triton, triton
 
-BLOCK_RAYS = 128  # rays per program
+BLOCK_RAYS = 128  # rays per program of the count
+LIST_RAYS = 32  # rays per program of the listing; CHUNK samples of theirs written at a time
+LIST_CHUNK = 256
 
 if triton is not None:
     import triton.language as tl
@@ -48,26 +50,35 @@ if triton is not None:
         tl.store(counts + r, estimate, mask=valid)
 
     @triton.jit
-    def _list_kernel(near, offsets, ray_index, sample_index, t, rays, width, step, BLOCK: tl.constexpr):
-        """Every ray's samples i < n_r at offsets[r] + i: their ray, i and t (`ray_samples.pack_samples`)."""
-        r = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        valid = r < rays
-        start = tl.load(near + r, mask=valid, other=0.0)
-        first = tl.load(offsets + r, mask=valid, other=0)
-        count = tl.load(offsets + r + 1, mask=valid, other=0) - first
-        for i in range(0, width):
-            here = valid & (i < count)
-            index = first + i
-            tl.store(ray_index + index, r.to(tl.int64), mask=here)
-            tl.store(sample_index + index, tl.zeros_like(first) + i, mask=here)
-            tl.store(t + index, _position(start, step, tl.zeros_like(first) + i), mask=here)
+    def _list_kernel(near, offsets, ray_index, sample_index, t, rays, step, BLOCK: tl.constexpr,
+                     CHUNK: tl.constexpr):
+        """The samples of BLOCK rays, their ray, i and t (`ray_samples.pack_samples`), written CHUNK samples
+        at a time over the block's contiguous range offsets[r0] .. offsets[r0 + BLOCK]: coalesced stores, the
+        ray of each sample found among the block's ray ends. (A loop over i per ray writes BLOCK rays' i-th
+        samples at once, one sector each: 2.0 GPU ms at 12.3 M samples on an H100.)"""
+        r0 = tl.program_id(0) * BLOCK
+        lanes = tl.arange(0, BLOCK)
+        first = tl.load(offsets + r0)
+        last = tl.load(offsets + tl.minimum(r0 + BLOCK, rays))
+        # each ray's end within the block, 32-bit (a block's samples number at most BLOCK x the cap)
+        ends = (tl.load(offsets + r0 + lanes + 1, mask=r0 + lanes < rays, other=last) - first).to(tl.int32)
+        for start in range(first, last, CHUNK):
+            s = start + tl.arange(0, CHUNK)
+            here = s < last
+            local = (s - first).to(tl.int32)
+            # the ray of sample s: r0 + the number of the block's rays that end at or before it
+            ray = r0 + tl.sum((ends[None, :] <= local[:, None]).to(tl.int32), axis=1)
+            i = s - tl.load(offsets + ray, mask=here, other=0)
+            tl.store(ray_index + s, ray.to(tl.int64), mask=here)
+            tl.store(sample_index + s, i, mask=here)
+            tl.store(t + s, _position(tl.load(near + ray, mask=here, other=0.0), step, i), mask=here)
 
 
-def _launch(kernel: object, rays: int, *args: object) -> None:
-    """One program per BLOCK_RAYS rays, float32 products and sums rounded separately."""
-    grid = (triton.cdiv(rays, BLOCK_RAYS),)
+def _launch(kernel: object, rays: int, *args: object, block: int = BLOCK_RAYS, **constants: int) -> None:
+    """One program per ``block`` rays, float32 products and sums rounded separately."""
+    grid = (triton.cdiv(rays, block),)
     options = {} if interpreting() else {"enable_fp_fusion": False}
-    kernel[grid](*args, BLOCK=BLOCK_RAYS, **options)  # type: ignore[index]
+    kernel[grid](*args, BLOCK=block, **constants, **options)  # type: ignore[index]
 
 
 def _checked(near: Tensor) -> None:
@@ -85,7 +96,7 @@ def sample_counts_triton(near: Tensor, far: Tensor, step: float, cap: Tensor) ->
     return counts
 
 
-def list_samples_triton(near: Tensor, offsets: Tensor, step: float, total: int, width: int) -> tuple[Tensor, ...]:
+def list_samples_triton(near: Tensor, offsets: Tensor, step: float, total: int) -> tuple[Tensor, ...]:
     """(ray_index, sample_index, t) of the samples `pack_samples` lists, (total,) each, in one kernel."""
     _checked(near)
     near = near.float().contiguous()
@@ -94,5 +105,5 @@ def list_samples_triton(near: Tensor, offsets: Tensor, step: float, total: int, 
     t = torch.empty(total, dtype=torch.float32, device=near.device)
     if total:
         _launch(_list_kernel, near.shape[0], near, offsets.contiguous(), ray_index, sample_index, t, near.shape[0],
-                width, float(step))
+                float(step), block=LIST_RAYS, CHUNK=LIST_CHUNK)
     return ray_index, sample_index, t
