@@ -40,6 +40,7 @@ def test_volume_rows_follow_memory_order() -> None:
     row = b * strides[0] + z * strides[1] + y * strides[2] + x * strides[3]
     assert torch.equal(rows[row], volume[b, z, y, x])
     assert gradient_like(stored).stride() == stored.stride()
+    assert gradient_like(stored)._base is None  # no view: autograd can add a second gradient into it in place
     assert dense_volume(stored) is stored
     every_other = torch.randn(2, 3, 8, 5, 6)[:, :, ::2]  # every other line of rows: not rows one after the other
     assert dense_volume(every_other).is_contiguous()

@@ -54,7 +54,9 @@ def gradient_like(volume: Tensor, dtype: torch.dtype | None = None) -> Tensor:
         pitch = row_pitch(volume)
     except ValueError:
         return torch.empty(volume.shape, dtype=dtype or volume.dtype, device=volume.device)
-    storage = torch.empty(volume.numel() // max(volume.shape[-1], 1) * pitch, dtype=dtype or volume.dtype,
+    if pitch == volume.shape[-1]:  # dense: no view, so autograd may add a second gradient into it in place
+        return torch.empty_like(volume, dtype=dtype)  # preserve_format keeps the strides of dense tensors
+    storage = torch.empty(volume.numel() // volume.shape[-1] * pitch, dtype=dtype or volume.dtype,
                           device=volume.device)
     return storage.as_strided(volume.shape, volume.stride())
 
