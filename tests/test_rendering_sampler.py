@@ -289,3 +289,37 @@ def test_triton_sampler_refuses_what_it_cannot_run() -> None:
         sample_volume(volume.double(), coords, batch_index, "trilinear_triton")
     with pytest.raises(ValueError, match="sampler must be one of"):
         sample_volume(volume, coords, batch_index, "nearest")
+
+
+BOUNDARY_CHECK = """
+import torch
+from nsmae_lightning.models.trilinear import trilinear_sample
+from nsmae_lightning.models.trilinear_triton import triton_trilinear_sample
+torch.manual_seed(0)
+# the volume's gradient (coordinates without one) equals the torch sampler's with samples below, above and
+# beside the volume on every axis (z in [-1, 0): voxel 0 alone; the top cell: its lower corner alone), for
+# one-channel blocks (a 1-channel volume, the last channel of 5 = 4 + 1) and 2 channels, in dense, stored and
+# padded layouts
+extent = torch.tensor([6.0, 5.0, 4.0])  # (x, y, z) sizes
+coords = torch.rand(400, 3) * (extent + 3.0) - 1.5
+coords[:40, 2] = -0.999 + 0.99 * torch.rand(40)  # just below the volume
+coords[40:80, 2] = 3.0 + 0.99 * torch.rand(40)  # in the top cell (upper corner outside)
+batch_index = torch.randint(0, 2, (400,))
+for channels in (1, 5, 2):
+    base = torch.randn(2, 4, 5, 6, channels)
+    layouts = {"dense": base, "stored": base.permute(0, 2, 3, 1, 4).contiguous().permute(0, 3, 1, 2, 4),
+               "padded": torch.cat([base, torch.zeros_like(base[..., :3])], -1).permute(0, 2, 3, 1, 4)
+               .contiguous().permute(0, 3, 1, 2, 4)[..., :channels]}
+    upstream = torch.randn(400, channels)
+    ref_leaf = base.clone().requires_grad_()
+    (expected,) = torch.autograd.grad((trilinear_sample(ref_leaf, coords, batch_index) * upstream).sum(), ref_leaf)
+    for name, volume in layouts.items():
+        leaf = volume.detach().requires_grad_()
+        (grad,) = torch.autograd.grad((triton_trilinear_sample(leaf, coords, batch_index) * upstream).sum(), leaf)
+        torch.testing.assert_close(grad, expected, atol=1e-5, rtol=1e-5, msg=f"{channels} channels, {name}")
+print("boundaries ok")
+"""
+
+
+def test_triton_sampler_gradient_at_the_volume_boundaries_in_the_interpreter() -> None:
+    run_interpreted(BOUNDARY_CHECK, "boundaries ok")

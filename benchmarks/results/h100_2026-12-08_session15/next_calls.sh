@@ -6,16 +6,17 @@
 #       bash benchmarks/results/h100_2026-12-08_session15/next_calls.sh 1
 #  2 (~9 min): the culled march's coloured fraction through a real one-GPU pretraining run:
 #       bash benchmarks/results/h100_2026-12-08_session15/next_calls.sh 2
-#  3 (~4 min): the colour MLP's backward, HEAD (the same call's baseline) and the thirteenth session's two
-#     kernel copies (the split rows of this call were measured in the fifteenth session: slower):
+#  3 (~6 min): call3.sh: z_pairs.patch (one-channel gradient blocks scattered as z pairs) against HEAD, then
+#     the colour MLP's backward, HEAD (the same call's baseline) and the thirteenth session's two kernel copies:
 #       bash benchmarks/results/h100_2026-12-08_session15/next_calls.sh 3
 # Record 1 and 3 in benchmarks/RESULTS.md; set volume_row_bytes: 32 (RenderConfig default or the GPU
-# configs) only if whole render calls and steps are faster with it; 2 in
+# configs) only if whole render calls and steps are faster with it; apply z_pairs.patch only if call 3's rows
+# are faster with it; 2 in
 # experiments/pretrain/colored_fraction_<device>_<date>/.
 set -u
 case "${1:-1}" in
   1) bash "$(dirname "$0")/call2.sh" ;;
   2) source .gpu/activate.sh && bash experiments/pretrain/colored_fraction_gpu.sh ;;
-  3) bash benchmarks/results/session14_2026-12-07/call_mlp.sh ;;
+  3) bash "$(dirname "$0")/call3.sh" ;;
   *) echo "usage: next_calls.sh 1|2|3" >&2; exit 2 ;;
 esac
