@@ -7,27 +7,16 @@
 # (3) one-GPU pretraining steps of the 256x704 paper config, bf16, batch 2, rows 0 / 32;
 # (4) the sampler alone at 48-channel rows with the clamp (sampler_clamped.patch, landed after call 1: 16-byte
 #     loads at such rows; call 1 timed these rows without it).
-set -u
-source .gpu/activate.sh
-mkdir -p $OUT
-W=/tmp/call2 && rm -rf $W && mkdir -p $W
-snap() { tar czf $OUT/results.tgz -C $W .; }
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-S14=benchmarks/results/session14_2026-12-07
+source benchmarks/results/h100_2026-12-08_session15/prelude.sh /tmp/call2
 R="python render_throughput.py --dtypes bf16 --warmup 3 --repeats 10 --kinds render --pairs trilinear_triton:packed_triton --color-mlps triton --rays 131072 --feature-channels 32 --profile 3 --top 12"
-run() {  # output name, render_throughput arguments...
-  local name=$1; shift
-  (cd benchmarks && timeout 100 "$@" --out $W/$name.json 2>&1 | grep -E "^(render|sampler) |rror")
-  python $S14/show_profile.py $W/$name.json; snap
-}
-run exact_rows0 $R --volume-row-bytes 0
-run exact_rows32 $R --volume-row-bytes 32
-run cull_rows32 $R --volume-row-bytes 32 --color-cull 1e-4
-run cull_rows0 $R --volume-row-bytes 0 --color-cull 1e-4
+run head exact_rows0 $R --volume-row-bytes 0
+run head exact_rows32 $R --volume-row-bytes 32
+run head cull_rows32 $R --volume-row-bytes 32 --color-cull 1e-4
+run head cull_rows0 $R --volume-row-bytes 0 --color-cull 1e-4
 P="python benchmarks/pretrain_step.py --dtypes bf16 --warmup 3 --repeats 10 --configs configs/pretrain/nsmae_bevfusion_256x704.yaml --batch 2"
 for rows in 0 32; do
   timeout 120 $P --volume-row-bytes $rows --out $W/pretrain_rows${rows}_1.json 2>&1 | grep -E "step |rror"; snap
 done
 
 S="python render_throughput.py --dtypes bf16 --warmup 3 --repeats 10 --kinds sampler --samplers trilinear_triton --rays 131072 --profile 3 --top 6"
-run sampler_c32_pad15 $S --feature-channels 32 --row-pad 15
+run head sampler_c32_pad15 $S --feature-channels 32 --row-pad 15

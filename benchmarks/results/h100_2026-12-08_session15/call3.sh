@@ -5,22 +5,10 @@
 #     thread two elements, 128 x 4 and 256 x 8; the interpreter tests pass with it): the sampler alone at 33
 #     channels and the culled render network, 12.3 M samples, profiled; land it only if both are faster;
 # (2) the colour MLP's backward, HEAD and the thirteenth session's two kernel copies (session 14's call_mlp.sh).
-set -u
-source .gpu/activate.sh
-mkdir -p $OUT
-W=/tmp/call3 && rm -rf $W && mkdir -p $W
-snap() { tar czf $OUT/results.tgz -C $W .; }
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+source benchmarks/results/h100_2026-12-08_session15/prelude.sh /tmp/call3
 HERE=benchmarks/results/h100_2026-12-08_session15
-S14=benchmarks/results/session14_2026-12-07
 rm -rf runs/zpairs && mkdir -p runs/zpairs && cp -r nsmae_lightning runs/zpairs/
 (cd runs/zpairs && patch -p1 -s < ../../$HERE/z_pairs.patch) || echo "patch z_pairs failed"
-run() {  # variant ("head" = the checkout), output name, render_throughput arguments...
-  local v=$1 name=$2; shift 2
-  local path=$PWD; [ $v != head ] && path=$PWD/runs/$v
-  (cd benchmarks && PYTHONPATH=$path:${PYTHONPATH:-} timeout 100 "$@" --out $W/$name.json 2>&1 | grep -E "^(render|sampler) |rror")
-  python $S14/show_profile.py $W/$name.json; snap
-}
 S="python render_throughput.py --dtypes bf16 --warmup 3 --repeats 10 --kinds sampler --samplers trilinear_triton --rays 131072 --feature-channels 32 --profile 3 --top 6"
 R="python render_throughput.py --dtypes bf16 --warmup 3 --repeats 10 --kinds render --pairs trilinear_triton:packed_triton --color-mlps triton --rays 131072 --feature-channels 32 --color-cull 1e-4 --profile 3 --top 12"
 for v in head zpairs; do run $v sampler_$v $S; done
