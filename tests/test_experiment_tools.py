@@ -398,3 +398,17 @@ def test_render_benchmark_sampler_rows_read_padded_volume_rows(monkeypatch: pyte
     padded = bench.bench_sampler(bench.parse_args(), "trilinear", torch.float32, torch.device("cpu"))
     assert (plain["row_channels"], padded["row_channels"]) == (5.0, 8.0)
     assert padded["samples"] == plain["samples"] > 0  # the same rays and samples, read from wider rows
+
+
+def test_render_benchmark_render_rows_take_padded_volume_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = _benchmark_module("render_throughput")
+    argv = ["render_throughput.py", "--out", "unused.json", "--batch", "1", "--rays", "24", "--grid", "8",
+            "--z-bins", "4", "--feature-channels", "4", "--embed-channels", "8", "--warmup", "0", "--repeats", "1"]
+    rows = []
+    for row_bytes in ("0", "32"):
+        monkeypatch.setattr(sys, "argv", [*argv, "--volume-row-bytes", row_bytes])
+        torch.manual_seed(0)
+        rows.append(bench.bench_render(bench.parse_args(), "trilinear", "packed", "-", torch.float32,
+                                       torch.device("cpu")))
+    assert rows[0]["samples"] == rows[1]["samples"] > 0
+    assert rows[1]["reference_error"] < 1e-5  # the padded head against its own dense-march reference
