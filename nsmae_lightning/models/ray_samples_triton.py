@@ -54,8 +54,9 @@ if triton is not None:
                      CHUNK: tl.constexpr):
         """The samples of BLOCK rays, their ray, i and t (`ray_samples.pack_samples`), written CHUNK samples
         at a time over the block's contiguous range offsets[r0] .. offsets[r0 + BLOCK]: coalesced stores, the
-        ray of each sample found among the block's ray ends. (A loop over i per ray writes BLOCK rays' i-th
-        samples at once, one sector each: 2.0 GPU ms at 12.3 M samples on an H100.)"""
+        ray of each sample found among the block's ray ends. (The first version looped over i up to the
+        longest ray's count and stored 128 rays' i-th samples at once, a sector each: 2.0 GPU ms at 12.3 M
+        samples on an H100, benchmarks/RESULTS.md fifteenth session.)"""
         r0 = tl.program_id(0) * BLOCK
         lanes = tl.arange(0, BLOCK)
         first = tl.load(offsets + r0)
