@@ -57,6 +57,7 @@ from nsmae_lightning.models.trilinear_triton import (
     _join_channels,
     _shape_args,
     _wide,
+    _zeroed_rows,
     check_triton_device,
     interpreting,
     ray_voxel_rows,
@@ -426,7 +427,6 @@ class _FusedColorMarch(torch.autograd.Function):
          *weights) = ctx.saved_tensors  # type: ignore[attr-defined]
         rays = offsets.shape[0] - 1
         features = volume.shape[-1] - 1
-        voxels = volume.numel() // volume.shape[-1]
         w1, w2, b2, w3, b3 = weights
         zeros = {"device": volume.device, "dtype": torch.float32}
         constants = _constants(volume, w1, w2, ctx.compute)  # type: ignore[attr-defined]
@@ -434,8 +434,7 @@ class _FusedColorMarch(torch.autograd.Function):
         if sampled:  # every row of the values is one sample's, written by the program of its ray
             grad_density = grad_features = torch.empty_like(volume)
         else:
-            grad_density = torch.zeros(voxels, 1, **zeros)
-            grad_features = torch.zeros(voxels, features, **zeros)
+            grad_density, grad_features = _zeroed_rows(volume, (1, features))
         grad_bias = torch.zeros(ray_bias.shape, **zeros)
         grads = [torch.zeros(weight.shape, **zeros) for weight in weights]
         if rays:

@@ -451,17 +451,22 @@ class RenderNetwork(nn.Module):
         dtype = torch.get_autocast_dtype(bev.device.type) if autocast else trunk.dtype
         pitch = padded_pitch(channels, dtype.itemsize, self.row_bytes)
         # row z * P + c = to_volume's channel c * Z + z for c < C; zero rows pad each z to P
-        weight = self.to_volume.weight.view(channels, self.z_bins, -1).transpose(0, 1)
-        weight = nn.functional.pad(weight, (0, 0, 0, pitch - channels)).reshape(pitch * self.z_bins, -1)
-        bias = nn.functional.pad(self.to_volume.bias.view(channels, self.z_bins).T, (0, pitch - channels)).reshape(-1)
+        weight = self.to_volume.weight.view(channels, self.z_bins, -1).transpose(0, 1)  # (Z, C, T)
+        bias = self.to_volume.bias.view(channels, self.z_bins).T  # (Z, C)
+        padded = pitch > channels
+        if padded:  # only then: an unpadded volume adds no pad ops (fwd + bwd) to the host-bound step
+            weight = nn.functional.pad(weight, (0, 0, 0, pitch - channels))
+            bias = nn.functional.pad(bias, (0, pitch - channels))
+        weight, bias = weight.reshape(pitch * self.z_bins, -1), bias.reshape(-1)
         cells = trunk.permute(0, 2, 3, 1).reshape(-1, trunk.shape[1])  # (B Ny Nx, T): channels-last, no copy
         # a 2-D GEMM's output is no view (linear on 4-D returns one): the activation can write it in place;
         # its Triton kernels on CUDA (H200, bf16, paper size: 0.24 vs 0.34 GPU ms fwd+bwd, RESULTS.md 7th session)
         activated = density_activation(torch.addmm(bias, cells, weight.T), pitch,
                                        kernels=triton_is_fast(bev.device))  # (B Ny Nx, Z * P)
-        if pitch == channels:  # views whose backward takes the gradient in any layout (a sum of views' too)
-            return activated.view(batch_size, size_y, size_x, self.z_bins, channels).permute(0, 3, 1, 2, 4)
-        return row_prefix(activated, (batch_size, self.z_bins, size_y, size_x, channels))
+        if padded:
+            return row_prefix(activated, (batch_size, self.z_bins, size_y, size_x, channels))
+        # views whose backward takes the gradient in any layout (a sum of views' too)
+        return activated.view(batch_size, size_y, size_x, self.z_bins, channels).permute(0, 3, 1, 2, 4)
 
     def ray_bias(self, directions: Tensor) -> Tensor:
         """(R, 3) unit ray directions -> (R, H) float32 p_r = W1e enc(d_r) + b1, the first layer's per-ray

@@ -357,6 +357,15 @@ def _join_channels(head: Tensor, tail: Tensor, joined: Tensor) -> Tensor:
     return joined
 
 
+def _zeroed_rows(volume: Tensor, widths: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Zeroed float32 (N, w) gradient rows for the volume's N voxels, one block per channel block of ``widths``
+    (summing to its C), from one fill: what the backward kernels scatter into and `_join_channels` joins."""
+    voxels = volume.numel() // volume.shape[-1]
+    zeros = torch.zeros(voxels * sum(widths), device=volume.device, dtype=torch.float32)
+    first, rest = zeros.split([voxels * width for width in widths])
+    return first.view(voxels, widths[0]), rest.view(voxels, widths[1])
+
+
 def _adjacent_channels(volume: Tensor) -> Tensor:
     """The volume itself if its channels are adjacent in memory (any other strides), else a contiguous copy."""
     return volume if volume.stride(-1) == 1 or volume.shape[-1] == 1 else volume.contiguous()
@@ -435,10 +444,7 @@ class _TritonTrilinear(torch.autograd.Function):
         need_coords = bool(ctx.needs_input_grad[1])  # type: ignore[attr-defined]
         split = channel_split(channels)
         gradient = gradient_like(volume)  # the volume's layout where it is dense: no reordering copy later
-        voxels = volume.numel() // channels
-        zeros = torch.zeros(voxels * channels, device=volume.device, dtype=torch.float32)  # both blocks, one fill
-        grad_head, grad_tail = zeros.split([voxels * split["HEAD"], voxels * split["TAIL"]])
-        grad_head, grad_tail = grad_head.view(voxels, split["HEAD"]), grad_tail.view(voxels, split["TAIL"])
+        grad_head, grad_tail = _zeroed_rows(volume, (split["HEAD"], split["TAIL"]))
         grad_coords = torch.zeros(samples if need_coords else 0, 3, device=volume.device, dtype=torch.float32)
         grad_out = grad_out.contiguous()
         grad_rest = grad_out if grad_rest is None else grad_rest.contiguous()
@@ -569,10 +575,7 @@ class _CulledTrilinear(torch.autograd.Function):
             return None, None, None, None
         channels = volume.shape[-1]
         gradient = gradient_like(volume)
-        voxels = volume.numel() // channels
-        rows = torch.zeros(voxels * channels, device=volume.device, dtype=torch.float32)  # both row sets, one fill
-        density_rows, feature_rows = rows.split([voxels, voxels * (channels - 1)])
-        density_rows, feature_rows = density_rows.view(voxels, 1), feature_rows.view(voxels, channels - 1)
+        density_rows, feature_rows = _zeroed_rows(volume, (1, channels - 1))
         no_coords = torch.zeros(0, 3, device=volume.device, dtype=torch.float32)
         strides = (*_shape_args(volume), *row_strides(gradient), channels)
         for grad, pass_coords, pass_batch, pass_rows, blocks in (
