@@ -87,10 +87,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--feature-channels", type=int, default=32)
     parser.add_argument("--embed-channels", type=int, default=256)
     parser.add_argument("--row-pad", type=int, default=0, metavar="N",
-                        help="sampler rows: read the volume's 1 + Cf channels from rows of 1 + Cf + N in memory (a "
-                             "padded layout; with --profile, the sampler kernels' GPU ms show what row alignment "
-                             "costs: 33 bf16 channels are 66-byte rows; padded to 48, every stride is a multiple of "
-                             "16 elements, as Triton needs to vectorise the row loads)")
+                        help="sampler rows: read the volume's 1 + Cf channels from rows of 1 + Cf + N in memory, the "
+                             "N padding channels in front as RenderConfig.volume_row_bytes puts them (with --profile, "
+                             "the sampler kernels' GPU ms show what row alignment costs: 33 bf16 channels are 66-byte "
+                             "rows; padded to 48, every stride is a multiple of 16 elements and the features start "
+                             "32-byte aligned, as Triton needs to vectorise the row loads; until the sixteenth "
+                             "session the padding stood after the channels)")
     parser.add_argument("--rays", type=int, default=16384, help="rays per batch element")
     parser.add_argument("--step", type=float, default=0.8, help="metres between samples (PER)")
     parser.add_argument("--ray-order", choices=RAY_ORDERS, default="raster",
@@ -203,7 +205,7 @@ def bench_sampler(args: argparse.Namespace, sampler: str, dtype: torch.dtype, de
     rays = random_rays(args.batch, args.rays, device, args.ray_order)  # first: the same rays at any --row-pad
     channels = 1 + args.feature_channels
     rows = torch.randn(args.batch, *grid_size, channels + args.row_pad, device=device, dtype=dtype, requires_grad=True)
-    volume = rows[..., :channels]  # the volume itself without --row-pad
+    volume = rows[..., args.row_pad:]  # the volume itself without --row-pad
     coords, batch_index = ray_samples(rays, args.step, grid_size)
     packed = pack_samples(rays.near, rays.far, args.step, RenderConfig.max_samples_per_ray)
     upstream = torch.randn(coords.shape[0], channels, device=device, dtype=dtype)

@@ -4,10 +4,12 @@ Triton lowers a kernel to PTX and ptxas assembles it with no GPU present, so thi
 any machine with `triton` (a CPU-only box included). For every tile of the kernels'
 autotuning lists it prints registers per thread, spilled bytes (a tile that spills
 will time badly) and the atomic / reduction instructions of the PTX, e.g. whether the
-sampler's gradient adds compiled to ``red.global...add.v4.f32``. The interpreter tests
-check the values; this checks what a GPU would run.
+sampler's gradient adds compiled to ``red.global...add.v4.f32``, and its global loads by width
+(``ld.global.v4.b32``: 16 bytes). The interpreter tests check the values; this checks what a GPU
+would run.
 
     python benchmarks/triton_compile_check.py --arch 90
+    python benchmarks/triton_compile_check.py --kernels sampler --shift  # + the reads of padded rows' features
     python benchmarks/triton_compile_check.py --kernels fused  # the fused march's kernels only (~4 min on 2 cores)
     python benchmarks/triton_compile_check.py --kernels fused_mlp  # the same kernels reading sampled values
     python benchmarks/triton_compile_check.py --kernels color_mlp  # the colour MLP alone (RenderConfig.color_mlp)
@@ -86,11 +88,13 @@ def ptxas_path() -> Path:
 
 
 def describe(kernel: Any, types: dict[str, str], constants: dict[str, Any], warps: int, arch: int,
-             maxnreg: int | None = None) -> str:
-    """Compile one specialisation (``maxnreg``: a register cap, as a tuning config's); its registers,
-    spills and atomic instructions."""
+             maxnreg: int | None = None, divisible: tuple[str, ...] = ()) -> str:
+    """Compile one specialisation (``maxnreg``: a register cap, as a tuning config's; ``divisible``: integer
+    arguments Triton would see divisible by 16, as it specialises them at launch); its registers, spills,
+    atomic instructions and global loads."""
     arguments = signature(kernel, types, constants)
-    aligned = {(index,): [["tt.divisibility", 16]] for index, kind in enumerate(arguments.values()) if kind[0] == "*"}
+    aligned = {(index,): [["tt.divisibility", 16]] for index, (name, kind) in enumerate(arguments.items())
+               if kind[0] == "*" or name in divisible}
     source = ASTSource(fn=kernel, signature=arguments, constexprs=constants, attrs=aligned)
     compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps,
                                                                             **({"maxnreg": maxnreg} if maxnreg else {})})
@@ -105,8 +109,9 @@ def describe(kernel: Any, types: dict[str, str], constants: dict[str, Any], warp
     atomics = dict(Counter(re.findall(r"\b(?:atom|red)\.[\w.]+", ptx)))
     # tensor-core instructions: wgmma (sm_90, B operand from shared memory) or mma.sync (operands in registers)
     mma = dict(Counter(re.findall(r"\b(wgmma\.mma_async|mma\.sync)\b", ptx)))
+    loads = dict(Counter(re.findall(r"\bld\.global(?:\.[\w]+)*", ptx)))
     return (f"registers {registers[0] if registers else '?'}, spill {spills[0] if spills else '?'} B, "
-            f"atomics {atomics}, mma {mma}")
+            f"atomics {atomics}, mma {mma}, loads {loads}")
 
 
 def main() -> None:
@@ -115,6 +120,9 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=33, help="C of the sampled volume (1 + Cf)")
     parser.add_argument("--hidden", type=int, default=64, help="mlp_hidden of the fused march's colour MLP")
     parser.add_argument("--kernels", default=",".join(KERNELS), help=f"comma-separated, of {','.join(KERNELS)}")
+    parser.add_argument("--shift", action="store_true",
+                        help="sampler: also the forward reads of a volume in rows padded in front (volume_row_bytes: "
+                             "strides divisible by 16), from the volume's pointer and from its channel 1 (SHIFT)")
     args = parser.parse_args()
     kernels = set(args.kernels.split(","))
     if kernels - set(KERNELS):
@@ -125,11 +133,22 @@ def main() -> None:
         print("sampler points", points, "warps 4:",
               describe(trilinear_triton._points_kernel, POINTS_ARGS, points, 4, args.arch))
     for config in trilinear_triton._FORWARD_TUNING if "sampler" in kernels else []:
-        tile = {**split, "WIDE": False, "SPLIT": True, **config.kwargs}
+        tile = {**split, "WIDE": False, "SPLIT": True, "SHIFT": 0, **config.kwargs}
         print("sampler forward ", config.kwargs, f"warps {config.num_warps}:",
               describe(trilinear_triton._forward_kernel, SAMPLER_FORWARD, tile, config.num_warps, args.arch))
+    padded_reads = {  # the whole volume, and a culled march's feature pass, each without and with SHIFT
+        "whole": {**split, "SHIFT": 0}, "whole SHIFT": {**trilinear_triton.density_first_split(args.channels), "SHIFT": 1},
+        "features": {**trilinear_triton.channel_split(args.channels - 1, first=1), "SHIFT": 0},
+        "features SHIFT": {**trilinear_triton.channel_split(args.channels - 1, first=1), "SHIFT": 1}}
+    strides = tuple(f"stride_{axis}" for axis in "bzyx")
+    for name, blocks in padded_reads.items() if "sampler" in kernels and args.shift else []:
+        config = trilinear_triton._FORWARD_TUNING[0]
+        tile = {**blocks, "WIDE": False, "SPLIT": True, **config.kwargs}
+        print(f"sampler forward, padded rows, {name}", config.kwargs, f"warps {config.num_warps}:",
+              describe(trilinear_triton._forward_kernel, SAMPLER_FORWARD, tile, config.num_warps, args.arch,
+                       divisible=strides))
     for config in trilinear_triton._TUNING if "sampler" in kernels else []:
-        tile = {**split, "WIDE": False, "NEED_COORDS": False, "SPLIT": True, **config.kwargs}
+        tile = {**split, "WIDE": False, "NEED_COORDS": False, "SPLIT": True, "SHIFT": 0, **config.kwargs}
         print("sampler backward", config.kwargs, f"warps {config.num_warps}:",
               describe(trilinear_triton._backward_kernel, SAMPLER_BACKWARD, tile, config.num_warps, args.arch))
     if "pack" in kernels:

@@ -9,13 +9,14 @@ from triton_interpreter import run_interpreted
 
 from nsmae_lightning.models.rendering import RenderConfig, RenderNetwork
 from nsmae_lightning.models.trilinear import sample_volume
+from nsmae_lightning.models.trilinear_triton import aligned_features
 from nsmae_lightning.models.volume_layout import (
     dense_volume,
     density_activation,
     gradient_like,
     padded_pitch,
     row_pitch,
-    row_prefix,
+    row_suffix,
     row_strides,
     split_density,
     volume_rows,
@@ -24,10 +25,14 @@ from nsmae_lightning.models.volume_layout import (
 
 def _layouts(volume: torch.Tensor) -> dict[str, torch.Tensor]:
     """The same (B, Z, Y, X, C) values contiguous, stored (B, Y, X, Z, C) as the render network makes
-    them, and as the channel-0 slice of a wider volume."""
+    them, as the channel-0 slice of a wider volume, and stored in rows padded in front to a pitch of 48
+    (`RenderNetwork.volume` with volume_row_bytes: channel 1 of a 33-channel float32 volume 64-byte aligned)."""
     stored = volume.permute(0, 2, 3, 1, 4).contiguous().permute(0, 3, 1, 2, 4)
     wider = torch.cat([volume, torch.randn_like(volume[..., :2])], dim=-1)[..., : volume.shape[-1]]
-    return {"contiguous": volume.contiguous(), "stored": stored, "slice": wider}
+    rows = torch.full((*stored.permute(0, 2, 3, 1, 4).shape[:-1], 48), float("nan"), dtype=volume.dtype)
+    rows[..., 48 - volume.shape[-1]:] = volume.permute(0, 2, 3, 1, 4)
+    padded = rows[..., 48 - volume.shape[-1]:].permute(0, 3, 1, 2, 4)  # the padding NaN: it must not be read
+    return {"contiguous": volume.contiguous(), "stored": stored, "slice": wider, "front_padded": padded}
 
 
 def test_volume_rows_follow_memory_order() -> None:
@@ -68,28 +73,30 @@ def test_padded_rows_are_rows_of_their_pitch() -> None:
 
 
 def _padded_rows(rows: int, groups: int, pitch: int, channels: int) -> torch.Tensor:
-    """(rows, groups * pitch) values whose padding entries (channel >= channels of each group) are zero."""
+    """(rows, groups * pitch) values whose padding entries (the first pitch - channels of each group) are zero."""
     values = torch.randn(rows, groups, pitch, dtype=torch.float64)
-    values[..., channels:] = 0.0
+    values[..., : pitch - channels] = 0.0
     return values.view(rows, groups * pitch)
 
 
-def test_row_prefix_hands_back_a_gradient_in_its_own_layout_without_a_copy() -> None:
-    shape = (2, 3, 4, 5, 6)  # (B, Z, Y, X, C), rows of pitch 8
+def test_row_suffix_hands_back_a_gradient_in_its_own_layout_without_a_copy() -> None:
+    shape = (2, 3, 4, 5, 6)  # (B, Z, Y, X, C), rows of pitch 8: 2 padding channels in front of each row
     rows = _padded_rows(2 * 4 * 5, 3, 8, 6).requires_grad_()
-    volume = row_prefix(rows, shape)
-    assert volume.shape == shape and torch.equal(volume, rows.view(2, 4, 5, 3, 8)[..., :6].permute(0, 3, 1, 2, 4))
+    volume = row_suffix(rows, shape)
+    assert volume.shape == shape and torch.equal(volume, rows.view(2, 4, 5, 3, 8)[..., 2:].permute(0, 3, 1, 2, 4))
+    assert row_pitch(volume) == 8 and volume.storage_offset() == 2
     upstream = gradient_like(volume)  # as the samplers make it: the volume's layout, padding uninitialised
+    assert upstream.stride() == volume.stride() and upstream.storage_offset() == 2
     upstream.copy_(torch.randn(shape, dtype=torch.float64))
-    upstream.as_strided((2 * 4 * 5 * 3, 8), (8, 1))[:, 6:] = float("nan")  # what an uninitialised pad may hold
+    upstream._base.view(2 * 4 * 5 * 3, 8)[:, :2] = float("nan")  # what an uninitialised pad may hold
     (grad,) = torch.autograd.grad(volume, rows, upstream)
-    assert grad.data_ptr() == upstream.data_ptr()  # the gradient's own storage, not a copy
+    assert grad.data_ptr() == upstream._base.data_ptr()  # the gradient's own storage, not a copy
     expected = torch.zeros(2, 4, 5, 3, 8, dtype=torch.float64)
-    expected[..., :6] = upstream.permute(0, 2, 3, 1, 4)
+    expected[..., 2:] = upstream.permute(0, 2, 3, 1, 4)
     assert torch.equal(grad, expected.view(40, 24))  # padding zeroed
     other = torch.randn(shape, dtype=torch.float64)  # any other layout: copied into the rows' layout
     (copied,) = torch.autograd.grad(volume, rows, other)
-    expected[..., :6] = other.permute(0, 2, 3, 1, 4)
+    expected[..., 2:] = other.permute(0, 2, 3, 1, 4)
     assert torch.equal(copied, expected.view(40, 24))
 
 
@@ -125,6 +132,17 @@ def test_padded_volume_rows_change_no_value_and_no_gradient(row_bytes: int) -> N
 
     for got, expected in zip(volume_and_gradients(row_bytes), volume_and_gradients(0)):
         torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_padded_network_volume_starts_its_features_aligned() -> None:
+    # the paper's 32 bf16 features: rows of 48 with 15 padding channels in front, so channel 1 starts at byte 32
+    for row_bytes, pitch, aligned in ((32, 48, True), (0, 33, False)):
+        config = RenderConfig(z_bins=2, feature_channels=32, trunk_channels=8, volume_row_bytes=row_bytes)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            volume = RenderNetwork(6, config).volume(torch.randn(1, 6, 3, 4))
+        assert row_pitch(volume) == pitch and volume.storage_offset() == pitch - 33
+        assert aligned_features(volume) == aligned, row_bytes
+        assert (volume[..., 0] >= 0).all()  # the softplus reached the density, not a padding channel
 
 
 @pytest.mark.parametrize("sampler", ["trilinear", "grid_sample"])
@@ -193,6 +211,13 @@ def test_density_activation_and_split_gradients() -> None:
     base = grouped.clone()
     density_activation(base[:, :5], 5)  # a view is copied, not written
     assert torch.equal(base, grouped)
+    # padded rows: the density after 2 padding channels of each group (position 2)
+    expected = grouped.unflatten(-1, (3, 5)).clone()
+    expected[..., 2] = torch.nn.functional.softplus(expected[..., 2])
+    torch.testing.assert_close(density_activation(grouped.clone(), 5, position=2), expected.flatten(-2))
+    torch.autograd.gradcheck(lambda raw: density_activation(raw * 1.0, 5, position=2), (projected,))
+    with pytest.raises(ValueError, match="position 5 is not a channel of groups of 5"):
+        density_activation(grouped.clone(), 5, position=5)
     values = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
     torch.autograd.gradcheck(lambda v: torch.cat([split_density(v)[0][:, None] * 2, split_density(v)[1] ** 2], 1),
                              (values,))
@@ -209,6 +234,7 @@ TRITON_LAYOUTS = """
 import torch
 from test_volume_layout import _layouts
 from nsmae_lightning.models.trilinear import sample_volume
+from nsmae_lightning.models.trilinear_triton import aligned_features
 generator = torch.Generator().manual_seed(1)
 volume = torch.randn(2, 3, 4, 5, 33, generator=generator)
 coords = torch.rand(150, 3, generator=generator) * torch.tensor([7.0, 6.0, 5.0]) - 1.5
@@ -226,6 +252,7 @@ for name, layout in _layouts(volume).items():
     expected = sample_volume(volume.double(), coords.double(), batch_index, "trilinear")
     if reference is None:
         reference = got
+    assert aligned_features(leaf) == (name == "front_padded"), name  # that layout's features: 16-byte loads
     for value, ref in zip(got, reference):
         torch.testing.assert_close(value, ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(sampled.double(), expected, atol=1e-5, rtol=1e-5)
@@ -245,14 +272,15 @@ TRITON_DENSITY = """
 import torch
 from nsmae_lightning.models.volume_layout import density_activation
 generator = torch.Generator().manual_seed(3)
-# 70 cells x 40 groups of 33 (the decoder's layout), wide-ranged densities: softplus' both branches
-for dtype in (torch.float32, torch.bfloat16):
-    raw = (torch.randn(70, 40 * 33, generator=generator) * 12).to(dtype)
-    upstream = torch.randn(70, 40 * 33, generator=generator).to(dtype)
+# 70 cells x 40 groups of 33 (the decoder's layout), wide-ranged densities: softplus' both branches; and
+# groups of 48 with the density after 15 padding channels (volume_row_bytes 32 in bf16)
+for dtype, (channels, position) in zip((torch.float32, torch.bfloat16, torch.bfloat16), ((33, 0), (33, 0), (48, 15))):
+    raw = (torch.randn(70, 40 * channels, generator=generator) * 12).to(dtype)
+    upstream = torch.randn(70, 40 * channels, generator=generator).to(dtype)
     results = {}
     for kernels in (False, True):
         leaf = raw.clone().requires_grad_()
-        activated = density_activation(leaf * 1, 33, kernels=kernels)
+        activated = density_activation(leaf * 1, channels, kernels=kernels, position=position)
         (grad,) = torch.autograd.grad(activated, leaf, upstream)
         results[kernels] = (activated.detach(), grad)
     # a few float32 ulps (exp, log); in bf16 one bf16 ulp: Triton's interpreter casts float32 to bf16 by
@@ -261,8 +289,8 @@ for dtype in (torch.float32, torch.bfloat16):
     for reference, got in zip(results[False], results[True]):
         assert got.dtype == dtype
         torch.testing.assert_close(got, reference, atol=1e-30, rtol=tolerance)
-    features = torch.ones(40 * 33, dtype=torch.bool)
-    features[::33] = False
+    features = torch.ones(40 * channels, dtype=torch.bool)
+    features[position::channels] = False
     for reference, got in zip(results[False], results[True]):
         assert torch.equal(got[:, features], reference[:, features])  # the feature channels untouched, bit for bit
 print("triton density activation ok")
@@ -288,6 +316,7 @@ def test_density_kernels_refuse_a_cpu_tensor_outside_the_interpreter() -> None:
 PADDED_RENDER_CHECK = """
 import dataclasses
 import torch
+from nsmae_lightning.models.trilinear_triton import aligned_features
 from test_color_cull import head
 from test_rendering_march import assert_all_close, random_bundle
 # the render network's volume with rows padded to 32 bytes (volume_row_bytes) through the Triton sampler,
@@ -306,6 +335,8 @@ for dtype in (torch.float32, torch.bfloat16):
                 rendered = render_head.render(volume, rays, 0.8, with_color=True)
             if row_bytes:
                 assert volume.stride()[1] == (8 if dtype == torch.float32 else 16), volume.stride()  # the pitch
+                # float32: 4 features from byte 16 of 32-byte rows, read from channel 1 (SHIFT); bf16: 8 bytes, not
+                assert aligned_features(volume) == (dtype == torch.float32)
             outputs = [rendered.depth, rendered.opacity, rendered.rgb]
             loss = sum((o.float() * torch.linspace(-1.0, 1.0, o.numel()).view_as(o)).sum() for o in outputs)
             results.append([loss.detach(), *torch.autograd.grad(loss, [bev, *render_head.parameters()],

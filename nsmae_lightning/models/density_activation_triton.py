@@ -34,43 +34,46 @@ if triton is not None:
         return tl.where(x > 20.0, x, tl.maximum(x, 0.0) + log1p)
 
     @triton.jit
-    def _forward_kernel(projected, raw, densities, channels, BLOCK_N: tl.constexpr):
-        """raw[k] = projected[k * channels] (the density of group k); that entry becomes its softplus."""
+    def _forward_kernel(projected, raw, densities, channels, position, BLOCK_N: tl.constexpr):
+        """raw[k] = projected[k * channels + position] (the density of group k); that entry becomes its
+        softplus."""
         k = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
         valid = k < densities
-        x = tl.load(projected + k * channels, mask=valid, other=0.0)
+        x = tl.load(projected + k * channels + position, mask=valid, other=0.0)
         tl.store(raw + k, x, mask=valid)
-        tl.store(projected + k * channels, _softplus(x.to(tl.float32)), mask=valid)
+        tl.store(projected + k * channels + position, _softplus(x.to(tl.float32)), mask=valid)
 
     @triton.jit
-    def _backward_kernel(grad, raw, grad_input, total, channels, BLOCK_N: tl.constexpr, WIDE: tl.constexpr):
-        """grad_input = grad, each group's channel 0 times sigmoid(raw) of the group; int64 indices only
-        WIDE (the integer division by ``channels`` per element is several times slower in int64)."""
+    def _backward_kernel(grad, raw, grad_input, total, channels, position, BLOCK_N: tl.constexpr,
+                         WIDE: tl.constexpr):
+        """grad_input = grad, each group's channel ``position`` times sigmoid(raw) of the group; int64 indices
+        only WIDE (the integer division by ``channels`` per element is several times slower in int64)."""
         i = tl.program_id(0).to(tl.int64 if WIDE else tl.int32) * BLOCK_N + tl.arange(0, BLOCK_N)
         valid = i < total
         group = i // channels
-        is_density = valid & (i - group * channels == 0)
+        is_density = valid & (i - group * channels == position)
         g = tl.load(grad + i, mask=valid, other=0.0)
         x = tl.load(raw + group, mask=is_density, other=0.0).to(tl.float32)
         scaled = g.to(tl.float32) * (1.0 / (1.0 + tl.exp(-x)))
         tl.store(grad_input + i, tl.where(is_density, scaled.to(g.dtype), g), mask=valid)
 
 
-def triton_density_forward(projected: Tensor, channels: int) -> Tensor:
-    """softplus written into channel 0 of each group of ``channels`` of the contiguous ``projected``, in
-    place; returns the pre-activation densities (..., G) in its dtype."""
+def triton_density_forward(projected: Tensor, channels: int, position: int = 0) -> Tensor:
+    """softplus written into channel ``position`` of each group of ``channels`` of the contiguous
+    ``projected``, in place; returns the pre-activation densities (..., G) in its dtype."""
     raw = torch.empty((*projected.shape[:-1], projected.shape[-1] // channels), device=projected.device,
                       dtype=projected.dtype)
     if raw.numel():
-        _forward_kernel[(triton.cdiv(raw.numel(), BLOCK),)](projected, raw, raw.numel(), channels, BLOCK_N=BLOCK)
+        _forward_kernel[(triton.cdiv(raw.numel(), BLOCK),)](projected, raw, raw.numel(), channels, position,
+                                                           BLOCK_N=BLOCK)
     return raw
 
 
-def triton_density_backward(grad: Tensor, raw: Tensor, channels: int) -> Tensor:
-    """A contiguous copy of ``grad`` with channel 0 of each group times sigmoid(raw)."""
+def triton_density_backward(grad: Tensor, raw: Tensor, channels: int, position: int = 0) -> Tensor:
+    """A contiguous copy of ``grad`` with channel ``position`` of each group times sigmoid(raw)."""
     grad = grad.contiguous()
     grad_input = torch.empty_like(grad)
     if grad.numel():
-        _backward_kernel[(triton.cdiv(grad.numel(), BLOCK),)](grad, raw, grad_input, grad.numel(), channels,
+        _backward_kernel[(triton.cdiv(grad.numel(), BLOCK),)](grad, raw, grad_input, grad.numel(), channels, position,
                                                             BLOCK_N=BLOCK, WIDE=grad.numel() + BLOCK >= 2**31)
     return grad_input

@@ -139,9 +139,9 @@ if triton is not None:
             cz = _ray_coordinate(ray_rows, row, t_row, valid, 2)
             b = tl.load(ray_rows + row + 3, mask=valid, other=0.0).to(tl.int64)
             density = _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z,
-                                   stride_y, stride_x, 0, 1, 1, WIDE).to(stored).to(tl.float32)
+                                   stride_y, stride_x, 0, 1, 1, WIDE, 0).to(stored).to(tl.float32)
             x = _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z, stride_y,
-                             stride_x, 1, FEATURES, FEATURE_LANES, WIDE).to(stored).to(compute)
+                             stride_x, 1, FEATURES, FEATURE_LANES, WIDE, 0).to(stored).to(compute)
         a = tl.reshape(density, (BLOCK_R, BLOCK_S)) * step
         hidden = tl.arange(0, HIDDEN_LANES)
         hidden_ok = hidden < HIDDEN
@@ -279,10 +279,10 @@ if triton is not None:
                 else:  # volume gradients: features and density, relaxed vector atomics
                     _scatter_block(volume, grad_x, grad_features, valid, cx, cy, cz, b, size_x, size_y, size_z,
                                    stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
-                                   False, 1, FEATURES, FEATURE_LANES, WIDE)
+                                   False, 1, FEATURES, FEATURE_LANES, WIDE, 0)
                     _scatter_block(volume, grad_sigma[:, None], grad_density, valid, cx, cy, cz, b, size_x, size_y,
                                    size_z, stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
-                                   False, 0, 1, 1, WIDE)
+                                   False, 0, 1, 1, WIDE, 0)
             tl.store(grad_bias + r[:, None] * HIDDEN + hidden[None, :], acc_bias,
                      mask=ray_ok[:, None] & hidden_ok[None, :])
         # one add per weight per program

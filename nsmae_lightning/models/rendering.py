@@ -50,7 +50,7 @@ from nsmae_lightning.models.render_loss import LossTerm, loss_term
 from nsmae_lightning.models.rendered_rays import RenderedRays, finish_rendering
 from nsmae_lightning.models.trilinear import SAMPLERS, metric_to_voxel, sample_volume
 from nsmae_lightning.models.trilinear_triton import culled_in_one_node
-from nsmae_lightning.models.volume_layout import density_activation, padded_pitch, row_prefix, split_density
+from nsmae_lightning.models.volume_layout import density_activation, padded_pitch, row_suffix, split_density
 
 # How `NeRFPretrainHead.render` lays out and composites the samples: "dense" pads every ray to
 # S samples ((R, S) grids, `nonzero`, `index_put`), "packed" keeps the ragged per-ray segments
@@ -170,8 +170,9 @@ class RenderConfig:
         render_chunk_rays: rays per chunk when rendering full images for logging.
         volume_row_bytes: pad each voxel's 1 + Cf channels in the render network's volume to a multiple of
             this many bytes (in the volume's dtype; 0: no padding): 32 gives 33 bf16 channels rows of 48
-            (96 bytes, whole 32-byte sectors) instead of 66 bytes that straddle sectors; the padding is zero
-            and not read. The same function and parameters either way.
+            (96 bytes, whole 32-byte sectors) instead of 66 bytes that straddle sectors; the padding is zero,
+            not read, and leads each row, so that the 32 features after the density fill two whole sectors
+            (the Triton sampler reads them with 16-byte loads). The same function and parameters either way.
     """
 
     z_bins: int = 40
@@ -434,8 +435,10 @@ class RenderNetwork(nn.Module):
         (its parameters keep the channel order c * Z + z of ``to_volume``: the same function and
         checkpoints), so it writes the volume in the storage order (B, Ny, Nx, Z, P) and the
         (B, Z, Ny, Nx, C) result is a permuted view of it (`volume_layout`), with no copy either way.
-        P = C unless ``volume_row_bytes`` pads the rows (the GEMM's extra output channels have zero
-        weights; `volume_layout.row_prefix` views the first C). Under autocast the volume has the
+        P = C unless ``volume_row_bytes`` pads the rows: then the GEMM's first P - C output channels of
+        each z have zero weights and `volume_layout.row_suffix` views the last C, so that the features
+        after the density start on a 32-byte boundary (`trilinear_triton.aligned_features`: the sampler
+        reads them with 16-byte loads). Under autocast the volume has the
         autocast dtype (density included).
 
         Args:
@@ -450,21 +453,21 @@ class RenderNetwork(nn.Module):
         autocast = torch.is_autocast_enabled(bev.device.type)
         dtype = torch.get_autocast_dtype(bev.device.type) if autocast else trunk.dtype
         pitch = padded_pitch(channels, dtype.itemsize, self.row_bytes)
-        # row z * P + c = to_volume's channel c * Z + z for c < C; zero rows pad each z to P
+        # row z * P + pad + c = to_volume's channel c * Z + z for c < C; pad = P - C zero rows lead each z
         weight = self.to_volume.weight.view(channels, self.z_bins, -1).transpose(0, 1)  # (Z, C, T)
         bias = self.to_volume.bias.view(channels, self.z_bins).T  # (Z, C)
-        padded = pitch > channels
-        if padded:  # only then: an unpadded volume adds no pad ops (fwd + bwd) to the host-bound step
-            weight = nn.functional.pad(weight, (0, 0, 0, pitch - channels))
-            bias = nn.functional.pad(bias, (0, pitch - channels))
+        pad = pitch - channels
+        if pad:  # only then: an unpadded volume adds no pad ops (fwd + bwd) to the host-bound step
+            weight = nn.functional.pad(weight, (0, 0, pad, 0))
+            bias = nn.functional.pad(bias, (pad, 0))
         weight, bias = weight.reshape(pitch * self.z_bins, -1), bias.reshape(-1)
         cells = trunk.permute(0, 2, 3, 1).reshape(-1, trunk.shape[1])  # (B Ny Nx, T): channels-last, no copy
         # a 2-D GEMM's output is no view (linear on 4-D returns one): the activation can write it in place;
         # its Triton kernels on CUDA (H200, bf16, paper size: 0.24 vs 0.34 GPU ms fwd+bwd, RESULTS.md 7th session)
         activated = density_activation(torch.addmm(bias, cells, weight.T), pitch,
-                                       kernels=triton_is_fast(bev.device))  # (B Ny Nx, Z * P)
-        if padded:
-            return row_prefix(activated, (batch_size, self.z_bins, size_y, size_x, channels))
+                                       kernels=triton_is_fast(bev.device), position=pad)  # (B Ny Nx, Z * P)
+        if pad:
+            return row_suffix(activated, (batch_size, self.z_bins, size_y, size_x, channels))
         # views whose backward takes the gradient in any layout (a sum of views' too)
         return activated.view(batch_size, size_y, size_x, self.z_bins, channels).permute(0, 3, 1, 2, 4)
 

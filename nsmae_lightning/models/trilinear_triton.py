@@ -21,7 +21,12 @@ gather / index_add on an H200):
   vector reductions (``red.global.add.v4.f32``: 4 channels per instruction), which the
   volume's own 33-channel rows cannot allow; the blocks are cast into the volume's
   dtype and layout once at the end;
-- offsets are 32-bit unless the volume has 2^31 elements or more.
+- offsets are 32-bit unless the volume has 2^31 elements or more;
+- outside corners' indices are clamped (their loads masked), not their offsets zeroed with a select:
+  Triton then keeps the strides' divisibility by 16 and, where a row's channels start aligned, loads
+  them 16 bytes at a time; `RenderConfig.volume_row_bytes` pads the volume's rows in front so that the
+  32 features after the density start 32-byte aligned, and the kernels read them from a pointer to
+  channel 1 (``SHIFT``, `aligned_features`).
 
 `triton` is optional (CUDA builds of PyTorch ship it); without it only choosing this
 sampler fails, with a clear error. On a GPU the rows per program and the warp count are
@@ -142,10 +147,11 @@ if triton is not None:
 
     @triton.jit
     def _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x,
-                     FIRST: tl.constexpr, WIDTH: tl.constexpr, LANES: tl.constexpr, WIDE: tl.constexpr):
+                     FIRST: tl.constexpr, WIDTH: tl.constexpr, LANES: tl.constexpr, WIDE: tl.constexpr,
+                     SHIFT: tl.constexpr):
         """(rows, LANES) float32 channels FIRST .. FIRST + WIDTH of every sample, 0 in lanes past WIDTH
         (LANES = WIDTH rounded up to a power of two); the volume's element strides are given, its
-        channels are adjacent."""
+        channels are adjacent, and ``volume`` points at its channel SHIFT (`aligned_features`)."""
         lane = tl.arange(0, LANES)
         c = FIRST + lane
         channel_ok = lane < WIDTH
@@ -155,7 +161,7 @@ if triton is not None:
                                                      index & 1, (index >> 1) & 1, (index >> 2) & 1, WIDE)
             offset = _offset(b, ix, iy, iz, stride_b, stride_z, stride_y, stride_x, WIDE)
             mask = inside[:, None] & channel_ok[None, :]
-            values = tl.load(volume + offset[:, None] + c[None, :], mask=mask, other=0.0)
+            values = tl.load(volume + offset[:, None] + (c - SHIFT)[None, :], mask=mask, other=0.0)
             acc += (wx * wy * wz)[:, None] * values.to(tl.float32)
         return acc
 
@@ -163,11 +169,11 @@ if triton is not None:
     def _gather_block(volume, out, out_rest, m, valid, cx, cy, cz, b, size_x, size_y, size_z,
                       stride_b, stride_z, stride_y, stride_x, channels,
                       FIRST: tl.constexpr, WIDTH: tl.constexpr, LANES: tl.constexpr, WIDE: tl.constexpr,
-                      SPLIT: tl.constexpr):
+                      SPLIT: tl.constexpr, SHIFT: tl.constexpr):
         """Write channels FIRST .. FIRST + WIDTH of every sample to ``out`` ((M, channels) rows), or with
         SPLIT channel 0 to ``out`` (M,) and the others to ``out_rest`` ((M, channels - 1) rows)."""
         acc = _interpolate(volume, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z, stride_y,
-                           stride_x, FIRST, WIDTH, LANES, WIDE)
+                           stride_x, FIRST, WIDTH, LANES, WIDE, SHIFT)
         c = FIRST + tl.arange(0, LANES)
         rows = m.to(tl.int64 if WIDE else tl.int32)
         mask = valid[:, None] & (c < FIRST + WIDTH)[None, :]
@@ -182,15 +188,15 @@ if triton is not None:
     def _forward_kernel(volume, coords, batch_index, out, out_rest, samples,
                         size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x, channels,
                         FIRST: tl.constexpr, HEAD: tl.constexpr, TAIL: tl.constexpr, TAIL_LANES: tl.constexpr,
-                        WIDE: tl.constexpr, SPLIT: tl.constexpr, BLOCK_M: tl.constexpr):
+                        WIDE: tl.constexpr, SPLIT: tl.constexpr, SHIFT: tl.constexpr, BLOCK_M: tl.constexpr):
         # channels FIRST .. FIRST + HEAD + TAIL of the volume's (`channel_split`; FIRST > 0: a culled march's
-        # feature pass)
+        # feature pass; HEAD = 1: `density_first_split`)
         m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, samples, BLOCK_M)
         _gather_block(volume, out, out_rest, m, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z,
-                      stride_y, stride_x, channels, FIRST, HEAD, HEAD, WIDE, SPLIT)
+                      stride_y, stride_x, channels, FIRST, HEAD, HEAD, WIDE, SPLIT, SHIFT)
         if TAIL > 0:
             _gather_block(volume, out, out_rest, m, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z,
-                          stride_y, stride_x, channels, FIRST + HEAD, TAIL, TAIL_LANES, WIDE, SPLIT)
+                          stride_y, stride_x, channels, FIRST + HEAD, TAIL, TAIL_LANES, WIDE, SPLIT, SHIFT)
 
     @triton.jit
     def _load_grad_block(grad_out, grad_rest, m, valid, channels, FIRST: tl.constexpr, WIDTH: tl.constexpr,
@@ -215,10 +221,11 @@ if triton is not None:
     def _scatter_block(volume, g, grad_block, valid, cx, cy, cz, b, size_x, size_y, size_z,
                        stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
                        NEED_COORDS: tl.constexpr, FIRST: tl.constexpr, WIDTH: tl.constexpr, LANES: tl.constexpr,
-                       WIDE: tl.constexpr):
+                       WIDE: tl.constexpr, SHIFT: tl.constexpr):
         """Scatter the (rows, LANES) gradient ``g`` of channels FIRST .. FIRST + WIDTH into ``grad_block``
         (float32 rows of WIDTH channels at row strides row_*; relaxed vector atomics); return their
-        share of the coordinate gradient (zeros unless NEED_COORDS; the volume read at strides stride_*)."""
+        share of the coordinate gradient (zeros unless NEED_COORDS; the volume, pointed at its channel
+        SHIFT, read at strides stride_*)."""
         lane = tl.arange(0, LANES)
         c = FIRST + lane
         channel_ok = lane < WIDTH
@@ -234,7 +241,7 @@ if triton is not None:
                           sem="relaxed")
             if NEED_COORDS:
                 offset = _offset(b, ix, iy, iz, stride_b, stride_z, stride_y, stride_x, WIDE)
-                values = tl.load(volume + offset[:, None] + c[None, :], mask=mask, other=0.0).to(tl.float32)
+                values = tl.load(volume + offset[:, None] + (c - SHIFT)[None, :], mask=mask, other=0.0).to(tl.float32)
                 dot = tl.where(inside, tl.sum(values * g, axis=1), 0.0)
                 # d(weight)/d(coordinate) = +-1 times the other two axis factors
                 gx += dot * (wy * wz if index & 1 else -(wy * wz))
@@ -248,18 +255,19 @@ if triton is not None:
                          stride_y, stride_x,
                          row_b, row_z, row_y, row_x, channels,
                          NEED_COORDS: tl.constexpr, FIRST: tl.constexpr, HEAD: tl.constexpr, TAIL: tl.constexpr,
-                         TAIL_LANES: tl.constexpr, WIDE: tl.constexpr, SPLIT: tl.constexpr, BLOCK_M: tl.constexpr):
+                         TAIL_LANES: tl.constexpr, WIDE: tl.constexpr, SPLIT: tl.constexpr, SHIFT: tl.constexpr,
+                         BLOCK_M: tl.constexpr):
         m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, samples, BLOCK_M)
         g = _load_grad_block(grad_out, grad_rest, m, valid, channels, FIRST, HEAD, HEAD, WIDE, SPLIT)
         gx, gy, gz = _scatter_block(volume, g, grad_head, valid, cx, cy, cz, b, size_x, size_y, size_z,
                                     stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
-                                    NEED_COORDS, FIRST, HEAD, HEAD, WIDE)
+                                    NEED_COORDS, FIRST, HEAD, HEAD, WIDE, SHIFT)
         if TAIL > 0:
             g = _load_grad_block(grad_out, grad_rest, m, valid, channels, FIRST + HEAD, TAIL, TAIL_LANES, WIDE,
                                  SPLIT)
             tx, ty, tz = _scatter_block(volume, g, grad_tail, valid, cx, cy, cz, b, size_x, size_y, size_z,
                                         stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
-                                        NEED_COORDS, FIRST + HEAD, TAIL, TAIL_LANES, WIDE)
+                                        NEED_COORDS, FIRST + HEAD, TAIL, TAIL_LANES, WIDE, SHIFT)
             gx += tx
             gy += ty
             gz += tz
@@ -278,10 +286,10 @@ if triton is not None:
     # The forward holds all 8 corner rows in registers: at more than 16 rows per warp it spills.
     _FORWARD_TUNING = [config for config in _TUNING if config.kwargs["BLOCK_M"] <= 16 * config.num_warps]
     # tuned per channel block too: a culled march's density (1 channel) and feature passes share `channels`
-    _forward_tuned = triton.autotune(_FORWARD_TUNING, key=["channels", "FIRST", "HEAD", "WIDE", "SPLIT"])(
+    _forward_tuned = triton.autotune(_FORWARD_TUNING, key=["channels", "FIRST", "HEAD", "WIDE", "SPLIT", "SHIFT"])(
         _forward_kernel)
     _backward_tuned = triton.autotune(
-        _TUNING, key=["channels", "FIRST", "HEAD", "NEED_COORDS", "WIDE", "SPLIT"],
+        _TUNING, key=["channels", "FIRST", "HEAD", "NEED_COORDS", "WIDE", "SPLIT", "SHIFT"],
         reset_to_zero=["grad_head", "grad_tail", "grad_coords"]
     )(_backward_kernel)
 
@@ -335,6 +343,34 @@ def channel_split(channels: int, first: int = 0) -> dict[str, int]:
     head = 1 << (channels.bit_length() - 1)
     tail = channels - head
     return {"FIRST": first, "HEAD": head, "TAIL": tail, "TAIL_LANES": 1 << max(0, tail - 1).bit_length()}
+
+
+def aligned_features(volume: Tensor) -> bool:
+    """Whether the volume's feature channels 1.. start 16 bytes aligned in every voxel row and are a power of
+    two of at least 16 bytes (the rows of `RenderConfig.volume_row_bytes`, padded in front of the density for
+    this): then the kernels are handed a pointer to channel 1 (SHIFT = 1) and Triton, which aligns a row's
+    loads only from its pointer arguments and their 16-divisible strides, reads the features with 16-byte
+    loads (compiled for sm_90: 4 a corner for 32 bf16 features where a row read from channel 1 of the
+    volume's own pointer takes 32 two-byte loads, `benchmarks/triton_compile_check.py --shift`)."""
+    features, size = volume.shape[-1] - 1, volume.element_size()
+    if features < 1 or features & (features - 1) or features * size < 16:
+        return False
+    strides = [stride for stride, extent in zip(volume.stride()[:-1], volume.shape[:-1]) if extent > 1]
+    return (volume.data_ptr() + size) % 16 == 0 and all(stride * size % 16 == 0 for stride in strides)
+
+
+def density_first_split(channels: int) -> dict[str, int]:
+    """Channel blocks of a whole-volume read with `aligned_features`: the density alone (HEAD = 1), then the
+    C - 1 features in one exact block that starts at the aligned channel 1."""
+    return {"FIRST": 0, "HEAD": 1, "TAIL": channels - 1, "TAIL_LANES": channels - 1}
+
+
+def _read_blocks(volume: Tensor) -> tuple[Tensor, dict[str, int]]:
+    """The pointer the kernels read the whole volume from and its channel blocks and SHIFT: channel 1 with
+    `density_first_split` where `aligned_features`, else the volume itself with `channel_split`."""
+    if aligned_features(volume):
+        return volume[..., 1:], {**density_first_split(volume.shape[-1]), "SHIFT": 1}
+    return volume, {**channel_split(volume.shape[-1]), "SHIFT": 0}
 
 
 def _wide(*tensors: Tensor) -> bool:
@@ -427,9 +463,9 @@ class _TritonTrilinear(torch.autograd.Function):
         out = torch.empty((samples,) if split else (samples, channels), **empty)
         out_rest = torch.empty(samples, channels - 1, **empty) if split else out
         if samples:
-            split_blocks = channel_split(channels)
-            _launch("forward", samples, volume, coords, batch_index, out, out_rest, samples, *_shape_args(volume),
-                    channels, **split_blocks, WIDE=_wide(volume, out, out_rest), SPLIT=split)
+            pointer, blocks = _read_blocks(volume)
+            _launch("forward", samples, pointer, coords, batch_index, out, out_rest, samples, *_shape_args(volume),
+                    channels, **blocks, WIDE=_wide(volume, out, out_rest), SPLIT=split)
         # the tensors through save_for_backward (autograd then notices one changed in place before the backward)
         ctx.save_for_backward(volume, coords, batch_index)
         ctx.split = split  # type: ignore[attr-defined]
@@ -442,16 +478,16 @@ class _TritonTrilinear(torch.autograd.Function):
         volume, coords, batch_index = ctx.saved_tensors  # type: ignore[attr-defined]
         samples, channels = coords.shape[0], volume.shape[-1]
         need_coords = bool(ctx.needs_input_grad[1])  # type: ignore[attr-defined]
-        split = channel_split(channels)
+        pointer, blocks = _read_blocks(volume)  # the forward's blocks (the coordinates' gradient reads the volume)
         gradient = gradient_like(volume)  # the volume's layout where it is dense: no reordering copy later
-        grad_head, grad_tail = _zeroed_rows(volume, (split["HEAD"], split["TAIL"]))
+        grad_head, grad_tail = _zeroed_rows(volume, (blocks["HEAD"], blocks["TAIL"]))
         grad_coords = torch.zeros(samples if need_coords else 0, 3, device=volume.device, dtype=torch.float32)
         grad_out = grad_out.contiguous()
         grad_rest = grad_out if grad_rest is None else grad_rest.contiguous()
         if samples:
-            _launch("backward", samples, volume, coords, batch_index, grad_out, grad_rest, grad_head, grad_tail,
+            _launch("backward", samples, pointer, coords, batch_index, grad_out, grad_rest, grad_head, grad_tail,
                     grad_coords, samples, *_shape_args(volume), *row_strides(gradient), channels,
-                    NEED_COORDS=need_coords, **split, WIDE=_wide(volume, grad_out, grad_rest, gradient),
+                    NEED_COORDS=need_coords, **blocks, WIDE=_wide(volume, grad_out, grad_rest, gradient),
                     SPLIT=ctx.split)  # type: ignore[attr-defined]
         grad_volume = None
         if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
@@ -553,14 +589,15 @@ class _CulledTrilinear(torch.autograd.Function):
         density = torch.empty(samples, **empty)
         if samples:
             _launch("forward", samples, volume, coords, sample_batch, density, density, samples, *_shape_args(volume),
-                    channels, **channel_split(1), WIDE=_wide(volume, density), SPLIT=True)
+                    channels, **channel_split(1), WIDE=_wide(volume, density), SPLIT=True, SHIFT=0)
         kept = choose(density)
         kept_coords, kept_batch = coords[kept], sample_batch[kept]
         features = torch.empty(kept.shape[0], channels - 1, **empty)
         if kept.shape[0]:
-            _launch("forward", kept.shape[0], volume, kept_coords, kept_batch, density, features, kept.shape[0],
-                    *_shape_args(volume), channels, **channel_split(channels - 1, first=1),
-                    WIDE=_wide(volume, features), SPLIT=True)
+            shift = int(aligned_features(volume))  # read from channel 1 where that aligns the rows' loads
+            _launch("forward", kept.shape[0], volume[..., shift:], kept_coords, kept_batch, density, features,
+                    kept.shape[0], *_shape_args(volume), channels, **channel_split(channels - 1, first=1),
+                    WIDE=_wide(volume, features), SPLIT=True, SHIFT=shift)
         ctx.save_for_backward(volume, coords, sample_batch, kept_coords, kept_batch)
         ctx.mark_non_differentiable(kept)
         return density, features, kept
@@ -586,8 +623,10 @@ class _CulledTrilinear(torch.autograd.Function):
             if grad is None or not count:
                 continue
             grad = grad.contiguous()  # the pass reads it as its density (M,) or feature rows (K, C - 1)
+            # NEED_COORDS off: the volume is not read (SHIFT 0)
             _launch("backward", count, volume, pass_coords, pass_batch, grad, grad, pass_rows, pass_rows, no_coords,
-                    count, *strides, NEED_COORDS=False, **blocks, WIDE=_wide(volume, grad, gradient), SPLIT=True)
+                    count, *strides, NEED_COORDS=False, **blocks, WIDE=_wide(volume, grad, gradient), SPLIT=True,
+                    SHIFT=0)
         return _join_channels(density_rows, feature_rows, gradient), None, None, None
 
 

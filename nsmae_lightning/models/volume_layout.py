@@ -49,7 +49,8 @@ def row_pitch(volume: Tensor) -> int:
 def gradient_like(volume: Tensor, dtype: torch.dtype | None = None) -> Tensor:
     """An uninitialised tensor of the volume's shape and strides where the volume is stored as rows
     (`row_pitch`: dense, e.g. `RenderNetwork.volume`'s permutation, or padded rows), its own storage of as
-    many rows (padding entries left uninitialised); else contiguous."""
+    many rows, each row's channels where the volume's stand in theirs (padding entries left
+    uninitialised); else contiguous."""
     try:
         pitch = row_pitch(volume)
     except ValueError:
@@ -58,7 +59,7 @@ def gradient_like(volume: Tensor, dtype: torch.dtype | None = None) -> Tensor:
         return torch.empty_like(volume, dtype=dtype)  # preserve_format keeps the strides of dense tensors
     storage = torch.empty(volume.numel() // volume.shape[-1] * pitch, dtype=dtype or volume.dtype,
                           device=volume.device)
-    return storage.as_strided(volume.shape, volume.stride())
+    return storage.as_strided(volume.shape, volume.stride(), volume.storage_offset() % pitch)
 
 
 def volume_rows(volume: Tensor) -> Tensor:
@@ -100,11 +101,12 @@ def padded_pitch(channels: int, element_bytes: int, row_bytes: int) -> int:
     return -(-channels // step) * step
 
 
-class _RowPrefix(torch.autograd.Function):
-    """(N, Z * P) rows of Z groups of P channels -> the (B, Z, Y, X, C) view of each group's first C channels
-    (N = B Y X; `RenderNetwork.volume` with padded rows). Its backward hands back the storage of a gradient
-    made in the same layout (`gradient_like`), padding zeroed, where autograd's slice backward would zero a
-    whole padded tensor and copy the gradient into it; other gradients are copied so."""
+class _RowSuffix(torch.autograd.Function):
+    """(N, Z * P) rows of Z groups of P channels -> the (B, Z, Y, X, C) view of each group's last C channels
+    (N = B Y X; `RenderNetwork.volume` with padded rows: the padding stands in front, so that the features
+    after the density start aligned, `trilinear_triton.aligned_features`). Its backward hands back the
+    storage of a gradient made in the same layout (`gradient_like`), padding zeroed, where autograd's slice
+    backward would zero a whole padded tensor and copy the gradient into it; other gradients are copied so."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -113,29 +115,30 @@ class _RowPrefix(torch.autograd.Function):
         batch_size, z_bins, size_y, size_x, channels = shape
         pitch = rows.shape[1] // z_bins
         ctx.pitch = pitch  # type: ignore[attr-defined]
-        return rows.view(batch_size, size_y, size_x, z_bins, pitch)[..., :channels].permute(0, 3, 1, 2, 4)
+        return rows.view(batch_size, size_y, size_x, z_bins, pitch)[..., pitch - channels:].permute(0, 3, 1, 2, 4)
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         batch_size, z_bins, size_y, size_x, channels = grad.shape
         pitch = ctx.pitch  # type: ignore[attr-defined]
+        pad = pitch - channels
         total = batch_size * size_y * size_x * z_bins * pitch
         expected = (size_y * size_x * z_bins * pitch, pitch, size_x * z_bins * pitch, z_bins * pitch, 1)
         base = grad._base
         if (grad.stride() == expected and base is not None and base.is_contiguous() and base.numel() == total
-                and grad.storage_offset() == base.storage_offset()):
+                and grad.storage_offset() == base.storage_offset() + pad):
             rows = base.view(batch_size, size_y, size_x, z_bins, pitch)  # the gradient's own storage
         else:
             rows = grad.new_empty(batch_size, size_y, size_x, z_bins, pitch)
-            rows[..., :channels].copy_(grad.permute(0, 2, 3, 1, 4))
-        rows[..., channels:].zero_()  # padding: the decoder's backward multiplies it by zero weights
+            rows[..., pad:].copy_(grad.permute(0, 2, 3, 1, 4))
+        rows[..., :pad].zero_()  # padding: the decoder's backward multiplies it by zero weights
         return rows.view(batch_size * size_y * size_x, z_bins * pitch), None
 
 
-def row_prefix(rows: Tensor, shape: tuple[int, int, int, int, int]) -> Tensor:
-    """(B Y X, Z * P) decoder rows -> the (B, Z, Y, X, C) volume of each group's first C <= P channels, a view
-    (`_RowPrefix`: the gradient comes back in the rows' layout without a copy)."""
-    return _RowPrefix.apply(rows, tuple(shape))
+def row_suffix(rows: Tensor, shape: tuple[int, int, int, int, int]) -> Tensor:
+    """(B Y X, Z * P) decoder rows -> the (B, Z, Y, X, C) volume of each group's last C <= P channels, a view
+    (`_RowSuffix`: the gradient comes back in the rows' layout without a copy)."""
+    return _RowSuffix.apply(rows, tuple(shape))
 
 
 def _at_least_float32(values: Tensor) -> Tensor:
@@ -144,8 +147,8 @@ def _at_least_float32(values: Tensor) -> Tensor:
 
 
 class _DensityActivation(torch.autograd.Function):
-    """softplus on channel 0 (density) of each group of C channels of a (..., G * C) tensor, identity on the
-    rest, in place (no copy of the volume; its producer, the decoder's GEMM, does not need its output for
+    """softplus on channel ``position`` (density) of each group of C channels of a (..., G * C) tensor,
+    identity on the rest, in place (no copy of the volume; its producer, the decoder's GEMM, does not need its output for
     its backward), where ``cat([softplus(x[..., :1]), x[..., 1:]])`` writes the volume once forward and
     three times in its backward (two zero-filled slice gradients and their sum); the softplus in float32,
     the result in the input's dtype; the backward makes one copy of the gradient. The input must not be
@@ -154,39 +157,41 @@ class _DensityActivation(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, projected: Tensor, channels: int, kernels: bool
+        ctx: torch.autograd.function.FunctionCtx, projected: Tensor, channels: int, kernels: bool, position: int
     ) -> Tensor:
         if kernels:
             from nsmae_lightning.models.density_activation_triton import triton_density_forward
 
-            raw = triton_density_forward(projected, channels)
+            raw = triton_density_forward(projected, channels, position)
         else:
-            density = projected.unflatten(-1, (-1, channels))[..., 0]
+            density = projected.unflatten(-1, (-1, channels))[..., position]
             # the pre-activation density, kept for the backward: a copy even where the column is contiguous
             # (C = 1), which contiguous() would hand back as the view that is overwritten next
             raw = density.clone(memory_format=torch.contiguous_format)
             density.copy_(torch.nn.functional.softplus(_at_least_float32(raw)))
         ctx.mark_dirty(projected)
         ctx.save_for_backward(raw)
-        ctx.channels, ctx.kernels = channels, kernels  # type: ignore[attr-defined]
+        ctx.channels, ctx.kernels, ctx.position = channels, kernels, position  # type: ignore[attr-defined]
         return projected
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
         (raw,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        channels, position = ctx.channels, ctx.position  # type: ignore[attr-defined]
         if ctx.kernels:  # type: ignore[attr-defined]
             from nsmae_lightning.models.density_activation_triton import triton_density_backward
 
-            return triton_density_backward(grad, raw, ctx.channels), None, None  # type: ignore[attr-defined]
+            return triton_density_backward(grad, raw, channels, position), None, None, None
         grad_input = grad.clone(memory_format=torch.contiguous_format)  # ours to change
-        density = grad_input.unflatten(-1, (-1, ctx.channels))[..., 0]  # type: ignore[attr-defined]
+        density = grad_input.unflatten(-1, (-1, channels))[..., position]
         density.copy_(density * torch.sigmoid(_at_least_float32(raw)))
-        return grad_input, None, None
+        return grad_input, None, None, None
 
 
-def density_activation(projected: Tensor, channels: int, kernels: bool = False) -> Tensor:
-    """(..., G * (1 + Cf)) raw decoder output -> the same tensor, softplus(density) written into channel 0 of
-    each group of ``channels`` = 1 + Cf (non-negative); ``projected`` must be a fresh result that no
+def density_activation(projected: Tensor, channels: int, kernels: bool = False, position: int = 0) -> Tensor:
+    """(..., G * (1 + Cf)) raw decoder output -> the same tensor, softplus(density) written into channel
+    ``position`` (0; in padded rows the first after the padding) of each group of ``channels`` (1 + Cf, or
+    the rows' pitch) (non-negative); ``projected`` must be a fresh result that no
     backward needs (e.g. a linear layer's output); a view is copied first (writing into it in place would
     make autograd copy the whole gradient of its base). ``kernels``: the Triton kernels of
     `density_activation_triton` (CUDA, or the interpreter; the render network's choice on CUDA:
@@ -197,7 +202,10 @@ def density_activation(projected: Tensor, channels: int, kernels: bool = False) 
         require_triton("density_activation(kernels=True)", "kernels=False")
         check_triton_device(projected, "density_activation(kernels=True)", "kernels=False")
         projected = projected.contiguous()  # the kernels index the flat (..., G * C) storage
-    return _DensityActivation.apply(projected.clone() if projected._is_view() else projected, channels, kernels)
+    if not 0 <= position < channels:
+        raise ValueError(f"density_activation: position {position} is not a channel of groups of {channels}")
+    return _DensityActivation.apply(projected.clone() if projected._is_view() else projected, channels, kernels,
+                                    position)
 
 
 class _SplitDensity(torch.autograd.Function):

@@ -2,6 +2,10 @@
 # volume with rows padded to 32 bytes (RenderConfig.volume_row_bytes 32: 33 bf16 channels in rows of 48),
 # which call 1 (call1.sh) suggested: the sampler alone read 48-channel rows in 1.53 GPU ms against 3.89
 # for 33-channel ones at 12.3 M samples (H100). Most wanted first; $OUT/results.tgz rewritten after every step.
+# Since the sixteenth session the padding leads each row and the sampler reads the features from channel 1
+# (`trilinear_triton.aligned_features`): compiled for sm_90 a culled march's feature pass then takes 16
+# 16-byte loads a tile instead of 128 two-byte ones (56 registers instead of 211; triton_compile_check.py
+# --kernels sampler --shift); the whole-volume read is the aligned one of padding after the channels.
 # (1) the render network at 32 channels, 131,072 rays (12.3 M samples), exact, rows 0 / 32 bytes, profiled;
 # (2) the same culled (color_cull 1e-4);
 # (3) one-GPU pretraining steps of the 256x704 paper config, bf16, batch 2, rows 0 / 32;
