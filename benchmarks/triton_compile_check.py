@@ -51,7 +51,7 @@ COMPOSITE_ARGS = {"sigma": "*bf16", "sigma_stride": "i64", "t": "*fp32", "rgb": 
 COMPOSITE_ABOVE = {"sigma": "*bf16", "sigma_stride": "i64", "offsets": "*i64", "above": "*u8", "rays": "i32",
                    "step": "fp32", "epsilon": "fp32"}  # the culled march's weight test
 COMPOSITE_BACKWARD = {**COMPOSITE_ARGS, "grad_opacity": "*fp32", "grad_depth": "*fp32", "grad_color": "*fp32",
-                      "grad_sigma": "*fp32", "grad_rgb": "*fp32"}
+                      "grad_sigma": "*bf16", "grad_rgb": "*bf16"}
 
 FUSED_ARGS = {
     "volume": "*bf16", "ray_rows": "*fp32", "t": "*fp32", "offsets": "*i64",
