@@ -39,7 +39,8 @@ from nsmae_lightning.models import (
 
 # volume element strides (stride_*) and gradient row strides (row_*), as the render network's volume has them
 LAYOUT = {f"{kind}_{axis}": "i32" for kind in ("stride", "row") for axis in "bzyx"}
-SAMPLER_ARGS = {"volume": "*bf16", "coords": "*fp32", "batch_index": "*i32", "samples": "i32", "size_x": "i32",
+SAMPLER_ARGS = {"volume": "*bf16", "coords": "*fp32", "batch_index": "*i32", "kept": "*i64", "samples": "i32",
+                "size_x": "i32",
                 "size_y": "i32", "size_z": "i32", "channels": "i32", **LAYOUT}
 POINTS_ARGS = {"ray_index": "*i64", "t": "*fp32", "ray_rows": "*fp32", "coords": "*fp32", "batch_index": "*i32",
                "samples": "i32"}
@@ -133,13 +134,14 @@ def main() -> None:
         print("sampler points", points, "warps 4:",
               describe(trilinear_triton._points_kernel, POINTS_ARGS, points, 4, args.arch))
     for config in trilinear_triton._FORWARD_TUNING if "sampler" in kernels else []:
-        tile = {**split, "WIDE": False, "SPLIT": True, "SHIFT": 0, **config.kwargs}
+        tile = {**split, "WIDE": False, "SPLIT": True, "SHIFT": 0, "KEPT": False, **config.kwargs}
         print("sampler forward ", config.kwargs, f"warps {config.num_warps}:",
               describe(trilinear_triton._forward_kernel, SAMPLER_FORWARD, tile, config.num_warps, args.arch))
     padded_reads = {  # the whole volume, and a culled march's feature pass, each without and with SHIFT
-        "whole": {**split, "SHIFT": 0}, "whole SHIFT": {**trilinear_triton.density_first_split(args.channels), "SHIFT": 1},
-        "features": {**trilinear_triton.channel_split(args.channels - 1, first=1), "SHIFT": 0},
-        "features SHIFT": {**trilinear_triton.channel_split(args.channels - 1, first=1), "SHIFT": 1}}
+        "whole": {**split, "SHIFT": 0, "KEPT": False},
+        "whole SHIFT": {**trilinear_triton.density_first_split(args.channels), "SHIFT": 1, "KEPT": False},
+        "features": {**trilinear_triton.channel_split(args.channels - 1, first=1), "SHIFT": 0, "KEPT": True},
+        "features SHIFT": {**trilinear_triton.channel_split(args.channels - 1, first=1), "SHIFT": 1, "KEPT": True}}
     strides = tuple(f"stride_{axis}" for axis in "bzyx")
     for name, blocks in padded_reads.items() if "sampler" in kernels and args.shift else []:
         config = trilinear_triton._FORWARD_TUNING[0]
@@ -148,7 +150,7 @@ def main() -> None:
               describe(trilinear_triton._forward_kernel, SAMPLER_FORWARD, tile, config.num_warps, args.arch,
                        divisible=strides))
     for config in trilinear_triton._TUNING if "sampler" in kernels else []:
-        tile = {**split, "WIDE": False, "NEED_COORDS": False, "SPLIT": True, "SHIFT": 0, **config.kwargs}
+        tile = {**split, "WIDE": False, "NEED_COORDS": False, "SPLIT": True, "SHIFT": 0, "KEPT": False, **config.kwargs}
         print("sampler backward", config.kwargs, f"warps {config.num_warps}:",
               describe(trilinear_triton._backward_kernel, SAMPLER_BACKWARD, tile, config.num_warps, args.arch))
     if "pack" in kernels:

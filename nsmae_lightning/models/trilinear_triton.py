@@ -120,15 +120,19 @@ if triton is not None:
         return origin + t_row * tl.load(ray_rows + ray + 4 + AXIS, mask=valid, other=0.0)
 
     @triton.jit
-    def _load_samples(coords, batch_index, samples, BLOCK_M: tl.constexpr):
+    def _load_samples(coords, batch_index, kept, samples, KEPT: tl.constexpr, BLOCK_M: tl.constexpr):
         """This program's sample indices, validity, voxel coordinates and batch elements, read from
-        ``coords`` (M, 3) / ``batch_index`` (M,)."""
+        ``coords`` (M, 3) / ``batch_index`` (M,), or with KEPT at the rows ``kept`` (K,) names (a culled
+        march's feature pass: no gathered (K, 3) copy of the coordinates)."""
         m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
         valid = m < samples
-        cx = tl.load(coords + m * 3, mask=valid, other=0.0).to(tl.float32)
-        cy = tl.load(coords + m * 3 + 1, mask=valid, other=0.0).to(tl.float32)
-        cz = tl.load(coords + m * 3 + 2, mask=valid, other=0.0).to(tl.float32)
-        b = tl.load(batch_index + m, mask=valid, other=0)
+        source = m
+        if KEPT:
+            source = tl.load(kept + m, mask=valid, other=0)
+        cx = tl.load(coords + source * 3, mask=valid, other=0.0).to(tl.float32)
+        cy = tl.load(coords + source * 3 + 1, mask=valid, other=0.0).to(tl.float32)
+        cz = tl.load(coords + source * 3 + 2, mask=valid, other=0.0).to(tl.float32)
+        b = tl.load(batch_index + source, mask=valid, other=0)
         return m, valid, cx, cy, cz, b
 
     @triton.jit
@@ -185,13 +189,14 @@ if triton is not None:
             tl.store(out + rows[:, None] * channels + c[None, :], acc, mask=mask)
 
     @triton.jit
-    def _forward_kernel(volume, coords, batch_index, out, out_rest, samples,
+    def _forward_kernel(volume, coords, batch_index, kept, out, out_rest, samples,
                         size_x, size_y, size_z, stride_b, stride_z, stride_y, stride_x, channels,
                         FIRST: tl.constexpr, HEAD: tl.constexpr, TAIL: tl.constexpr, TAIL_LANES: tl.constexpr,
-                        WIDE: tl.constexpr, SPLIT: tl.constexpr, SHIFT: tl.constexpr, BLOCK_M: tl.constexpr):
+                        WIDE: tl.constexpr, SPLIT: tl.constexpr, SHIFT: tl.constexpr, KEPT: tl.constexpr,
+                        BLOCK_M: tl.constexpr):
         # channels FIRST .. FIRST + HEAD + TAIL of the volume's (`channel_split`; FIRST > 0: a culled march's
         # feature pass; HEAD = 1: `density_first_split`)
-        m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, samples, BLOCK_M)
+        m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, kept, samples, KEPT, BLOCK_M)
         _gather_block(volume, out, out_rest, m, valid, cx, cy, cz, b, size_x, size_y, size_z, stride_b, stride_z,
                       stride_y, stride_x, channels, FIRST, HEAD, HEAD, WIDE, SPLIT, SHIFT)
         if TAIL > 0:
@@ -250,14 +255,14 @@ if triton is not None:
         return gx, gy, gz
 
     @triton.jit
-    def _backward_kernel(volume, coords, batch_index, grad_out, grad_rest,
+    def _backward_kernel(volume, coords, batch_index, kept, grad_out, grad_rest,
                          grad_head, grad_tail, grad_coords, samples, size_x, size_y, size_z, stride_b, stride_z,
                          stride_y, stride_x,
                          row_b, row_z, row_y, row_x, channels,
                          NEED_COORDS: tl.constexpr, FIRST: tl.constexpr, HEAD: tl.constexpr, TAIL: tl.constexpr,
                          TAIL_LANES: tl.constexpr, WIDE: tl.constexpr, SPLIT: tl.constexpr, SHIFT: tl.constexpr,
-                         BLOCK_M: tl.constexpr):
-        m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, samples, BLOCK_M)
+                         KEPT: tl.constexpr, BLOCK_M: tl.constexpr):
+        m, valid, cx, cy, cz, b = _load_samples(coords, batch_index, kept, samples, KEPT, BLOCK_M)
         g = _load_grad_block(grad_out, grad_rest, m, valid, channels, FIRST, HEAD, HEAD, WIDE, SPLIT)
         gx, gy, gz = _scatter_block(volume, g, grad_head, valid, cx, cy, cz, b, size_x, size_y, size_z,
                                     stride_b, stride_z, stride_y, stride_x, row_b, row_z, row_y, row_x,
@@ -286,10 +291,10 @@ if triton is not None:
     # The forward holds all 8 corner rows in registers: at more than 16 rows per warp it spills.
     _FORWARD_TUNING = [config for config in _TUNING if config.kwargs["BLOCK_M"] <= 16 * config.num_warps]
     # tuned per channel block too: a culled march's density (1 channel) and feature passes share `channels`
-    _forward_tuned = triton.autotune(_FORWARD_TUNING, key=["channels", "FIRST", "HEAD", "WIDE", "SPLIT", "SHIFT"])(
-        _forward_kernel)
+    _forward_tuned = triton.autotune(_FORWARD_TUNING,
+                                     key=["channels", "FIRST", "HEAD", "WIDE", "SPLIT", "SHIFT", "KEPT"])(_forward_kernel)
     _backward_tuned = triton.autotune(
-        _TUNING, key=["channels", "FIRST", "HEAD", "NEED_COORDS", "WIDE", "SPLIT", "SHIFT"],
+        _TUNING, key=["channels", "FIRST", "HEAD", "NEED_COORDS", "WIDE", "SPLIT", "SHIFT", "KEPT"],
         reset_to_zero=["grad_head", "grad_tail", "grad_coords"]
     )(_backward_kernel)
 
@@ -464,8 +469,8 @@ class _TritonTrilinear(torch.autograd.Function):
         out_rest = torch.empty(samples, channels - 1, **empty) if split else out
         if samples:
             pointer, blocks = _read_blocks(volume)
-            _launch("forward", samples, pointer, coords, batch_index, out, out_rest, samples, *_shape_args(volume),
-                    channels, **blocks, WIDE=_wide(volume, out, out_rest), SPLIT=split)
+            _launch("forward", samples, pointer, coords, batch_index, batch_index, out, out_rest, samples,
+                    *_shape_args(volume), channels, **blocks, WIDE=_wide(volume, out, out_rest), SPLIT=split, KEPT=False)
         # the tensors through save_for_backward (autograd then notices one changed in place before the backward)
         ctx.save_for_backward(volume, coords, batch_index)
         ctx.split = split  # type: ignore[attr-defined]
@@ -485,10 +490,10 @@ class _TritonTrilinear(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         grad_rest = grad_out if grad_rest is None else grad_rest.contiguous()
         if samples:
-            _launch("backward", samples, pointer, coords, batch_index, grad_out, grad_rest, grad_head, grad_tail,
-                    grad_coords, samples, *_shape_args(volume), *row_strides(gradient), channels,
+            _launch("backward", samples, pointer, coords, batch_index, batch_index, grad_out, grad_rest, grad_head,
+                    grad_tail, grad_coords, samples, *_shape_args(volume), *row_strides(gradient), channels,
                     NEED_COORDS=need_coords, **blocks, WIDE=_wide(volume, grad_out, grad_rest, gradient),
-                    SPLIT=ctx.split)  # type: ignore[attr-defined]
+                    SPLIT=ctx.split, KEPT=False)  # type: ignore[attr-defined]
         grad_volume = None
         if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
             grad_volume = _join_channels(grad_head, grad_tail, gradient)  # the rows the kernel scattered to
@@ -588,17 +593,17 @@ class _CulledTrilinear(torch.autograd.Function):
         empty = {"device": volume.device, "dtype": volume.dtype}
         density = torch.empty(samples, **empty)
         if samples:
-            _launch("forward", samples, volume, coords, sample_batch, density, density, samples, *_shape_args(volume),
-                    channels, **channel_split(1), WIDE=_wide(volume, density), SPLIT=True, SHIFT=0)
-        kept = choose(density)
-        kept_coords, kept_batch = coords[kept], sample_batch[kept]
+            _launch("forward", samples, volume, coords, sample_batch, sample_batch, density, density, samples,
+                    *_shape_args(volume), channels, **channel_split(1), WIDE=_wide(volume, density), SPLIT=True,
+                    SHIFT=0, KEPT=False)
+        kept = choose(density).contiguous()
         features = torch.empty(kept.shape[0], channels - 1, **empty)
-        if kept.shape[0]:
+        if kept.shape[0]:  # the kept samples' coordinates read through ``kept`` (KEPT): no gathered copies
             shift = int(aligned_features(volume))  # read from channel 1 where that aligns the rows' loads
-            _launch("forward", kept.shape[0], volume[..., shift:], kept_coords, kept_batch, density, features,
+            _launch("forward", kept.shape[0], volume[..., shift:], coords, sample_batch, kept, density, features,
                     kept.shape[0], *_shape_args(volume), channels, **channel_split(channels - 1, first=1),
-                    WIDE=_wide(volume, features), SPLIT=True, SHIFT=shift)
-        ctx.save_for_backward(volume, coords, sample_batch, kept_coords, kept_batch)
+                    WIDE=_wide(volume, features), SPLIT=True, SHIFT=shift, KEPT=True)
+        ctx.save_for_backward(volume, coords, sample_batch, kept)
         ctx.mark_non_differentiable(kept)
         return density, features, kept
 
@@ -607,7 +612,7 @@ class _CulledTrilinear(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx, grad_density: Tensor | None, grad_features: Tensor | None,
         _grad_kept: Tensor | None,
     ) -> tuple[Tensor | None, None, None, None]:
-        volume, coords, sample_batch, kept_coords, kept_batch = ctx.saved_tensors  # type: ignore[attr-defined]
+        volume, coords, sample_batch, kept = ctx.saved_tensors  # type: ignore[attr-defined]
         if not ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
             return None, None, None, None
         channels = volume.shape[-1]
@@ -615,18 +620,17 @@ class _CulledTrilinear(torch.autograd.Function):
         density_rows, feature_rows = _zeroed_rows(volume, (1, channels - 1))
         no_coords = torch.zeros(0, 3, device=volume.device, dtype=torch.float32)
         strides = (*_shape_args(volume), *row_strides(gradient), channels)
-        for grad, pass_coords, pass_batch, pass_rows, blocks in (
-            (grad_density, coords, sample_batch, density_rows, channel_split(1)),
-            (grad_features, kept_coords, kept_batch, feature_rows, channel_split(channels - 1, first=1)),
+        for grad, count, pass_rows, blocks, indexed in (
+            (grad_density, coords.shape[0], density_rows, channel_split(1), False),
+            (grad_features, kept.shape[0], feature_rows, channel_split(channels - 1, first=1), True),
         ):
-            count = pass_coords.shape[0]
             if grad is None or not count:
                 continue
             grad = grad.contiguous()  # the pass reads it as its density (M,) or feature rows (K, C - 1)
             # NEED_COORDS off: the volume is not read (SHIFT 0)
-            _launch("backward", count, volume, pass_coords, pass_batch, grad, grad, pass_rows, pass_rows, no_coords,
+            _launch("backward", count, volume, coords, sample_batch, kept, grad, grad, pass_rows, pass_rows, no_coords,
                     count, *strides, NEED_COORDS=False, **blocks, WIDE=_wide(volume, grad, gradient), SPLIT=True,
-                    SHIFT=0)
+                    SHIFT=0, KEPT=indexed)
         return _join_channels(density_rows, feature_rows, gradient), None, None, None
 
 
