@@ -6,12 +6,14 @@
 #       bash benchmarks/results/h100_2026-12-08_session15/next_calls.sh 1
 #  2 (~9 min): the culled march's coloured fraction through a real one-GPU pretraining run:
 #       bash benchmarks/results/h100_2026-12-08_session15/next_calls.sh 2
-#  3 (~6 min): call3.sh: z_pairs.patch (one-channel gradient blocks scattered as z pairs) against HEAD, then
-#     the colour MLP's backward, HEAD (the same call's baseline) and the thirteenth session's two kernel copies:
+#  3 (~8 min): call3.sh: z_pairs.patch (one-channel gradient blocks scattered as z pairs) and
+#     compact_density.patch (the culled density pass from a compact copy of channel 0) against HEAD, then
+#     the colour MLP's backward, HEAD (the same call's baseline) and the thirteenth session's two kernel copies
+#     (ROWS=0 if call 1 found unpadded rows faster):
 #       bash benchmarks/results/h100_2026-12-08_session15/next_calls.sh 3
 # Record 1 and 3 in benchmarks/RESULTS.md; set volume_row_bytes: 32 (RenderConfig default or the GPU
-# configs) only if whole render calls and steps are faster with it; apply z_pairs.patch only if call 3's rows
-# are faster with it; 2 in
+# configs) only if whole render calls and steps are faster with it; apply z_pairs.patch / compact_density.patch
+# only if call 3's rows are faster with it; 2 in
 # experiments/pretrain/colored_fraction_<device>_<date>/.
 set -u
 case "${1:-1}" in
