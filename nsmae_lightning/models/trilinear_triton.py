@@ -291,8 +291,8 @@ if triton is not None:
     # The forward holds all 8 corner rows in registers: at more than 16 rows per warp it spills.
     _FORWARD_TUNING = [config for config in _TUNING if config.kwargs["BLOCK_M"] <= 16 * config.num_warps]
     # tuned per channel block too: a culled march's density (1 channel) and feature passes share `channels`
-    _forward_tuned = triton.autotune(_FORWARD_TUNING,
-                                     key=["channels", "FIRST", "HEAD", "WIDE", "SPLIT", "SHIFT", "KEPT"])(_forward_kernel)
+    _forward_tuned = triton.autotune(_FORWARD_TUNING, key=["channels", "FIRST", "HEAD", "WIDE", "SPLIT", "SHIFT",
+                                                           "KEPT"])(_forward_kernel)
     _backward_tuned = triton.autotune(
         _TUNING, key=["channels", "FIRST", "HEAD", "NEED_COORDS", "WIDE", "SPLIT", "SHIFT", "KEPT"],
         reset_to_zero=["grad_head", "grad_tail", "grad_coords"]
