@@ -40,8 +40,7 @@ from nsmae_lightning.models import (
 # volume element strides (stride_*) and gradient row strides (row_*), as the render network's volume has them
 LAYOUT = {f"{kind}_{axis}": "i32" for kind in ("stride", "row") for axis in "bzyx"}
 SAMPLER_ARGS = {"volume": "*bf16", "coords": "*fp32", "batch_index": "*i32", "kept": "*i64", "samples": "i32",
-                "size_x": "i32",
-                "size_y": "i32", "size_z": "i32", "channels": "i32", **LAYOUT}
+                "size_x": "i32", "size_y": "i32", "size_z": "i32", "channels": "i32", **LAYOUT}
 POINTS_ARGS = {"ray_index": "*i64", "t": "*fp32", "ray_rows": "*fp32", "coords": "*fp32", "batch_index": "*i32",
                "samples": "i32"}
 SAMPLER_FORWARD = {**SAMPLER_ARGS, "out": "*bf16", "out_rest": "*bf16"}  # SPLIT: density and features apart

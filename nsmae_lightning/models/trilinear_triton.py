@@ -370,12 +370,19 @@ def density_first_split(channels: int) -> dict[str, int]:
     return {"FIRST": 0, "HEAD": 1, "TAIL": channels - 1, "TAIL_LANES": channels - 1}
 
 
+def _read_pointer(volume: Tensor) -> tuple[Tensor, int]:
+    """The tensor whose pointer the kernels read the volume from, and its first channel (SHIFT): channel 1
+    where `aligned_features`, else the volume itself (channel 0)."""
+    shift = int(aligned_features(volume))
+    return volume[..., shift:], shift
+
+
 def _read_blocks(volume: Tensor) -> tuple[Tensor, dict[str, int]]:
-    """The pointer the kernels read the whole volume from and its channel blocks and SHIFT: channel 1 with
-    `density_first_split` where `aligned_features`, else the volume itself with `channel_split`."""
-    if aligned_features(volume):
-        return volume[..., 1:], {**density_first_split(volume.shape[-1]), "SHIFT": 1}
-    return volume, {**channel_split(volume.shape[-1]), "SHIFT": 0}
+    """`_read_pointer` for a whole-volume read, with its channel blocks and SHIFT: `density_first_split` from
+    channel 1, else `channel_split`."""
+    pointer, shift = _read_pointer(volume)
+    blocks = density_first_split(volume.shape[-1]) if shift else channel_split(volume.shape[-1])
+    return pointer, {**blocks, "SHIFT": shift}
 
 
 def _wide(*tensors: Tensor) -> bool:
@@ -599,8 +606,8 @@ class _CulledTrilinear(torch.autograd.Function):
         kept = choose(density).contiguous()
         features = torch.empty(kept.shape[0], channels - 1, **empty)
         if kept.shape[0]:  # the kept samples' coordinates read through ``kept`` (KEPT): no gathered copies
-            shift = int(aligned_features(volume))  # read from channel 1 where that aligns the rows' loads
-            _launch("forward", kept.shape[0], volume[..., shift:], coords, sample_batch, kept, density, features,
+            pointer, shift = _read_pointer(volume)  # from channel 1 where that aligns the rows' loads
+            _launch("forward", kept.shape[0], pointer, coords, sample_batch, kept, density, features,
                     kept.shape[0], *_shape_args(volume), channels, **channel_split(channels - 1, first=1),
                     WIDE=_wide(volume, features), SPLIT=True, SHIFT=shift, KEPT=True)
         ctx.save_for_backward(volume, coords, sample_batch, kept)

@@ -148,9 +148,9 @@ def _at_least_float32(values: Tensor) -> Tensor:
 
 class _DensityActivation(torch.autograd.Function):
     """softplus on channel ``position`` (density) of each group of C channels of a (..., G * C) tensor,
-    identity on the rest, in place (no copy of the volume; its producer, the decoder's GEMM, does not need its output for
-    its backward), where ``cat([softplus(x[..., :1]), x[..., 1:]])`` writes the volume once forward and
-    three times in its backward (two zero-filled slice gradients and their sum); the softplus in float32,
+    identity on the rest, in place (no copy of the volume; its producer, the decoder's GEMM, does not need
+    its output for its backward), where ``cat([softplus(x[..., :1]), x[..., 1:]])`` writes the volume once
+    forward and three times in its backward (two zero-filled slice gradients and their sum); the softplus in float32,
     the result in the input's dtype; the backward makes one copy of the gradient. The input must not be
     a view (autograd would copy the whole gradient for the base's CopySlices): the groups are viewed here.
     With ``kernels`` each pass is one Triton kernel (`density_activation_triton`)."""
