@@ -5,7 +5,7 @@
 #     renders, the density of whole reads) scattered as z pairs, one 8-byte add per (x, y) corner instead of
 #     two 4-byte ones (compiled for sm_90 with triton 3.9.0: a vector add only where a tile gives a thread two
 #     elements, 128 x 4 and 256 x 8; the interpreter tests pass with it);
-#     compact_density.patch (sixteenth session): the culled march's density pass reads a compact (B, Y, X, Z)
+#     compact_density.patch (sixteenth session): the culled march's density pass reads a contiguous
 #     copy of channel 0 (5 MB at the paper's size, L2-resident; one strided copy of the volume's first sector
 #     of each row) instead of the volume's rows (a 32-byte sector a density);
 #     the culled render network, 12.3 M samples, profiled, for HEAD, each patch and both (<= 100 s each);
